@@ -146,11 +146,11 @@ func TestLeaningShareAndClass(t *testing.T) {
 		share float64 // ∫_½^1 W / ∫_0^1 W, by hand; NaN = not checked
 		class Class
 	}{
-		{"nll", 0.25, PriorAverse},          // (1/8)/(1/2)
-		{"p", 0.5, PriorLeaning},            // (1/12)/(1/6): the paper's boundary case
+		{"nll", 0.25, PriorAverse}, // (1/8)/(1/2)
+		{"p", 0.5, PriorLeaning},   // (1/12)/(1/6): the paper's boundary case
 		{"GeneralFamily-1", 0.5, PriorLeaning},
 		{"dft", 0.5, PriorLeaning},
-		{"log1mp", 0.75, PriorLeaning},      // W = p: (3/8)/(1/2), up to the 1e-4 clamp
+		{"log1mp", 0.75, PriorLeaning}, // W = p: (3/8)/(1/2), up to the 1e-4 clamp
 		{"GeneralFamily-10", math.NaN(), PriorLeaning},
 		{"GeneralFamily-2", 11.0 / 16, PriorLeaning}, // ∫½¹ p²−p³ = 11/192; ∫₀¹ = 1/12
 		{"GeneralFamily-0.5", math.NaN(), PriorAverse},
