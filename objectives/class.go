@@ -114,7 +114,7 @@ func (o Objective) PeakP() float64 {
 			a = c
 		}
 	}
-	if m := (a + b) / 2; o.W(m) >= bestW {
+	if m := (a + b) / 2; o.W(m) > bestW {
 		return m
 	}
 	return best

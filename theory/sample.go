@@ -182,19 +182,19 @@ func noisyRate(o objectives.Objective, c Context, u TrueDist) float64 {
 
 // Estimate is one objective's expected risk-reduction rate over a sample.
 type Estimate struct {
-	Objective string  `json:"objective"`
-	Contexts  int     `json:"contexts"`
-	Kept      int     `json:"kept"`       // contexts inside a threshold objective's interval
-	Rate      float64 `json:"rate"`       // mean of π·clean + (1 − π)·noisy, with kept-token averaging
-	Clean     float64 `json:"clean_rate"` // the same with π = 1 (every label right)
-	Noisy     float64 `json:"noisy_rate"` // the same with π = 0 (every label wrong, y* ~ u)
-	GradNorm  float64 `json:"grad_norm"`  // √(mean ‖∇_z L‖²), with kept-token averaging
+	Objective string
+	Contexts  int
+	Kept      int     // contexts inside a threshold objective's interval
+	Rate      float64 // mean of π·clean + (1 − π)·noisy, with kept-token averaging
+	Clean     float64 // the same with π = 1 (every label right)
+	Noisy     float64 // the same with π = 0 (every label wrong, y* ~ u)
+	GradNorm  float64 // √(mean ‖∇_z L‖²), with kept-token averaging
 	// Normalised is Rate/GradNorm: risk reduction per unit length of the
 	// gradient step, which compares objectives at equal step length.
-	Normalised float64 `json:"normalised_rate"`
+	Normalised float64
 	// Observed is the mean rate with the contexts' own true labels; NaN unless
 	// every context has one.
-	Observed float64 `json:"observed_rate"`
+	Observed float64
 }
 
 // ErrEmpty is returned for an empty sample.
@@ -288,20 +288,20 @@ func Rank(objs []objectives.Objective, ctxs []Context, nm NoiseModel) ([]Estimat
 
 // Comparison is the difference Δ = Ṙ₁ − Ṙ₂ of two objectives over a sample.
 type Comparison struct {
-	First  Estimate `json:"first"`
-	Second Estimate `json:"second"`
+	First  Estimate
+	Second Estimate
 	// A and B are Δ's clean and noisy parts: Δ(E) = (1 − E)·A + E·B when
 	// π = 1 − E.
-	A float64 `json:"clean_part"`
-	B float64 `json:"noisy_part"`
+	A float64
+	B float64
 	// Delta is Δ at the noise model's rate E. Positive: First is faster.
-	Delta float64 `json:"delta"`
+	Delta float64
 	// Crossover is the noise rate E* in [0, 1] at which Δ changes sign, NaN
 	// when it keeps one sign on [0, 1]. With π = 1 − E it is A/(A − B).
-	Crossover float64 `json:"crossover_noise"`
+	Crossover float64
 	// FirstWinsAbove is true when First is faster for E > E* (A < 0 < B:
 	// the paper's model-strong case for a prior-leaning First).
-	FirstWinsAbove bool `json:"first_wins_above"`
+	FirstWinsAbove bool
 }
 
 // Compare returns the comparison of o1 against o2 on the contexts.

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/capsel/capsel/internal/plots"
+	"github.com/capsel/capsel/objectives"
+)
+
+var cmdObjectives = &command{
+	name:  "objectives",
+	usage: "selector objectives list [--json] | show SPEC [SPEC...] [--p P,...] [--json] [--plot FILE.png]",
+	short: "list the objective family; show f, s and W of objectives at chosen p",
+	long: `Every objective capsel knows is a function f of the model's probability p of
+the target token (Li et al., ICML 2026, §3). Its gradient with respect to the
+logits is NLL's gradient scaled per token by s(p) = −p·f′(p); the weight on the
+correct logit is W(p) = s(p)·(1 − p). Where W puts its mass decides the class:
+prior-leaning objectives (most W on p ≥ 0.5) trust what the model already
+believes, prior-averse ones (NLL, focal) push hardest on tokens it finds unlikely.
+
+  selector objectives list                  the accepted spec forms
+  selector objectives show nll p GeneralFamily-10 --plot weights.png
+                                            f, s, W on a grid of p, and the
+                                            normalised W curves (the paper's Fig. 3)
+  selector objectives show OnlyTopLogP-0.2 --p 0.1,0.2,0.9 --json
+
+The paper's training-script keys parse unchanged (original, logp, p,
+GeneralFamily-α, OnlyTopP-q, OnlyBottomP-q, OnlyTopLogP-q, OnlyBottomLogP-q).`,
+}
+
+func init() { cmdObjectives.run = runObjectives }
+
+func runObjectives(e *env, args []string) error {
+	return subcommand(e, cmdObjectives, args, map[string]func(*env, []string) error{
+		"list": objectivesList,
+		"show": objectivesShow,
+	})
+}
+
+type specFormJSON struct {
+	Form    string `json:"form"`
+	Range   string `json:"range,omitempty"`
+	Formula string `json:"formula"`
+	Note    string `json:"note"`
+}
+
+func objectivesList(e *env, args []string) error {
+	f := newFlags(e, "objectives list", "selector objectives list [--json]",
+		"Lists every accepted objective spec form with its parameter range and f(p).")
+	asJSON := f.Bool("json", false, "print JSON")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return f.usagef("unexpected argument %q", pos[0])
+	}
+	forms := objectives.Specs()
+	if *asJSON {
+		out := make([]specFormJSON, len(forms))
+		for i, s := range forms {
+			out[i] = specFormJSON(s)
+		}
+		return writeJSON(e.stdout, out)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SPEC\tRANGE\tf(p)\tWHAT IT IS")
+	for _, s := range forms {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Form, s.Range, s.Formula, s.Note)
+	}
+	return tw.Flush()
+}
+
+type pointJSON struct {
+	P float64  `json:"p"`
+	F *float64 `json:"f"`
+	S *float64 `json:"s"`
+	W *float64 `json:"w"`
+}
+
+type showJSON struct {
+	Spec         string      `json:"spec"`
+	Canonical    string      `json:"canonical"`
+	Class        string      `json:"class"`
+	Formula      string      `json:"formula"`
+	LeaningShare *float64    `json:"leaning_share"` // share of W's mass on p ≥ 0.5
+	PeakP        *float64    `json:"peak_p"`        // argmax of W
+	Points       []pointJSON `json:"points"`
+}
+
+// defaultGrid is where "objectives show" evaluates without --p.
+var defaultGrid = []float64{0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99}
+
+func objectivesShow(e *env, args []string) error {
+	f := newFlags(e, "objectives show", "selector objectives show SPEC [SPEC...] [--p P,...] [--json] [--plot FILE.png]",
+		`Prints, for each objective, its formula, class and f(p), s(p) = −p·f′(p) and
+W(p) = s(p)·(1 − p) on a grid of p. With several specs, --json prints a list.
+--plot draws W/max W for every spec on one figure, as in the paper's Fig. 3.`)
+	asJSON := f.Bool("json", false, "print JSON")
+	pList := f.String("p", "", "comma-separated probabilities to evaluate at (default a grid from 0.001 to 0.99)")
+	plotPath := f.String("plot", "", "write the normalised W curves to this PNG `file`")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return f.usagef("name at least one objective, e.g. 'selector objectives show nll p GeneralFamily-10'")
+	}
+	grid := defaultGrid
+	if *pList != "" {
+		if grid, err = parseFloats(*pList); err != nil {
+			return f.usagef("--p: %v", err)
+		}
+		for _, p := range grid {
+			if p < 0 || p > 1 {
+				return f.usagef("--p: %v is not a probability in [0, 1]", p)
+			}
+		}
+	}
+	objs := make([]objectives.Objective, len(pos))
+	for i, s := range pos {
+		if objs[i], err = objectives.Parse(s); err != nil {
+			return f.usagef("%v", err)
+		}
+	}
+	shows := make([]showJSON, len(objs))
+	for i, o := range objs {
+		sj := showJSON{Spec: o.String(), Canonical: o.Canonical(), Class: o.Class().String(), Formula: o.Formula(),
+			LeaningShare: num(o.LeaningShare()), PeakP: num(o.PeakP()), Points: []pointJSON{}}
+		if !o.Adaptive() {
+			for _, p := range grid {
+				sj.Points = append(sj.Points, pointJSON{P: p, F: num(o.F(p)), S: num(o.S(p)), W: num(o.W(p))})
+			}
+		}
+		shows[i] = sj
+	}
+	if *plotPath != "" {
+		if err := plotWeights(*plotPath, objs); err != nil {
+			return err
+		}
+		e.log.Info().Str("file", *plotPath).Msg("wrote W curves")
+	}
+	if *asJSON {
+		if len(shows) == 1 {
+			return writeJSON(e.stdout, shows[0])
+		}
+		return writeJSON(e.stdout, shows)
+	}
+	for i, sj := range shows {
+		if i > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		o := objs[i]
+		fmt.Fprintf(e.stdout, "%s    f(p) = %s\n", sj.Spec, sj.Formula)
+		if o.Adaptive() {
+			fmt.Fprintf(e.stdout, "class: adaptive: the trainer resolves it while training (see 'selector train -h')\n")
+			continue
+		}
+		fmt.Fprintf(e.stdout, "class: %s (%.1f%% of the gradient weight W sits on p ≥ 0.5; W peaks at p = %.3g)\n",
+			sj.Class, 100*o.LeaningShare(), o.PeakP())
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "p\tf(p)\ts(p)\tW(p)\t")
+		for _, pt := range sj.Points {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", fmtG(pt.P), fmtP(pt.F), fmtP(pt.S), fmtP(pt.W))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plotWeights draws W_f(p)/max W_f for each objective.
+func plotWeights(path string, objs []objectives.Objective) error {
+	var curves []plots.Curve
+	for _, o := range objs {
+		if o.Adaptive() {
+			continue
+		}
+		const n = 400
+		c := plots.Curve{Name: o.String()}
+		peak := o.W(o.PeakP())
+		for i := 0; i <= n; i++ {
+			p := float64(i) / n
+			c.X = append(c.X, p)
+			w := o.W(p)
+			if peak > 0 {
+				w /= peak
+			}
+			c.Y = append(c.Y, w)
+		}
+		curves = append(curves, c)
+	}
+	if len(curves) == 0 {
+		return fmt.Errorf("--plot: no fixed objective to draw (auto and auto-theory have no W curve)")
+	}
+	return plots.Lines(path, "Logit-gradient weight W(p) = −p·f′(p)·(1 − p), normalised",
+		"p (model probability of the target token)", "W(p) / max W", curves)
+}
+
+// num turns NaN and ±Inf into JSON null.
+func num(x float64) *float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil
+	}
+	return &x
+}
+
+func fmtP(x *float64) string {
+	if x == nil {
+		return "∞"
+	}
+	return fmtG(*x)
+}
+
+// specList renders objectives as a comma-separated list.
+func specList(objs []objectives.Objective) string {
+	s := make([]string, len(objs))
+	for i, o := range objs {
+		s[i] = o.String()
+	}
+	return strings.Join(s, ", ")
+}

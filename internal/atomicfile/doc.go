@@ -1,0 +1,3 @@
+// Package atomicfile writes files so that a reader sees either the old
+// content or the complete new content, never a torn write.
+package atomicfile

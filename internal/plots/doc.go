@@ -1,0 +1,2 @@
+// Package plots draws capsel's figures as PNG files with gonum/plot.
+package plots
