@@ -217,8 +217,9 @@ func (m *Model) Loss(b Batch, obj objectives.Objective) (mat.Tensor, objectives.
 	if err != nil {
 		return nil, objectives.BatchStats{}, err
 	}
-	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, obj: obj, n: len(b.Targets), v: m.Cfg.Vocab}
-	if err := op.prepare(); err != nil {
+	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: m.Cfg.Vocab}
+	op.logprobs()
+	if err := op.apply(obj); err != nil {
 		return nil, objectives.BatchStats{}, err
 	}
 	return run(op), op.stats, nil

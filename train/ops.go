@@ -445,14 +445,14 @@ func (o *lossOp) Forward() (mat.Tensor, error) {
 	return mat.Scalar[float32](float32(o.stats.Loss)), nil
 }
 
-// prepare computes the log-probs, the loss and the scales. It runs before
-// the node is created, because spago ends the process on a Forward error.
-func (o *lossOp) prepare() error {
+// logprobs computes log p of every target and keeps each row's
+// log-sum-exp for the backward pass. It runs before the node is created,
+// because spago ends the process on a Forward error.
+func (o *lossOp) logprobs() {
 	z := vals(o.logits)
 	n, v := o.n, o.v
 	o.logp = make([]float64, n)
 	o.lse = make([]float32, n)
-	o.scale = make([]float64, n)
 	parallelFor(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			row := z[i*v : i*v+v]
@@ -469,12 +469,34 @@ func (o *lossOp) prepare() error {
 			o.logp[i] = math.Min(float64(row[o.targets[i]])-l, 0)
 		}
 	})
-	st, err := o.obj.Batch(o.logp, o.mask, nil, o.scale)
+}
+
+// apply evaluates the objective on the log-probs: the loss and the scales.
+func (o *lossOp) apply(obj objectives.Objective) error {
+	o.obj = obj
+	o.scale = make([]float64, o.n)
+	st, err := obj.Batch(o.logp, o.mask, nil, o.scale)
 	if err != nil {
 		return fmt.Errorf("train: loss: %w", err)
 	}
 	o.stats = st
 	return nil
+}
+
+// meanP is the mean p over scored targets (the paper's Eq. 5 on the batch).
+func (o *lossOp) meanP() float64 {
+	var s float64
+	n := 0
+	for i, lp := range o.logp {
+		if o.mask[i] {
+			s += math.Exp(lp)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return s / float64(n)
 }
 
 func (o *lossOp) Backward(gy mat.Tensor) error {

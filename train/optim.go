@@ -1,0 +1,129 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
+	"github.com/nlpodyssey/spago/optimizers"
+)
+
+// AdamW is decoupled-weight-decay Adam (Loshchilov and Hutter 2019) with
+// PyTorch's update, the one the paper's trainer uses (AdamW, betas 0.9/0.95,
+// weight decay 0.01). At step t (from 1), for every parameter w with
+// gradient g:
+//
+//	w ← w − lr·λ·w
+//	m ← β₁·m + (1 − β₁)·g,  v ← β₂·v + (1 − β₂)·g²
+//	w ← w − lr · (m/(1 − β₁ᵗ)) / (√(v/(1 − β₂ᵗ)) + ε)
+//
+// It implements spago's optimizers.OptimizationStrategy, so spago's
+// optimizer drives it; spago's own Adam scales the decay and ε by the
+// bias-correction factor, which PyTorch does not. Its state lives in each
+// parameter's State field as *AdamState.
+type AdamW struct {
+	LR          float64 // set before every step by the schedule
+	Beta1       float64
+	Beta2       float64
+	Eps         float64
+	WeightDecay float64
+	T           int // the step being taken, from 1
+}
+
+// AdamState is the per-parameter state of AdamW.
+type AdamState struct {
+	M, V []float32
+}
+
+var _ optimizers.OptimizationStrategy = (*AdamW)(nil)
+
+// OptimizeParams updates one parameter and clears its gradient.
+func (a *AdamW) OptimizeParams(p *nn.Param) error {
+	w := mat.Data[float32](p)
+	g := mat.Data[float32](p.Grad())
+	if len(g) != len(w) {
+		return fmt.Errorf("train: adamw: gradient of %d values for a parameter of %d", len(g), len(w))
+	}
+	st, _ := p.State.(*AdamState)
+	if st == nil {
+		st = &AdamState{M: make([]float32, len(w)), V: make([]float32, len(w))}
+		p.State = st
+	}
+	t := float64(a.T)
+	bc1 := float32(1 - math.Pow(a.Beta1, t))
+	bc2 := float32(math.Sqrt(1 - math.Pow(a.Beta2, t)))
+	lr, decay := float32(a.LR), float32(1-a.LR*a.WeightDecay)
+	b1, b2, eps := float32(a.Beta1), float32(a.Beta2), float32(a.Eps)
+	stepSize := lr / bc1
+	for i := range w {
+		gi := g[i]
+		m := b1*st.M[i] + (1-b1)*gi
+		v := b2*st.V[i] + (1-b2)*gi*gi
+		st.M[i], st.V[i] = m, v
+		denom := float32(math.Sqrt(float64(v)))/bc2 + eps
+		w[i] = w[i]*decay - stepSize*m/denom
+	}
+	p.ZeroGrad()
+	return nil
+}
+
+// optimize applies a spago optimization strategy to every parameter, in
+// parallel, and returns when all updates are done. spago v1.1.0's own
+// optimizers.Optimizer.Optimize does not wait for its update goroutines on
+// success, so the next forward pass would race with the weight updates.
+func optimize(s optimizers.OptimizationStrategy, params []NamedParam) error {
+	errs := make([]error, len(params))
+	parallelFor(len(params), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if params[i].Param.HasGrad() {
+				errs[i] = s.OptimizeParams(params[i].Param)
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Schedule returns the learning rate at step s (0-based) of total: linear
+// warm-up over the first ⌈warmup·total⌉ steps from 0, then cosine decay to 0
+// — the shape of Hugging Face's get_cosine_schedule_with_warmup, which the
+// paper's verl trainer uses with warm-up ratio 0.1.
+func Schedule(base float64, s, total int, warmup float64) float64 {
+	w := int(math.Ceil(warmup * float64(total)))
+	if s < w {
+		return base * float64(s) / float64(max(1, w))
+	}
+	progress := float64(s-w) / float64(max(1, total-w))
+	return base * 0.5 * (1 + math.Cos(math.Pi*math.Min(progress, 1)))
+}
+
+// clipGradients scales every gradient so that their global L2 norm is at
+// most maxNorm (PyTorch's clip_grad_norm_: factor maxNorm/(norm + 1e-6) when
+// it is below 1). It returns the norm before clipping. The norm is summed in
+// float64 in parameter order, so it is deterministic.
+func clipGradients(params []NamedParam, maxNorm float64) float64 {
+	var ss float64
+	for _, np := range params {
+		if g := np.Param.Grad(); g != nil {
+			for _, v := range mat.Data[float32](g) {
+				ss += float64(v) * float64(v)
+			}
+		}
+	}
+	norm := math.Sqrt(ss)
+	if maxNorm > 0 {
+		if c := maxNorm / (norm + 1e-6); c < 1 {
+			cf := float32(c)
+			for _, np := range params {
+				if g := np.Param.Grad(); g != nil {
+					d := mat.Data[float32](g)
+					for i := range d {
+						d[i] *= cf
+					}
+				}
+			}
+		}
+	}
+	return norm
+}

@@ -1,0 +1,324 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
+)
+
+// toyData maps 12 keys to values: a task a small model learns in a few
+// hundred steps.
+func toyData() []Example {
+	var out []Example
+	for i := range 12 {
+		out = append(out, Example{Prompt: fmt.Sprintf("k%02d=", i), Response: fmt.Sprintf("v%d", (i*7)%12), Source: "toy", Line: i + 1})
+	}
+	return out
+}
+
+func toyConfig(obj string, steps int) Config {
+	c := DefaultConfig()
+	c.Model = ModelConfig{D: 32, Layers: 2, Heads: 2, Context: 12}
+	c.Objective, c.Steps, c.Batch, c.LR = obj, steps, 8, 3e-3
+	return c
+}
+
+func runSteps(t *testing.T, tr *Trainer, n int) []StepInfo {
+	t.Helper()
+	var infos []StepInfo
+	for range n {
+		info, err := tr.Step(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		infos = append(infos, info)
+	}
+	return infos
+}
+
+func weights(m *Model) [][]float32 {
+	var out [][]float32
+	for _, np := range m.Params() {
+		out = append(out, append([]float32(nil), mat.Data[float32](np.Param)...))
+	}
+	return out
+}
+
+func sameBits(a, b [][]float32) bool {
+	for i := range a {
+		for j := range a[i] {
+			if math.Float32bits(a[i][j]) != math.Float32bits(b[i][j]) {
+				return false
+			}
+		}
+	}
+	return len(a) == len(b)
+}
+
+func TestLearnsAndEvaluates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains for a few seconds")
+	}
+	data := toyData()
+	tr, err := New(toyConfig("nll", 300), nil, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos := runSteps(t, tr, 300)
+	first, last := infos[0].Loss, infos[len(infos)-1].Loss
+	// Before training every target has p ≈ 1/V (V = 3 specials + the alphabet),
+	// so the loss starts near log V ≈ 2.9; the task is fully learnable.
+	if first < 2 || last > 0.1 {
+		t.Errorf("loss %v → %v; want from about log V to below 0.1", first, last)
+	}
+	res, err := Evaluate(context.Background(), tr.Model(), tr.Tokenizer(), data, EvalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExactMatch < 0.99 || res.TokenAccuracy < 0.99 || res.MeanP < 0.9 || res.Examples != 12 {
+		t.Errorf("eval after training: %+v", res)
+	}
+	// The tokens counted are the response characters plus one EOS per example.
+	want := 0
+	for _, ex := range data {
+		want += len(ex.Response) + 1
+	}
+	if res.Tokens != want {
+		t.Errorf("eval tokens %d, want %d", res.Tokens, want)
+	}
+}
+
+// TestResumeIsBitExact saves a run mid-way, reads the checkpoint back,
+// resumes, and compares the final weights with an uninterrupted run's.
+func TestResumeIsBitExact(t *testing.T) {
+	for _, obj := range []string{"nll", "OnlyTopLogP-0.2", "auto", "auto-theory"} {
+		t.Run(obj, func(t *testing.T) {
+			cfg := toyConfig(obj, 12)
+			cfg.Auto.Every = 3
+			data := toyData()
+			a, err := New(cfg, nil, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			full := runSteps(t, a, 12)
+
+			b, _ := New(cfg, nil, data)
+			runSteps(t, b, 5)
+			var buf bytes.Buffer
+			if _, err := b.Checkpoint().WriteTo(&buf); err != nil {
+				t.Fatal(err)
+			}
+			ck, err := ReadCheckpoint(&buf, "mid")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Resume(ck, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest := runSteps(t, c, 7)
+			if !sameBits(weights(a.Model()), weights(c.Model())) {
+				t.Fatal("resumed run's weights differ from the uninterrupted run's")
+			}
+			for i, info := range rest {
+				if info != full[5+i] {
+					t.Errorf("step %d: resumed %+v, uninterrupted %+v", info.Step, info, full[5+i])
+				}
+			}
+		})
+	}
+}
+
+func TestThreadCountDoesNotChangeResults(t *testing.T) {
+	run := func(procs int) [][]float32 {
+		old := runtime.GOMAXPROCS(procs)
+		defer runtime.GOMAXPROCS(old)
+		tr, err := New(toyConfig("p", 6), nil, toyData())
+		if err != nil {
+			t.Fatal(err)
+		}
+		runSteps(t, tr, 6)
+		return weights(tr.Model())
+	}
+	if !sameBits(run(1), run(4)) {
+		t.Error("weights after 6 steps differ between GOMAXPROCS=1 and 4")
+	}
+}
+
+func TestResumeRefusesOtherData(t *testing.T) {
+	tr, _ := New(toyConfig("nll", 4), nil, toyData())
+	runSteps(t, tr, 2)
+	other := toyData()[:10]
+	if _, err := Resume(tr.Checkpoint(), other); err == nil || !strings.Contains(err.Error(), "differ") {
+		t.Errorf("resume on other data: %v", err)
+	}
+}
+
+func TestCheckpointErrors(t *testing.T) {
+	tr, _ := New(toyConfig("nll", 4), nil, toyData())
+	runSteps(t, tr, 1)
+	var buf bytes.Buffer
+	tr.Checkpoint().WriteTo(&buf)
+	good := buf.Bytes()
+	if _, err := ReadCheckpoint(bytes.NewReader(good), "ok"); err != nil {
+		t.Fatal(err)
+	}
+	flipped := append([]byte(nil), good...)
+	flipped[len(flipped)/2] ^= 1
+	for name, b := range map[string][]byte{
+		"truncated":       good[:len(good)-100],
+		"one bit flipped": flipped,
+		"empty":           nil,
+		"not a ckpt":      []byte("hello, this is not a checkpoint at all"),
+	} {
+		_, err := ReadCheckpoint(bytes.NewReader(b), "ck")
+		if err == nil || !strings.Contains(err.Error(), "ck: not a usable capsel checkpoint") {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	// A weights-only checkpoint cannot be resumed.
+	ck := tr.Checkpoint()
+	ck.Run = nil
+	if _, err := Resume(ck, toyData()); err == nil {
+		t.Error("resume from weights only: want an error")
+	}
+}
+
+func TestFineTuneFromCheckpoint(t *testing.T) {
+	base, _ := New(toyConfig("nll", 3), nil, toyData())
+	runSteps(t, base, 3)
+	ck := base.Checkpoint()
+	// Fine-tuning data with a character the base model never saw is an error
+	// that names the file, the line and the character.
+	bad := []Example{{Prompt: "k01=", Response: "vé", Source: "sft.jsonl", Line: 7}}
+	if _, err := New(toyConfig("p", 3), ck, bad); err == nil || !strings.Contains(err.Error(), "sft.jsonl:7") || !strings.Contains(err.Error(), "'é'") {
+		t.Errorf("unknown character: %v", err)
+	}
+	ft, err := New(toyConfig("p", 3), ck, toyData()[:4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameBits(weights(ft.Model()), weights(base.Model())) {
+		t.Error("fine-tuning does not start from the checkpoint's weights")
+	}
+	if ft.Model().Params()[0].Param.State != nil {
+		t.Error("fine-tuning must start with a fresh optimizer")
+	}
+}
+
+func TestReadExamples(t *testing.T) {
+	sft := `{"prompt":"a","response":"b","id":3}
+
+{"text":"plain"}
+`
+	ex, err := ReadExamples(strings.NewReader(sft), "d.jsonl")
+	if err != nil || len(ex) != 2 || ex[0].Prompt != "a" || ex[1].Response != "plain" || ex[1].Line != 3 {
+		t.Fatalf("%+v %v", ex, err)
+	}
+	txt, err := ReadExamples(strings.NewReader("line one\n\nline two\r\n"), "t.txt")
+	if err != nil || len(txt) != 2 || txt[1].Response != "line two" || txt[1].Line != 3 {
+		t.Fatalf("%+v %v", txt, err)
+	}
+	for _, c := range []struct{ in, want string }{
+		{`{"prompt":"a","response":""}`, "d:1: empty response"},
+		{"{\"prompt\":\"a\",\"response\":\"b\"}\n{\"prompt\":1}", "d:2: bad JSON"},
+		{`{"prompt":"a"}`, `d:1: need "prompt" and "response"`},
+		{"", "d: no examples"},
+		{"\xff\xfe", "d:1: not valid UTF-8"},
+	} {
+		if _, err := ReadExamples(strings.NewReader(c.in), "d"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err %v, want %q", c.in, err, c.want)
+		}
+	}
+}
+
+func TestEncodeTruncates(t *testing.T) {
+	tok := NewTokenizer("abcdef")
+	rows, st, err := encode(tok, []Example{
+		{Prompt: "ab", Response: "cdef"},  // BOS a b c d e f EOS: 7 positions > 5
+		{Prompt: "abcdef", Response: "a"}, // the response starts after position 5
+		{Prompt: "", Response: "abc"},     // fits
+	}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Truncated != 2 || st.Dropped != 1 || len(rows) != 2 {
+		t.Fatalf("stats %+v, rows %d", st, len(rows))
+	}
+	// Row 0: inputs BOS a b c d, targets a b c d e; scored from the first response target (c).
+	r := rows[0]
+	if fmt.Sprint(r.mask) != "[false false true true true]" || r.targets[4] != tok.index['e'] {
+		t.Errorf("row 0: %+v", r)
+	}
+	// Row 2: BOS a b c → a b c EOS, all scored, then padding.
+	r = rows[1]
+	if fmt.Sprint(r.mask) != "[true true true true false]" || r.targets[3] != EOSID || r.ids[4] != PadID {
+		t.Errorf("row 1: %+v", r)
+	}
+}
+
+func TestAdamWStep(t *testing.T) {
+	// One step from zero moments: m = (1−β₁)g, v = (1−β₂)g², so the
+	// bias-corrected step is lr·g/(|g| + ε) and w ← w(1 − lr·λ) − lr·g/(|g| + ε).
+	p := nn.NewParam(mat.NewDense[float32](mat.WithShape(1, 3), mat.WithBacking([]float32{1, -2, 0.5})))
+	p.AccGrad(mat.NewDense[float32](mat.WithShape(1, 3), mat.WithBacking([]float32{0.1, -0.3, 0})))
+	a := &AdamW{LR: 0.01, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, T: 1}
+	if err := a.OptimizeParams(p); err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{1*(1-0.001) - 0.01*0.1/(0.1+1e-8), -2*(1-0.001) + 0.01*0.3/(0.3+1e-8), 0.5 * (1 - 0.001)}
+	for i, w := range mat.Data[float32](p) {
+		if math.Abs(float64(w)-want[i]) > 1e-6 {
+			t.Errorf("w[%d] = %v, want %v", i, w, want[i])
+		}
+	}
+	if p.HasGrad() {
+		t.Error("gradient not cleared")
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	// 100 steps, warm-up ratio 0.1: linear from 0 over 10 steps, then cosine to 0.
+	for _, c := range []struct {
+		s    int
+		want float64
+	}{{0, 0}, {5, 0.5}, {10, 1}, {55, 0.5}, {100, 0}} {
+		if got := Schedule(1, c.s, 100, 0.1); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("Schedule(%d) = %v, want %v", c.s, got, c.want)
+		}
+	}
+}
+
+func TestAutoBlend(t *testing.T) {
+	a := DefaultConfig().Auto
+	for _, c := range []struct {
+		m    float64
+		want string
+	}{{0.01, "blend-1"}, {0.30, "blend-1"}, {0.4875, "blend-0.5"}, {0.675, "blend-0"}, {0.9, "blend-0"}} {
+		if got := AutoBlend(c.m, a).String(); got != c.want {
+			t.Errorf("AutoBlend(%v) = %s, want %s", c.m, got, c.want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	c.Objective, c.Steps, c.Auto.Rate = "GeneralFamly-10", 0, "fast"
+	err := c.Validate()
+	for _, want := range []string{"did you mean GeneralFamily-10", "steps 0", `auto rate "fast"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v; want it to mention %q", err, want)
+		}
+	}
+	if !errors.Is(DefaultConfig().Validate(), nil) {
+		t.Error("defaults must validate")
+	}
+}

@@ -1,0 +1,295 @@
+package train
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+
+	"github.com/nlpodyssey/spago/ag"
+
+	"github.com/capsel/capsel/objectives"
+	"github.com/capsel/capsel/theory"
+)
+
+// Trainer runs one training run step by step.
+type Trainer struct {
+	cfg       Config
+	obj       objectives.Objective
+	model     *Model
+	tok       *Tokenizer
+	params    []NamedParam
+	opt       *AdamW
+	rows      []encoded
+	data      DataStats
+	dataHash  string
+	samp      *sampler
+	step      int
+	auto      AutoState
+}
+
+// AutoState is the adaptive objectives' state, saved in checkpoints.
+type AutoState struct {
+	// RunningMeanP is the exponential moving average of the batches' mean p
+	// of target tokens; Seen is false until the first batch.
+	RunningMeanP float64 `json:"running_mean_p"`
+	Seen         bool    `json:"seen"`
+	// Current is auto-theory's choice in force.
+	Current string `json:"current,omitempty"`
+}
+
+// StepInfo describes one finished step.
+type StepInfo struct {
+	Step      int     `json:"step"` // steps done, from 1
+	Steps     int     `json:"steps"`
+	Loss      float64 `json:"loss"`
+	MeanP     float64 `json:"mean_p"` // this batch's mean p of scored targets (Eq. 5)
+	LR        float64 `json:"lr"`
+	GradNorm  float64 `json:"grad_norm"` // before clipping
+	Objective string  `json:"objective"` // in force at this step
+	Tokens    int     `json:"tokens"`    // scored targets
+	Kept      int     `json:"kept"`      // targets the objective kept
+	// RunningMeanP is auto's moving average (0 for fixed objectives).
+	RunningMeanP float64 `json:"running_mean_p,omitempty"`
+	// Switched is true when auto-theory changed its choice at this step.
+	Switched bool `json:"switched,omitempty"`
+}
+
+// New starts a run. With init nil the model is trained from scratch: the
+// tokenizer's alphabet is taken from data and cfg.Model gives the
+// architecture (its Vocab is set from the tokenizer). Otherwise the weights,
+// architecture and tokenizer come from init (fine-tuning) and the optimizer
+// starts afresh.
+func New(cfg Config, init *Checkpoint, data []Example) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Trainer{cfg: cfg}
+	if init == nil {
+		texts := make([]string, 0, 2*len(data))
+		for _, ex := range data {
+			texts = append(texts, ex.Prompt, ex.Response)
+		}
+		t.tok = NewTokenizer(texts...)
+		t.cfg.Model.Vocab = t.tok.Size()
+		m, err := NewModel(t.cfg.Model, cfg.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		t.model = m
+	} else {
+		m, err := init.NewModel()
+		if err != nil {
+			return nil, err
+		}
+		t.model, t.tok = m, init.Tokenizer
+		t.cfg.Model = init.Model
+	}
+	return t, t.setup(data)
+}
+
+func (t *Trainer) setup(data []Example) error {
+	var err error
+	t.obj, err = objectives.Parse(t.cfg.Objective)
+	if err != nil {
+		return err
+	}
+	t.rows, t.data, err = encode(t.tok, data, t.cfg.Model.Context)
+	if err != nil {
+		return err
+	}
+	t.dataHash = hashData(data)
+	t.params = t.model.Params()
+	t.opt = &AdamW{LR: t.cfg.LR, Beta1: t.cfg.Beta1, Beta2: t.cfg.Beta2, Eps: t.cfg.Eps, WeightDecay: t.cfg.WeightDecay}
+	t.samp = &sampler{n: len(t.rows), batch: t.cfg.Batch, seed: t.cfg.Seed}
+	return nil
+}
+
+// hashData identifies the training data, so that a run cannot resume on
+// different data.
+func hashData(data []Example) string {
+	h := sha256.New()
+	for _, ex := range data {
+		fmt.Fprintf(h, "%d:%s%d:%s", len(ex.Prompt), ex.Prompt, len(ex.Response), ex.Response)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Config returns the run's configuration (with the model's vocabulary set).
+func (t *Trainer) Config() Config { return t.cfg }
+
+// Model returns the model being trained.
+func (t *Trainer) Model() *Model { return t.model }
+
+// Tokenizer returns the run's tokenizer.
+func (t *Trainer) Tokenizer() *Tokenizer { return t.tok }
+
+// Data reports what encoding the training data did.
+func (t *Trainer) Data() DataStats { return t.data }
+
+// StepsDone returns the number of finished steps.
+func (t *Trainer) StepsDone() int { return t.step }
+
+// Done reports whether the run has taken all its steps.
+func (t *Trainer) Done() bool { return t.step >= t.cfg.Steps }
+
+// Step takes one optimisation step.
+func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return StepInfo{}, err
+	}
+	if t.Done() {
+		return StepInfo{}, fmt.Errorf("train: all %d steps are done", t.cfg.Steps)
+	}
+	k := t.step
+	b := makeBatch(t.rows, t.samp.indices(k))
+	logits, err := t.model.Logits(b)
+	if err != nil {
+		return StepInfo{}, err
+	}
+	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: t.model.Cfg.Vocab}
+	op.logprobs()
+	info := StepInfo{Step: k + 1, Steps: t.cfg.Steps, MeanP: op.meanP()}
+	obj := t.obj
+	switch t.obj.Kind() {
+	case objectives.KindAuto:
+		obj = t.autoObjective(info.MeanP)
+		info.RunningMeanP = t.auto.RunningMeanP
+	case objectives.KindAutoTheory:
+		if obj, info.Switched, err = t.autoTheoryObjective(k, op); err != nil {
+			return info, err
+		}
+	}
+	if err := op.apply(obj); err != nil {
+		return info, err
+	}
+	loss := run(op)
+	if err := ag.Backward(loss); err != nil {
+		return info, fmt.Errorf("train: backward: %w", err)
+	}
+	info.GradNorm = clipGradients(t.params, t.cfg.Clip)
+	info.LR = Schedule(t.cfg.LR, k, t.cfg.Steps, t.cfg.WarmupRatio)
+	t.opt.LR, t.opt.T = info.LR, k+1
+	if err := optimize(t.opt, t.params); err != nil {
+		return info, fmt.Errorf("train: optimizer: %w", err)
+	}
+	t.step++
+	info.Loss, info.Tokens, info.Kept, info.Objective = op.stats.Loss, op.stats.Scored, op.stats.Kept, obj.String()
+	if math.IsNaN(info.Loss) || math.IsInf(info.Loss, 0) {
+		return info, fmt.Errorf("train: step %d: loss is %v; lower the learning rate", info.Step, info.Loss)
+	}
+	return info, nil
+}
+
+// AutoBlend returns the objective auto trains with at running mean p m:
+//
+//	λ(m) = clamp((strong − m)/(strong − weak), 0, 1),  objective blend-λ
+//
+// so NLL (λ = 1) at or below weak, "p" (λ = 0) at or above strong, and a
+// linear mix between. Why: the paper finds NLL best where the base model's
+// mean p is near 0 (model-weak), prior-leaning objectives best near 0.8
+// (model-strong), and no fixed winner in between; the cut points are the
+// probe's region boundaries, so auto agrees with the recommendation at both
+// ends and moves with the model as training raises its mean p.
+func AutoBlend(m float64, a AutoConfig) objectives.Objective {
+	lambda := math.Min(1, math.Max(0, (a.Strong-m)/(a.Strong-a.Weak)))
+	// Round λ to 1e-3 so that the logged spec stays short and reproducible.
+	lambda = math.Round(lambda*1000) / 1000
+	o, _ := objectives.Blend(lambda)
+	return o
+}
+
+func (t *Trainer) autoObjective(batchMeanP float64) objectives.Objective {
+	if !t.auto.Seen {
+		t.auto.RunningMeanP, t.auto.Seen = batchMeanP, true
+	} else {
+		decay := math.Pow(0.5, 1/t.cfg.Auto.HalfLife)
+		t.auto.RunningMeanP = decay*t.auto.RunningMeanP + (1-decay)*batchMeanP
+	}
+	return AutoBlend(t.auto.RunningMeanP, t.cfg.Auto)
+}
+
+// autoTheoryObjective re-ranks the candidates every Every steps on the
+// current batch: each scored row gives a context with the model's full
+// next-token distribution and the target as label, and the candidate with
+// the best estimated rate (theory.Rank) under the configured noise model is
+// used until the next ranking.
+func (t *Trainer) autoTheoryObjective(k int, op *lossOp) (objectives.Objective, bool, error) {
+	if t.auto.Current != "" && k%t.cfg.Auto.Every != 0 {
+		return objectives.MustParse(t.auto.Current), false, nil
+	}
+	ctxs := batchContexts(op, t.cfg.Auto.Contexts)
+	best, err := BestByTheory(t.cfg.Auto, ctxs)
+	if err != nil {
+		return objectives.Objective{}, false, err
+	}
+	switched := t.auto.Current != "" && t.auto.Current != best.String()
+	t.auto.Current = best.String()
+	return best, switched, nil
+}
+
+// BestByTheory returns the candidate with the largest estimated rate on the
+// contexts, by the criterion a.Rate.
+func BestByTheory(a AutoConfig, ctxs []theory.Context) (objectives.Objective, error) {
+	objs := make([]objectives.Objective, len(a.Candidates))
+	for i, s := range a.Candidates {
+		objs[i] = objectives.MustParse(s)
+	}
+	est, err := theory.Rank(objs, ctxs, theory.NoiseModel{E: a.Noise})
+	if err != nil {
+		return objectives.Objective{}, fmt.Errorf("train: auto-theory: %w", err)
+	}
+	best := 0
+	for i := range est {
+		v, bv := est[i].Rate, est[best].Rate
+		if a.Rate == "normalised" {
+			v, bv = est[i].Normalised, est[best].Normalised
+		}
+		if v > bv {
+			best = i
+		}
+	}
+	return objectives.MustParse(est[best].Objective), nil
+}
+
+// batchContexts turns up to limit scored rows of a batch, evenly spaced, into
+// theory contexts with the model's full distribution.
+func batchContexts(op *lossOp, limit int) []theory.Context {
+	var rows []int
+	for i, m := range op.mask {
+		if m {
+			rows = append(rows, i)
+		}
+	}
+	if len(rows) > limit {
+		picked := make([]int, limit)
+		for j := range picked {
+			picked[j] = rows[j*len(rows)/limit]
+		}
+		rows = picked
+	}
+	z := vals(op.logits)
+	v := op.v
+	out := make([]theory.Context, 0, len(rows))
+	for _, i := range rows {
+		q := make([]float64, v)
+		for c := range q {
+			q[c] = math.Exp(float64(z[i*v+c] - op.lse[i]))
+		}
+		out = append(out, theory.Context{Q: normalise(q), Label: op.targets[i], Truth: theory.Unknown})
+	}
+	return out
+}
+
+// normalise rescales q to sum to 1 (float32 logits leave it off by ~1e-7).
+func normalise(q []float64) []float64 {
+	var s float64
+	for _, x := range q {
+		s += x
+	}
+	for i := range q {
+		q[i] /= s
+	}
+	return q
+}
