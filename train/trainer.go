@@ -15,18 +15,18 @@ import (
 
 // Trainer runs one training run step by step.
 type Trainer struct {
-	cfg       Config
-	obj       objectives.Objective
-	model     *Model
-	tok       *Tokenizer
-	params    []NamedParam
-	opt       *AdamW
-	rows      []encoded
-	data      DataStats
-	dataHash  string
-	samp      *sampler
-	step      int
-	auto      AutoState
+	cfg      Config
+	obj      objectives.Objective
+	model    *Model
+	tok      *Tokenizer
+	params   []NamedParam
+	opt      *AdamW
+	rows     []encoded
+	data     DataStats
+	dataHash string
+	samp     *sampler
+	step     int
+	auto     AutoState
 }
 
 // AutoState is the adaptive objectives' state, saved in checkpoints.
