@@ -16,9 +16,12 @@ const Unknown = -1
 //
 // Q holds the model's probabilities. For a full distribution it sums to 1 and
 // Vocab may be left 0 (it is then len(Q)). For a top-k list, Bucket is true
-// and the last entry of Q is the mass of all unlisted tokens, treated as one
-// outcome: ‖q‖² then counts that mass as if it sat on a single token, which
-// overstates ‖q‖² by at most the bucket's mass squared. Reports say so.
+// and the last entry of Q is the mass m of all unlisted tokens. With the
+// vocabulary size V known, that mass is spread evenly over the V − k
+// unlisted tokens (each m/(V − k)); without it, it is treated as a single
+// outcome, which overstates ‖q‖² by up to m² and makes a diffuse model look
+// confident. A truth index pointing at the bucket means "some unlisted
+// token". Reports say which approximation was used.
 type Context struct {
 	Q      []float64
 	Label  int  // index of the training label ỹ in Q
@@ -147,37 +150,77 @@ func (nm NoiseModel) clean(c Context, e float64) float64 {
 	return num / den
 }
 
+// view is a context's outcomes with multiplicities: each listed token once,
+// and the remainder bucket either as n tokens of mass m/n (V known) or as one
+// outcome of mass m.
+type view struct {
+	q    []float64 // per-token probability of each outcome
+	mult []float64 // how many tokens share it
+	n2   float64   // ‖q‖² over the whole vocabulary
+}
+
+func viewOf(c Context) view {
+	v := view{q: append([]float64(nil), c.Q...), mult: make([]float64, len(c.Q))}
+	for i := range v.mult {
+		v.mult[i] = 1
+	}
+	if c.Bucket && c.V() > 0 {
+		b := len(c.Q) - 1
+		if n := float64(c.V() - b); n >= 1 {
+			v.q[b] /= n
+			v.mult[b] = n
+		}
+	}
+	for i, x := range v.q {
+		v.n2 += v.mult[i] * x * x
+	}
+	return v
+}
+
+// rate is Ṙ_f for one context, with y* a token of outcome truth.
+func (v view) rate(o objectives.Objective, label, truth int) float64 {
+	d := 0.0
+	if label == truth {
+		d = 1
+	}
+	return v.q[truth] * o.S(v.q[label]) * (d - v.q[truth] - v.q[label] + v.n2)
+}
+
+// gradNorm is s_f(q_ỹ)·‖e_ỹ − q‖.
+func (v view) gradNorm(o objectives.Objective, label int) float64 {
+	return o.S(v.q[label]) * math.Sqrt(math.Max(1-2*v.q[label]+v.n2, 0))
+}
+
 // noisyRate returns s_f(q_ỹ)·Σ_{k≠ỹ} u_k·q_k·(‖q‖² − q_k − q_ỹ): the rate when
-// the label is wrong and y* ~ u.
-func noisyRate(o objectives.Objective, c Context, u TrueDist) float64 {
-	q, l := c.Q, c.Label
-	n2 := sqNorm(q)
-	ql := q[l]
+// the label is wrong and y* ~ u, summed over every token of the vocabulary.
+func (v view) noisyRate(o objectives.Objective, label int, u TrueDist, vocab int) float64 {
+	ql := v.q[label]
 	var sum float64
 	switch u {
 	case UModel:
 		if ql >= 1 {
 			return 0
 		}
-		for k, qk := range q {
-			if k != l {
-				sum += qk / (1 - ql) * qk * (n2 - qk - ql)
+		for k, qk := range v.q {
+			if k != label {
+				sum += v.mult[k] * qk / (1 - ql) * qk * (v.n2 - qk - ql)
 			}
 		}
 	case UUniform:
-		v := float64(c.V())
-		for k, qk := range q {
-			if k == l {
+		w := 1 / float64(vocab-1)
+		for k, qk := range v.q {
+			if k == label {
 				continue
 			}
-			w := 1 / (v - 1)
-			if c.Bucket && k == len(q)-1 {
-				w = (v - float64(len(q)-1)) / (v - 1) // the unlisted tokens, lumped
-			}
-			sum += w * qk * (n2 - qk - ql)
+			sum += w * v.mult[k] * qk * (v.n2 - qk - ql) // V is known here, so a bucket is spread
 		}
 	}
 	return o.S(ql) * sum
+}
+
+// noisyRate is view.noisyRate for a context.
+func noisyRate(o objectives.Objective, c Context, u TrueDist) float64 {
+	return viewOf(c).noisyRate(o, c.Label, u, c.V())
 }
 
 // Estimate is one objective's expected risk-reduction rate over a sample.
@@ -185,10 +228,10 @@ type Estimate struct {
 	Objective string
 	Contexts  int
 	Kept      int     // contexts inside a threshold objective's interval
-	Rate      float64 // mean of π·clean + (1 − π)·noisy, with kept-token averaging
+	Rate      float64 // mean of π·clean + (1 − π)·noisy
 	Clean     float64 // the same with π = 1 (every label right)
 	Noisy     float64 // the same with π = 0 (every label wrong, y* ~ u)
-	GradNorm  float64 // √(mean ‖∇_z L‖²), with kept-token averaging
+	GradNorm  float64 // √(mean ‖∇_z L‖²)
 	// Normalised is Rate/GradNorm: risk reduction per unit length of the
 	// gradient step, which compares objectives at equal step length.
 	Normalised float64
@@ -200,12 +243,16 @@ type Estimate struct {
 // ErrEmpty is returned for an empty sample.
 var ErrEmpty = errors.New("theory: no contexts")
 
-// Estimate computes o's expected rate over the contexts under nm.
+// EstimateRate computes o's expected rate over the contexts under nm: the
+// mean over contexts of π·Ṙ_clean + (1 − π)·Ṙ_noisy, for the loss
+// L_f = mean f(q_ỹ) of the paper's theory.
 //
-// Thresholded objectives are trained with the loss averaged over kept tokens
-// (the paper's code), which multiplies their gradient by n/n_kept; the
-// estimate includes that factor so that it describes the loss actually
-// trained. The normalised rate does not depend on it.
+// The paper's code averages a thresholded objective's loss over the tokens
+// it keeps, which multiplies the gradient by n/n_kept. The estimate leaves
+// that factor out, as the theory does: it is a constant rescaling of the
+// step, which AdamW (the paper's optimiser) cancels, and with it the raw
+// rates of thresholded objectives would balloon wherever they keep few
+// tokens. The normalised rate does not depend on it either way.
 func EstimateRate(o objectives.Objective, ctxs []Context, nm NoiseModel) (Estimate, error) {
 	est := Estimate{Objective: o.String(), Contexts: len(ctxs), Observed: math.NaN()}
 	if o.Adaptive() || !o.Valid() {
@@ -229,37 +276,31 @@ func EstimateRate(o objectives.Objective, ctxs []Context, nm NoiseModel) (Estima
 		if o.Keep(c.Q[c.Label]) {
 			est.Kept++
 		}
-		cr := Rate(o, c.Q, c.Label, c.Label)
-		nr := noisyRate(o, c, nm.U)
+		v := viewOf(c)
+		cr := v.rate(o, c.Label, c.Label)
+		nr := v.noisyRate(o, c.Label, nm.U, c.V())
 		pi := nm.clean(c, nm.E)
 		clean += cr
 		noisy += nr
 		rate += pi*cr + (1-pi)*nr
-		gn := GradNorm(o, c.Q, c.Label)
+		gn := v.gradNorm(o, c.Label)
 		g2 += gn * gn
 		if c.Truth == Unknown {
 			allTruth = false
 		} else {
-			obs += Rate(o, c.Q, c.Label, c.Truth)
+			obs += v.rate(o, c.Label, c.Truth)
 		}
 	}
 	n := float64(len(ctxs))
-	if est.Kept == 0 {
-		return est, nil // nothing trains: all rates are 0
-	}
-	k := 1.0
-	if o.Thresholded() {
-		k = n / float64(est.Kept)
-	}
-	est.Rate = k * rate / n
-	est.Clean = k * clean / n
-	est.Noisy = k * noisy / n
-	est.GradNorm = k * math.Sqrt(g2/n)
+	est.Rate = rate / n
+	est.Clean = clean / n
+	est.Noisy = noisy / n
+	est.GradNorm = math.Sqrt(g2 / n)
 	if est.GradNorm > 0 {
 		est.Normalised = est.Rate / est.GradNorm
 	}
 	if allTruth {
-		est.Observed = k * obs / n
+		est.Observed = obs / n
 	}
 	return est, nil
 }
@@ -328,7 +369,7 @@ func Compare(o1, o2 objectives.Objective, ctxs []Context, nm NoiseModel) (Compar
 	delta := func(e float64) float64 {
 		m := nm
 		m.E = e
-		return deltaAt(o1, o2, ctxs, m, cmp.First, cmp.Second)
+		return deltaAt(o1, o2, ctxs, m)
 	}
 	const steps = 1000
 	prev := delta(0)
@@ -354,25 +395,15 @@ func Compare(o1, o2 objectives.Objective, ctxs []Context, nm NoiseModel) (Compar
 	return cmp, nil
 }
 
-// deltaAt is Rate(o1) − Rate(o2) at the model's noise rate, reusing the
-// kept-token factors of the given estimates.
-func deltaAt(o1, o2 objectives.Objective, ctxs []Context, nm NoiseModel, e1, e2 Estimate) float64 {
-	factor := func(o objectives.Objective, e Estimate) float64 {
-		if e.Kept == 0 {
-			return 0
-		}
-		if o.Thresholded() {
-			return float64(e.Contexts) / float64(e.Kept)
-		}
-		return 1
-	}
-	k1, k2 := factor(o1, e1), factor(o2, e2)
+// deltaAt is Rate(o1) − Rate(o2) under nm.
+func deltaAt(o1, o2 objectives.Objective, ctxs []Context, nm NoiseModel) float64 {
 	var d float64
 	for _, c := range ctxs {
 		pi := nm.clean(c, nm.E)
-		r1 := pi*Rate(o1, c.Q, c.Label, c.Label) + (1-pi)*noisyRate(o1, c, nm.U)
-		r2 := pi*Rate(o2, c.Q, c.Label, c.Label) + (1-pi)*noisyRate(o2, c, nm.U)
-		d += k1*r1 - k2*r2
+		v := viewOf(c)
+		r1 := pi*v.rate(o1, c.Label, c.Label) + (1-pi)*v.noisyRate(o1, c.Label, nm.U, c.V())
+		r2 := pi*v.rate(o2, c.Label, c.Label) + (1-pi)*v.noisyRate(o2, c.Label, nm.U, c.V())
+		d += r1 - r2
 	}
 	return d / float64(len(ctxs))
 }

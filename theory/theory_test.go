@@ -229,6 +229,35 @@ func TestCrossover(t *testing.T) {
 	}
 }
 
+// TestSpreadBucket checks that a top-k context with a known vocabulary gives
+// the same estimates as the full distribution in which the unlisted mass is
+// spread evenly over the unlisted tokens.
+func TestSpreadBucket(t *testing.T) {
+	const V = 50
+	listed := []float64{0.5, 0.2, 0.1}
+	full := make([]float64, V)
+	copy(full, listed)
+	for i := 3; i < V; i++ {
+		full[i] = 0.2 / (V - 3)
+	}
+	top := NewTopK(listed, 1, Unknown, V)
+	for _, nm := range []NoiseModel{{E: 0.2}, {E: 0.2, U: UUniform}, {E: 0.3, Posterior: true}} {
+		for _, spec := range testSpecs {
+			o := objectives.MustParse(spec)
+			a, err1 := EstimateRate(o, []Context{top}, nm)
+			b, err2 := EstimateRate(o, []Context{{Q: full, Label: 1, Truth: Unknown}}, nm)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			for _, pair := range [][2]float64{{a.Rate, b.Rate}, {a.Clean, b.Clean}, {a.Noisy, b.Noisy}, {a.GradNorm, b.GradNorm}} {
+				if math.Abs(pair[0]-pair[1]) > 1e-14 {
+					t.Errorf("%s %+v: top-k %v, full %v", spec, nm, pair[0], pair[1])
+				}
+			}
+		}
+	}
+}
+
 func TestPosterior(t *testing.T) {
 	// π = (1 − E)·q / ((1 − E)·q + E·(1 − q)/(V − 1)); at q = 1/V it is 1 − E
 	// (a uniform model learns nothing from the label), and it rises with q.
@@ -263,13 +292,14 @@ func TestStepNormalised(t *testing.T) {
 	}
 }
 
-func TestKeptTokenAveraging(t *testing.T) {
-	// Two contexts, one below the 0.2 threshold: OnlyTopLogP-0.2 trains on one of two,
-	// with its loss divided by 1, so its rate is 2× the kept context's NLL rate / 2.
+func TestThresholdMasksContexts(t *testing.T) {
+	// Two contexts, one below the 0.2 threshold: OnlyTopLogP-0.2 is NLL on the
+	// first and silent on the second, so its rate is half the first's NLL rate
+	// (no kept-token renormalisation; see EstimateRate).
 	c1 := Context{Q: []float64{0.8, 0.2}, Label: 0, Truth: 0}
 	c2 := Context{Q: []float64{0.1, 0.9}, Label: 0, Truth: 0}
 	e, _ := EstimateRate(objectives.MustParse("OnlyTopLogP-0.2"), []Context{c1, c2}, NoiseModel{})
-	want := Rate(objectives.NLL(), c1.Q, 0, 0)
+	want := Rate(objectives.NLL(), c1.Q, 0, 0) / 2
 	if e.Kept != 1 || math.Abs(e.Rate-want) > 1e-15 {
 		t.Errorf("kept %d rate %v, want 1 and %v", e.Kept, e.Rate, want)
 	}

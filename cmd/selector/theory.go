@@ -266,8 +266,7 @@ func theoryRate(e *env, args []string) error {
 ranks the objectives, fastest first. For each: the expected rate under the
 noise model, its clean part (every label right) and noisy part (every label
 wrong), the step-normalised rate Ṙ/‖∇L‖ (risk reduction per unit step length),
-and, when every context gives its true label, the observed rate.
-Thresholded objectives include the kept-token averaging they are trained with.`)
+and, when every context gives its true label, the observed rate.`)
 	asJSON := f.Bool("json", false, "print JSON")
 	specs := f.String("objective", "nll,p,GeneralFamily-10,OnlyTopLogP-0.2", "comma-separated objective `specs`")
 	nf := addNoiseFlags(f)
