@@ -47,3 +47,18 @@ func asmKernel(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 	_ = c[(mr-1)*ldc+nr-1]
 	kernel6x16(k, &a[0], &b[0], &c[0], ldc, alpha, beta)
 }
+
+// Packing moves; see pack_amd64.s. Lengths are checked by the callers in
+// pack.go.
+
+//go:noescape
+func copy16(dst, src *float32, n, ld int)
+
+//go:noescape
+func copy6(dst, src *float32, n, ld int)
+
+//go:noescape
+func gather6(dst, src *float32, n, ld int)
+
+//go:noescape
+func gather4(dst, src *float32, n, ld, ldd int)

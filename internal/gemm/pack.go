@@ -3,6 +3,8 @@ package gemm
 // packA copies the block op(A)[ic:ic+mc, pc:pc+kc] into dst as ⌈mc/mr⌉
 // micro-panels of kc steps × mr rows (row index fastest), zero-padding the
 // last panel's missing rows. The kernel then reads A strictly sequentially.
+// With the assembly kernel, full panels are moved by the SIMD helpers in
+// pack_amd64.s; the bounds are checked here first.
 func packA(dst []float32, transA bool, a []float32, lda, ic, mc, pc, kc int) {
 	for ir := 0; ir < mc; ir += mr {
 		rows := min(mr, mc-ir)
@@ -11,8 +13,15 @@ func packA(dst []float32, transA bool, a []float32, lda, ic, mc, pc, kc int) {
 			// op(A)[i][p] = a[p*lda+i]: each step is a contiguous run of rows.
 			base := pc*lda + ic + ir
 			if rows == mr {
+				_ = a[base+(kc-1)*lda+mr-1]
+				if useAsm {
+					copy6(&panel[0], &a[base], kc, lda)
+					continue
+				}
 				for p := 0; p < kc; p++ {
-					*(*[mr]float32)(panel[p*mr:]) = *(*[mr]float32)(a[base+p*lda:])
+					s := a[base+p*lda : base+p*lda+mr]
+					d := panel[p*mr : p*mr+mr]
+					d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
 				}
 				continue
 			}
@@ -26,14 +35,22 @@ func packA(dst []float32, transA bool, a []float32, lda, ic, mc, pc, kc int) {
 		// op(A)[i][p] = a[i*lda+p]: gather one element from each of mr rows.
 		if rows == mr {
 			base := (ic+ir)*lda + pc
+			_ = a[base+(mr-1)*lda+kc-1]
+			p0 := 0
+			if useAsm {
+				p0 = kc &^ 3
+				if p0 > 0 {
+					gather6(&panel[0], &a[base], p0, lda)
+				}
+			}
 			r0 := a[base : base+kc]
 			r1 := a[base+lda : base+lda+kc]
 			r2 := a[base+2*lda : base+2*lda+kc]
 			r3 := a[base+3*lda : base+3*lda+kc]
 			r4 := a[base+4*lda : base+4*lda+kc]
 			r5 := a[base+5*lda : base+5*lda+kc]
-			for p := range r0 {
-				d := (*[mr]float32)(panel[p*mr:])
+			for p := p0; p < kc; p++ {
+				d := panel[p*mr : p*mr+mr]
 				d[0], d[1], d[2], d[3], d[4], d[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
 			}
 			continue
@@ -60,8 +77,17 @@ func packB(dst []float32, transB bool, b []float32, ldb, pc, kc, jc, nc int) {
 			// op(B)[p][j] = b[p*ldb+j]: each step is a contiguous run.
 			base := pc*ldb + jc + jr
 			if cols == nr {
+				_ = b[base+(kc-1)*ldb+nr-1]
+				if useAsm {
+					copy16(&panel[0], &b[base], kc, ldb)
+					continue
+				}
 				for p := 0; p < kc; p++ {
-					*(*[nr]float32)(panel[p*nr:]) = *(*[nr]float32)(b[base+p*ldb:])
+					s := b[base+p*ldb : base+p*ldb+nr]
+					d := panel[p*nr : p*nr+nr]
+					for j := range d {
+						d[j] = s[j]
+					}
 				}
 				continue
 			}
@@ -76,7 +102,23 @@ func packB(dst []float32, transB bool, b []float32, ldb, pc, kc, jc, nc int) {
 		if cols < nr {
 			clear(panel)
 		}
-		for j := 0; j < cols; j++ {
+		j0 := 0
+		if useAsm && kc >= 4 {
+			// Groups of four rows of b through a 4×4 transpose.
+			kc4 := kc &^ 3
+			for ; j0+4 <= cols; j0 += 4 {
+				base := (jc+jr+j0)*ldb + pc
+				_ = b[base+3*ldb+kc-1]
+				gather4(&panel[j0], &b[base], kc4, ldb, nr)
+				for j := j0; j < j0+4; j++ {
+					row := b[(jc+jr+j)*ldb+pc:]
+					for p := kc4; p < kc; p++ {
+						panel[p*nr+j] = row[p]
+					}
+				}
+			}
+		}
+		for j := j0; j < cols; j++ {
 			row := b[(jc+jr+j)*ldb+pc:]
 			row = row[:kc]
 			for p, v := range row {
