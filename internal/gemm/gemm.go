@@ -1,6 +1,10 @@
 package gemm
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+)
 
 // Cache blocking. A kc×nr micro-panel of B (16 KiB at kc = 256) stays in the
 // 32 KiB L1d while the kernel sweeps the mcMax×kc block of A (144 KiB) held
@@ -54,16 +58,15 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	}
 
 	cl := callPool.Get().(*call)
-	*cl = call{
+	cl.params = params{
 		transA: transA, transB: transB,
 		m: m, n: n, k: k,
 		alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-		kc:   balancedKC(k),
-		done: cl.done,
+		kc: balancedKC(k),
 	}
 	cl.run(Threads())
-	*cl = call{done: cl.done}
+	cl.params = params{}
 	callPool.Put(cl)
 }
 
@@ -105,97 +108,236 @@ func balancedKC(k int) int {
 	return (k + nb - 1) / nb
 }
 
-// call holds one Sgemm invocation.
-type call struct {
+// params is one Sgemm problem.
+type params struct {
 	transA, transB bool
 	m, n, k        int
 	alpha, beta    float32
 	a, b, c        []float32
 	lda, ldb, ldc  int
-	kc             int
-	done           chan struct{}
+	kc             int // k slice depth, from balancedKC
 }
 
-// run splits C among up to threads goroutines and waits for them. The split
-// is along whole micro-tiles of one dimension; it moves work between
-// goroutines but never changes the arithmetic of any element.
+// call is one Sgemm invocation and its parallel bookkeeping.
+type call struct {
+	params
+	byCols     bool         // chunks are column ranges (else row ranges)
+	chunkTiles int          // micro-tiles per chunk along the split dimension
+	nChunks    int          // chunks in all
+	next       atomic.Int64 // next chunk to hand out
+	gen        uint64
+	slots      [maxHelpers]atomic.Uint64
+	finished   atomic.Int64 // helpers that joined and are done
+}
+
+// maxPacked bounds the floats of a whole packed operand kept per goroutine
+// in the parallel path (16 MiB); larger problems split statically instead.
+const maxPacked = 4 << 20
+
+// run computes C with up to threads goroutines.
+//
+// One thread runs block over all of C. With more, C is cut into chunks of
+// whole micro-tiles along one dimension and every participant — the caller
+// and the helpers it enlists — takes chunks from an atomic counter until
+// none are left. Each participant packs the operand shared by all chunks
+// (all of op(B) for row chunks, all of op(A) for column chunks) once; the
+// other operand is packed chunk by chunk, so it is packed once in total.
+// Chunks only move work between goroutines: each element's arithmetic is
+// the same as with one thread.
 func (cl *call) run(threads int) {
 	m, n, k := cl.m, cl.n, cl.k
 	if m*n*k < parallelMinMACs {
 		threads = 1
 	}
-	byCols, parts := chooseSplit(m, n, k, threads)
-	if parts > maxDone+1 {
-		parts = maxDone + 1
-	}
-	if parts <= 1 {
+	threads = min(threads, maxHelpers+1)
+	byCols, ok := chooseSplit(m, n, k, threads)
+	if !ok {
 		s := scratchPool.Get().(*scratch)
 		cl.block(s, 0, m, 0, n)
 		scratchPool.Put(s)
 		return
 	}
-	ensureWorkers(parts - 1)
-	// Helpers take parts 1..parts-1; the caller does part 0 itself.
-	for t := 1; t < parts; t++ {
-		i0, i1, j0, j1 := cl.part(byCols, parts, t)
-		tasks <- task{call: cl, i0: i0, i1: i1, j0: j0, j1: j1}
-	}
-	i0, i1, j0, j1 := cl.part(byCols, parts, 0)
-	s := scratchPool.Get().(*scratch)
-	cl.block(s, i0, i1, j0, j1)
-	scratchPool.Put(s)
-	for t := 1; t < parts; t++ {
-		<-cl.done
-	}
-}
-
-// part returns the rectangle of C owned by part t of parts.
-func (cl *call) part(byCols bool, parts, t int) (i0, i1, j0, j1 int) {
+	tm, tn := (m+mr-1)/mr, (n+nr-1)/nr
+	tiles, maxTiles := tm, mcMax/mr
 	if byCols {
-		tiles := (cl.n + nr - 1) / nr
-		j0 = min(cl.n, t*tiles/parts*nr)
-		j1 = min(cl.n, (t+1)*tiles/parts*nr)
-		return 0, cl.m, j0, j1
+		tiles, maxTiles = tn, 4
 	}
-	tiles := (cl.m + mr - 1) / mr
-	i0 = min(cl.m, t*tiles/parts*mr)
-	i1 = min(cl.m, (t+1)*tiles/parts*mr)
-	return i0, i1, 0, cl.n
+	// About six chunks per participant for load balance, each of at most
+	// one mc block of rows (or four column panels).
+	cl.byCols = byCols
+	cl.chunkTiles = min(maxTiles, max(1, (tiles+6*threads-1)/(6*threads)))
+	cl.nChunks = (tiles + cl.chunkTiles - 1) / cl.chunkTiles
+	helpers := min(threads, cl.nChunks) - 1
+	cl.next.Store(0)
+	cl.finished.Store(0)
+	cl.gen = genSeq.Add(1)
+	ensureWorkers(helpers)
+	for i := 0; i < helpers; i++ {
+		cl.slots[i].Store(cl.gen<<2 | slotPosted)
+		tokens <- token{cl: cl, gen: cl.gen, slot: i}
+	}
+	s := scratchPool.Get().(*scratch)
+	cl.work(s)
+	scratchPool.Put(s)
+	// Withdraw the invitations nobody took up, then wait for the helpers
+	// that joined. They are at most one chunk behind, so the caller spins
+	// rather than parks: a parked caller would need a wake-up as slow as the
+	// one the workers avoid.
+	joined := int64(0)
+	for i := 0; i < helpers; i++ {
+		if !cl.slots[i].CompareAndSwap(cl.gen<<2|slotPosted, cl.gen<<2|slotRevoked) {
+			joined++
+		}
+	}
+	for i := 0; cl.finished.Load() < joined; i++ {
+		if i&63 == 63 {
+			runtime.Gosched()
+		}
+	}
 }
 
 // packCost is the cost of packing one element, in units of one multiply-add
-// of the kernel (the kernel retires 16 per cycle; packing takes about half a
-// cycle per element).
+// of the kernel (the kernel retires 16 per cycle; packing moves a few
+// elements per cycle, plus cache misses).
 const packCost = 8
 
-// chooseSplit decides whether to divide C by rows or by columns and into how
-// many parts, by estimating the busiest goroutine's time: its padded tiles'
-// multiply-adds plus its packing (a split by rows repacks all of B in every
-// part, a split by columns all of A).
-func chooseSplit(m, n, k, threads int) (byCols bool, parts int) {
+// chooseSplit decides whether to chunk C by rows or by columns, by
+// estimating each participant's work: its share of the multiply-adds plus
+// its packing (row chunks make every participant pack all of op(B), column
+// chunks all of op(A)). ok is false when one goroutine should do it all.
+func chooseSplit(m, n, k, threads int) (byCols, ok bool) {
 	if threads <= 1 {
-		return false, 1
+		return false, false
 	}
-	tm, tn := (m+mr-1)/mr, (n+nr-1)/nr
-	pr, pc := min(threads, tm), min(threads, tn)
-	rowCost := ((tm+pr-1)/pr*mr*tn*nr + packCost*((tm+pr-1)/pr*mr+n))
-	colCost := ((tn+pc-1)/pc*nr*tm*mr + packCost*(m+(tn+pc-1)/pc*nr))
-	if colCost < rowCost {
-		return true, pc
+	mp, np := (m+mr-1)/mr*mr, (n+nr-1)/nr*nr
+	rowOK := k*np <= maxPacked && m > mr
+	colOK := k*mp <= maxPacked && n > nr
+	rowCost := mp*np*k/threads + packCost*(k*np+mp*k/threads)
+	colCost := mp*np*k/threads + packCost*(k*mp+np*k/threads)
+	switch {
+	case rowOK && (!colOK || rowCost <= colCost):
+		return false, true
+	case colOK:
+		return true, true
 	}
-	return false, pr
+	return false, false
+}
+
+// work takes chunks until none are left.
+func (cl *call) work(s *scratch) {
+	first := true
+	for {
+		c := int(cl.next.Add(1)) - 1
+		if c >= cl.nChunks {
+			return
+		}
+		lo := c * cl.chunkTiles
+		hi := lo + cl.chunkTiles
+		if cl.byCols {
+			if first {
+				cl.packAllA(s)
+			}
+			cl.colChunk(s, lo*nr, min(cl.n, hi*nr))
+		} else {
+			if first {
+				cl.packAllB(s)
+			}
+			cl.rowChunk(s, lo*mr, min(cl.m, hi*mr))
+		}
+		first = false
+	}
+}
+
+// packAllB packs all of op(B) into s.b: one block per k slice, each
+// kc×roundup(n, nr), at offsets pcIndex·kc0·roundup(n, nr).
+func (cl *call) packAllB(s *scratch) {
+	np := (cl.n + nr - 1) / nr * nr
+	s.b = grow(s.b, cl.k*np)
+	for pc := 0; pc < cl.k; pc += cl.kc {
+		kc := min(cl.kc, cl.k-pc)
+		packB(s.b[pc*np:], cl.transB, cl.b, cl.ldb, pc, kc, 0, cl.n)
+	}
+}
+
+// packAllA packs all of op(A) into s.a, likewise by k slice.
+func (cl *call) packAllA(s *scratch) {
+	mp := (cl.m + mr - 1) / mr * mr
+	s.a = grow(s.a, cl.k*mp)
+	for pc := 0; pc < cl.k; pc += cl.kc {
+		kc := min(cl.kc, cl.k-pc)
+		packA(s.a[pc*mp:], cl.transA, cl.a, cl.lda, 0, cl.m, pc, kc)
+	}
+}
+
+// rowChunk computes rows [i0, i1) of C from the fully packed op(B) in s.b,
+// packing op(A) block by block into s.rowA.
+func (cl *call) rowChunk(s *scratch, i0, i1 int) {
+	np := (cl.n + nr - 1) / nr * nr
+	s.rowA = grow(s.rowA, cl.kc*mcMax)
+	for pc := 0; pc < cl.k; pc += cl.kc {
+		kc := min(cl.kc, cl.k-pc)
+		beta := cl.beta
+		if pc > 0 {
+			beta = 1
+		}
+		bAll := s.b[pc*np : pc*np+kc*np]
+		for ic := i0; ic < i1; ic += mcMax {
+			mcb := min(mcMax, i1-ic)
+			packA(s.rowA, cl.transA, cl.a, cl.lda, ic, mcb, pc, kc)
+			cl.macro(s, s.rowA, bAll, kc, ic, mcb, 0, cl.n, beta)
+		}
+	}
+}
+
+// colChunk computes columns [j0, j1) of C from the fully packed op(A) in
+// s.a, packing op(B) slice by slice into s.colB.
+func (cl *call) colChunk(s *scratch, j0, j1 int) {
+	mp := (cl.m + mr - 1) / mr * mr
+	ncb := j1 - j0
+	s.colB = grow(s.colB, cl.kc*((ncb+nr-1)/nr*nr))
+	for pc := 0; pc < cl.k; pc += cl.kc {
+		kc := min(cl.kc, cl.k-pc)
+		beta := cl.beta
+		if pc > 0 {
+			beta = 1
+		}
+		packB(s.colB, cl.transB, cl.b, cl.ldb, pc, kc, j0, ncb)
+		aAll := s.a[pc*mp : pc*mp+kc*mp]
+		for ic := 0; ic < cl.m; ic += mcMax {
+			mcb := min(mcMax, cl.m-ic)
+			cl.macro(s, aAll[ic*kc:], s.colB, kc, ic, mcb, j0, ncb, beta)
+		}
+	}
+}
+
+// macro runs the micro-kernel over the mcb×ncb block of C at (ic, jc), with
+// ap holding its packed rows and bp its packed columns for one k slice.
+func (cl *call) macro(s *scratch, ap, bp []float32, kc, ic, mcb, jc, ncb int, beta float32) {
+	ldc := cl.ldc
+	for jr := 0; jr < ncb; jr += nr {
+		bpan := bp[jr*kc : (jr+nr)*kc]
+		cols := min(nr, ncb-jr)
+		for ir := 0; ir < mcb; ir += mr {
+			apan := ap[ir*kc : (ir+mr)*kc]
+			rows := min(mr, mcb-ir)
+			off := (ic+ir)*ldc + jc + jr
+			if rows == mr && cols == nr {
+				kernel(kc, apan, bpan, cl.c[off:], ldc, cl.alpha, beta)
+				continue
+			}
+			cl.edge(s, kc, apan, bpan, off, rows, cols, beta)
+		}
+	}
 }
 
 // block computes C[i0:i1, j0:j1] with the goroutine-private scratch s. This
 // is the BLIS five-loop nest: jc over nc-wide column blocks, pc over kc-deep
 // slices of k (pack B), ic over mc-tall row blocks (pack A), then jr and ir
-// over micro-tiles. For each C element the k slices are always visited in
-// order 0, kc, 2kc, …; the first applies beta, later ones accumulate.
+// over micro-tiles (macro). For each C element the k slices are always
+// visited in order 0, kc, 2kc, …; the first applies beta, later ones
+// accumulate.
 func (cl *call) block(s *scratch, i0, i1, j0, j1 int) {
-	if i0 >= i1 || j0 >= j1 {
-		return
-	}
-	kc0, ldc := cl.kc, cl.ldc
+	kc0 := cl.kc
 	ncb0 := min(ncMax, (j1-j0+nr-1)/nr*nr)
 	s.b = grow(s.b, kc0*ncb0)
 	s.a = grow(s.a, kc0*mcMax)
@@ -211,20 +353,7 @@ func (cl *call) block(s *scratch, i0, i1, j0, j1 int) {
 			for ic := i0; ic < i1; ic += mcMax {
 				mcb := min(mcMax, i1-ic)
 				packA(s.a, cl.transA, cl.a, cl.lda, ic, mcb, pc, kc)
-				for jr := 0; jr < ncb; jr += nr {
-					bp := s.b[jr*kc : (jr+nr)*kc]
-					cols := min(nr, ncb-jr)
-					for ir := 0; ir < mcb; ir += mr {
-						ap := s.a[ir*kc : (ir+mr)*kc]
-						rows := min(mr, mcb-ir)
-						off := (ic+ir)*ldc + jc + jr
-						if rows == mr && cols == nr {
-							kernel(kc, ap, bp, cl.c[off:], ldc, cl.alpha, beta)
-							continue
-						}
-						cl.edge(s, kc, ap, bp, off, rows, cols, beta)
-					}
-				}
+				cl.macro(s, s.a, s.b, kc, ic, mcb, jc, ncb, beta)
 			}
 		}
 	}

@@ -204,7 +204,7 @@ func TestSgemmShapes(t *testing.T) {
 	shapes := []struct{ m, n, k int }{
 		{1, 1, 1}, {7, 13, 5}, {6, 16, 1}, {6, 16, 4}, {12, 32, 9}, {5, 17, 3},
 		{65, 33, 129}, {1, 100, 300}, {100, 1, 300}, {145, 40, 257},
-		{64, 64, 512}, {512, 64, 64},
+		{64, 64, 512}, {512, 64, 64}, {13, 200, 270},
 	}
 	if !testing.Short() {
 		shapes = append(shapes, struct{ m, n, k int }{512, 512, 512})
@@ -330,6 +330,8 @@ func TestSgemmDeterministic(t *testing.T) {
 		{false, true, 97, 250, 300},
 		{true, true, 130, 45, 600},
 		{false, false, 7, 13, 5},
+		{false, false, 20, 300, 100}, // column chunks
+		{true, true, 13, 200, 270},   // column chunks, two k slices
 	}
 	for _, kn := range kernels() {
 		withKernel(t, kn.asm, func() {

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // threadSetting is the value given to SetThreads; 0 means GOMAXPROCS.
@@ -26,20 +27,39 @@ func Threads() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// A task is one rectangle of C for one worker.
-type task struct {
-	call           *call
-	i0, i1, j0, j1 int
+// maxHelpers bounds the helper goroutines one call can enlist.
+const maxHelpers = 63
+
+// A token invites a worker to help with one call. The caller may revoke it
+// (when it has run out of chunks before any worker picked the token up);
+// the generation number makes a stale token from a finished call harmless.
+type token struct {
+	cl   *call
+	gen  uint64
+	slot int
 }
 
-// Persistent workers read tasks from one shared channel. They are started
-// lazily and never exit; a parked worker costs a goroutine stack and nothing
-// else.
+// Slot states, stored in the low two bits of call.slots[i] below gen<<2.
+const (
+	slotPosted  = 0
+	slotClaimed = 1
+	slotRevoked = 2
+)
+
+// Persistent workers read tokens from one shared channel. They are started
+// lazily and never exit. After finishing a token a worker polls for the next
+// one for spinFor before parking, because waking a parked goroutine on
+// another core costs tens of microseconds on a VM — as long as a small GEMM.
+// It yields (runtime.Gosched) between polls so that other goroutines still
+// get the processor.
 var (
 	workerMu sync.Mutex
 	nWorkers int
-	tasks    = make(chan task, 64)
+	tokens   = make(chan token, 4*maxHelpers)
+	genSeq   atomic.Uint64
 )
+
+const spinFor = 100 * time.Microsecond
 
 func ensureWorkers(n int) {
 	workerMu.Lock()
@@ -50,27 +70,51 @@ func ensureWorkers(n int) {
 }
 
 func worker() {
-	for t := range tasks {
+	for {
+		t, ok := pollToken()
+		if !ok {
+			t = <-tokens
+		}
+		cl := t.cl
+		if !cl.slots[t.slot].CompareAndSwap(t.gen<<2|slotPosted, t.gen<<2|slotClaimed) {
+			continue // revoked, or a token of an earlier call
+		}
 		s := scratchPool.Get().(*scratch)
-		t.call.block(s, t.i0, t.i1, t.j0, t.j1)
+		cl.work(s)
 		scratchPool.Put(s)
-		t.call.done <- struct{}{}
+		cl.finished.Add(1)
 	}
 }
 
-// maxDone bounds the number of helper tasks one call can wait for.
-const maxDone = 256
+// pollToken spins on the channel for up to spinFor, yielding the processor
+// between polls so that other goroutines are not starved.
+func pollToken() (token, bool) {
+	start := time.Now()
+	for i := 0; ; i++ {
+		select {
+		case t := <-tokens:
+			return t, true
+		default:
+		}
+		if i&63 == 63 {
+			if time.Since(start) > spinFor {
+				return token{}, false
+			}
+			runtime.Gosched()
+		}
+	}
+}
 
 // callPool recycles per-call state so that a steady-state Sgemm allocates
 // nothing.
-var callPool = sync.Pool{New: func() any {
-	return &call{done: make(chan struct{}, maxDone)}
-}}
+var callPool = sync.Pool{New: func() any { return new(call) }}
 
 // scratch is one goroutine's packing space.
 type scratch struct {
-	a    []float32 // packed block of op(A): mcMax × kc
-	b    []float32 // packed block of op(B): kc × nc
+	a    []float32 // packed op(A): one mc×kc block, or all of it
+	b    []float32 // packed op(B): one kc×nc block, or all of it
+	rowA []float32 // one packed mc×kc block of op(A) for row chunks
+	colB []float32 // one packed kc×(chunk width) slice of op(B) for column chunks
 	tile [mr * nr]float32
 }
 
