@@ -20,11 +20,16 @@
 // portable Go kernel with the same packed layout runs instead. Partial tiles
 // at the matrix edges go through a 6×16 scratch tile and the same kernel.
 //
-// Parallelism: C is divided along whole micro-tiles of rows or of columns
-// (whichever leaves the busiest goroutine least work, packing included) into
-// at most Threads() parts; the caller computes one part and persistent
-// worker goroutines the others, each with its own packing buffers from a
-// sync.Pool, so a steady-state call allocates nothing.
+// Parallelism: with Threads() > 1 and enough work, C is cut into chunks of
+// whole micro-tiles along rows or columns (whichever makes the participants
+// pack less; row chunks share a fully packed op(B), column chunks a fully
+// packed op(A)). The calling goroutine and up to Threads()−1 persistent
+// workers take chunks from an atomic counter until none are left, so a
+// worker that is slow to wake or sits on a busy core simply takes fewer
+// chunks. Idle workers poll briefly before parking, and the caller spins
+// (yielding) for the last chunk rather than parking. Packing buffers and
+// per-call state come from free lists that survive garbage collection, so a
+// steady-state call allocates nothing.
 //
 // Determinism: the k reduction is never split across goroutines, and each
 // element of C is produced by the same sequence of float32 operations — the

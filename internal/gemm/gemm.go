@@ -57,7 +57,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		return
 	}
 
-	cl := callPool.Get().(*call)
+	cl := calls.get()
 	cl.params = params{
 		transA: transA, transB: transB,
 		m: m, n: n, k: k,
@@ -67,7 +67,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	}
 	cl.run(Threads())
 	cl.params = params{}
-	callPool.Put(cl)
+	calls.put(cl)
 }
 
 // checkMatrix panics unless x can hold a rows×cols row-major matrix with
@@ -152,9 +152,9 @@ func (cl *call) run(threads int) {
 	threads = min(threads, maxHelpers+1)
 	byCols, ok := chooseSplit(m, n, k, threads)
 	if !ok {
-		s := scratchPool.Get().(*scratch)
+		s := scratches.get()
 		cl.block(s, 0, m, 0, n)
-		scratchPool.Put(s)
+		scratches.put(s)
 		return
 	}
 	tm, tn := (m+mr-1)/mr, (n+nr-1)/nr
@@ -176,9 +176,9 @@ func (cl *call) run(threads int) {
 		cl.slots[i].Store(cl.gen<<2 | slotPosted)
 		tokens <- token{cl: cl, gen: cl.gen, slot: i}
 	}
-	s := scratchPool.Get().(*scratch)
+	s := scratches.get()
 	cl.work(s)
-	scratchPool.Put(s)
+	scratches.put(s)
 	// Withdraw the invitations nobody took up, then wait for the helpers
 	// that joined. They are at most one chunk behind, so the caller spins
 	// rather than parks: a parked caller would need a wake-up as slow as the

@@ -79,9 +79,9 @@ func worker() {
 		if !cl.slots[t.slot].CompareAndSwap(t.gen<<2|slotPosted, t.gen<<2|slotClaimed) {
 			continue // revoked, or a token of an earlier call
 		}
-		s := scratchPool.Get().(*scratch)
+		s := scratches.get()
 		cl.work(s)
-		scratchPool.Put(s)
+		scratches.put(s)
 		cl.finished.Add(1)
 	}
 }
@@ -105,9 +105,36 @@ func pollToken() (token, bool) {
 	}
 }
 
-// callPool recycles per-call state so that a steady-state Sgemm allocates
-// nothing.
-var callPool = sync.Pool{New: func() any { return new(call) }}
+// freeList keeps up to cap(ch) values for reuse. Unlike sync.Pool it is not
+// emptied by garbage collection, so packing buffers survive the frequent
+// GCs of an allocation-heavy autograd loop and a steady-state Sgemm
+// allocates nothing.
+type freeList[T any] struct{ ch chan *T }
+
+func newFreeList[T any](n int) freeList[T] { return freeList[T]{ch: make(chan *T, n)} }
+
+func (f freeList[T]) get() *T {
+	select {
+	case x := <-f.ch:
+		return x
+	default:
+		return new(T)
+	}
+}
+
+func (f freeList[T]) put(x *T) {
+	select {
+	case f.ch <- x:
+	default: // full: let the GC have it
+	}
+}
+
+// Per-call state and per-goroutine packing space are recycled through
+// free lists; 2·(maxHelpers+1) covers concurrent callers comfortably.
+var (
+	calls     = newFreeList[call](2 * (maxHelpers + 1))
+	scratches = newFreeList[scratch](2 * (maxHelpers + 1))
+)
 
 // scratch is one goroutine's packing space.
 type scratch struct {
@@ -117,8 +144,6 @@ type scratch struct {
 	colB []float32 // one packed kc×(chunk width) slice of op(B) for column chunks
 	tile [mr * nr]float32
 }
-
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // grow returns buf resized to n elements, reallocating only when too small.
 func grow(buf []float32, n int) []float32 {
