@@ -467,3 +467,19 @@ func FuzzSgemm(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPureGo measures the portable kernel (what non-AVX2 machines get)
+// at one trainer-sized shape, single-threaded.
+func BenchmarkPureGo(b *testing.B) {
+	const m, n, k = 512, 128, 128
+	rng := rand.New(rand.NewPCG(13, 14))
+	p := newProblem(rng, false, false, m, n, k, 0, 1, 0)
+	withKernel(b, false, func() {
+		withThreads(1, func() {
+			for b.Loop() {
+				Sgemm(false, false, m, n, k, 1, p.a, p.lda, p.b, p.ldb, 0, p.c, p.ldc)
+			}
+		})
+	})
+	b.ReportMetric(2*m*n*k*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
