@@ -9,9 +9,11 @@
 #   t1-ob2     torch.set_num_threads(1), OPENBLAS_NUM_THREADS=2
 #   t2-ob1     torch.set_num_threads(2), OPENBLAS_NUM_THREADS=1
 #   t2-obunset torch.set_num_threads(2), OPENBLAS_NUM_THREADS unset
-# Output: one line per run (JSON), a summary table, then one JSON line
-# starting with "anchor " for scripts. WARMUP (default 5) and PY (default
-# /usr/bin/python3, Debian's interpreter with torch) can be overridden.
+# Each run first waits for an idle machine (quiet.sh: QUIET_IDLE, QUIET_MAX).
+# Output: one line per run ("setting idle% JSON"), a summary table, then one
+# JSON line starting with "anchor " for scripts. WARMUP (default 5) and PY
+# (default /usr/bin/python3, Debian's interpreter with torch) can be
+# overridden.
 set -euo pipefail
 
 if [ $# -lt 6 ] || [ $# -gt 7 ]; then
@@ -23,6 +25,8 @@ RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-5}
 PY=${PY:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=quiet.sh
+. "$here/quiet.sh"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
@@ -31,12 +35,13 @@ args=(--vocab "$V" --d "$D" --layers "$L" --heads "$H" --context "$T" --batch "$
 echo "# torch anchor V=$V d=$D L=$L H=$H T=$T B=$B steps=$STEPS warmup=$WARMUP runs=$RUNS ($(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'))"
 for run in $(seq 1 "$RUNS"); do
   for setting in t1-ob2 t2-ob1 t2-obunset; do
+    idle=$(wait_quiet)
     case $setting in
       t1-ob2)     line=$(OPENBLAS_NUM_THREADS=2 "$PY" "$here/torch_train.py" "${args[@]}" --threads 1) ;;
       t2-ob1)     line=$(OPENBLAS_NUM_THREADS=1 "$PY" "$here/torch_train.py" "${args[@]}" --threads 2) ;;
       t2-obunset) line=$(env -u OPENBLAS_NUM_THREADS "$PY" "$here/torch_train.py" "${args[@]}" --threads 2) ;;
     esac
-    echo "$setting $line" | tee -a "$out"
+    echo "$setting $idle $line" | tee -a "$out"
   done
 done
 
@@ -44,16 +49,19 @@ done
 import json, statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
-    setting, _, js = line.partition(" ")
-    runs.setdefault(setting, []).append(json.loads(js))
-print(f"{'setting':<11} {'median tok/s':>12} {'min':>9} {'max':>9} {'RSS MB':>7} {'params':>8} {'loss':>7}")
+    setting, idle, js = line.split(" ", 2)
+    r = json.loads(js)
+    r["idle_before"] = int(idle)
+    runs.setdefault(setting, []).append(r)
+print(f"{'setting':<11} {'median tok/s':>12} {'min':>9} {'max':>9} {'RSS MB':>7} {'params':>8} {'loss':>7} {'idle%':>9}")
 best = None
 for setting, rs in runs.items():
     tps = [r["tokens_per_sec"] for r in rs]
     med = statistics.median(tps)
     rss = statistics.median(r["peak_rss_mb"] for r in rs)
     loss = statistics.median(r["final_loss_avg10"] for r in rs)
-    print(f"{setting:<11} {med:>12.0f} {min(tps):>9.0f} {max(tps):>9.0f} {rss:>7.1f} {rs[0]['params']:>8} {loss:>7.4f}")
+    idle = min(r["idle_before"] for r in rs)
+    print(f"{setting:<11} {med:>12.0f} {min(tps):>9.0f} {max(tps):>9.0f} {rss:>7.1f} {rs[0]['params']:>8} {loss:>7.4f} {'>=' + str(idle):>9}")
     if best is None or med > best[1]:
         best = (setting, med, rss, rs[0]["params"], loss, rs[0]["threads"])
 setting, med, rss, params, loss, threads = best

@@ -20,15 +20,15 @@ var benchShapes = []struct {
 	transA, transB bool
 	m, n, k        int
 }{
-	{"d64/qkv-like", false, false, 512, 64, 64},
-	{"d64/mlp-up", false, false, 512, 256, 64},
-	{"d64/mlp-down", false, false, 512, 64, 256},
-	{"d64/wgrad-tA", true, false, 64, 64, 512},
-	{"d64/xgrad-tB", false, true, 512, 64, 64},
-	{"d128/proj", false, false, 512, 128, 128},
-	{"d128/mlp-up", false, false, 512, 512, 128},
-	{"d128/mlp-down", false, false, 512, 128, 512},
-	{"512cubed", false, false, 512, 512, 512},
+	{"d64-qkv", false, false, 512, 64, 64},
+	{"d64-mlpup", false, false, 512, 256, 64},
+	{"d64-mlpdown", false, false, 512, 64, 256},
+	{"d64-wgradTA", true, false, 64, 64, 512},
+	{"d64-xgradTB", false, true, 512, 64, 64},
+	{"d128-proj", false, false, 512, 128, 128},
+	{"d128-mlpup", false, false, 512, 512, 128},
+	{"d128-mlpdown", false, false, 512, 128, 512},
+	{"cube", false, false, 512, 512, 512},
 }
 
 func randSlice(rng *rand.Rand, n int) []float32 {
@@ -62,7 +62,7 @@ func BenchmarkSgemm(b *testing.B) {
 		if sh.transB {
 			ldb = k
 		}
-		prefix := fmt.Sprintf("%s-%dx%dx%d", sh.name, m, n, k)
+		prefix := fmt.Sprintf("%s_%dx%dx%d", sh.name, m, n, k)
 		for _, th := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%s/gemm-%dt", prefix, th), func(b *testing.B) {
 				gemm.SetThreads(th)

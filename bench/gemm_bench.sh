@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# gemm_bench.sh [COUNT]: runs BenchmarkSgemm (internal/gemm) COUNT times
+# (default 5) per shape, interleaving shapes and waiting for an idle machine
+# before each one (quiet.sh), then prints the median GFLOP/s per shape and
+# implementation. Raw `go test -bench` output is kept in $OUT (default
+# /tmp/gemm_bench.txt) for benchstat.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=quiet.sh
+. "$here/quiet.sh"
+COUNT=${1:-5}
+OUT=${OUT:-/tmp/gemm_bench.txt}
+BENCHTIME=${BENCHTIME:-0.5s}
+bin=$(mktemp)
+trap 'rm -f "$bin"' EXIT
+(cd "$here/.." && go test -c -o "$bin" ./internal/gemm)
+shapes=$(cd "$here/.." &&
+  sed -n 's/^\t{"\([^"]*\)", \(true\|false\), \(true\|false\), \([0-9]*\), \([0-9]*\), \([0-9]*\)},.*/\1_\4x\5x\6/p' internal/gemm/bench_test.go)
+: > "$OUT"
+for ((r = 1; r <= COUNT; r++)); do
+  for s in $shapes; do
+    idle=$(wait_quiet)
+    echo "# run $r $s idle=$idle%" | tee -a "$OUT"
+    "$bin" -test.run '^$' -test.bench "^BenchmarkSgemm/${s}/" -test.benchtime "$BENCHTIME" | grep '^Benchmark' | tee -a "$OUT"
+  done
+done
+python3 - "$OUT" <<'PYEOF'
+import re, statistics, sys
+res = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"BenchmarkSgemm/(\S+?)/(\S+?)-\d+\s.*?([\d.]+) GFLOP/s", line)
+    if m:
+        res.setdefault(m.group(1), {}).setdefault(m.group(2), []).append(float(m.group(3)))
+impls = ["gemm-1t", "gemm-2t", "spago", "gonum"]
+print(f"{'shape (m×n×k)':<24}" + "".join(f"{i:>10}" for i in impls) + "   (median GFLOP/s)")
+for shape, d in res.items():
+    print(f"{shape:<24}" + "".join(f"{statistics.median(d[i]):>10.1f}" if i in d else f"{'-':>10}" for i in impls))
+PYEOF
