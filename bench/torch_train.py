@@ -13,7 +13,10 @@ exactly:
   4d·d + d (= 12d² + 13d); final LN 2d; untied head d·V + V.
 
 Data: each sequence is a block of P = 8 tokens drawn uniformly from [0, V)
-and repeated to length T + 1 (inputs are the first T, targets the last T).
+and repeated to length T + 1 (inputs are the first T, targets the last T),
+a fresh seeded batch every step; capsel's train.Bench uses the same recipe.
+Optimiser: AdamW(lr 1e-3, betas (0.9, 0.95), eps 1e-8, weight decay 0.01 on
+every parameter), gradients clipped to global L2 norm 1.0, float32.
 The first P − 1 targets cannot be predicted, the rest can, so the loss
 floor is (P − 1)/T · ln V (0.910 at V = 64, T = 32).
 
@@ -79,12 +82,17 @@ class LM(nn.Module):
         self.register_buffer(
             "mask", torch.triu(torch.ones(context, context, dtype=torch.bool), 1), persistent=False
         )
-        # GPT-2 style init: N(0, 0.02) weights, zero biases, unit LN gains.
+        # GPT-2 initialisation, as capsel's train.NewModel: weights N(0, 0.02²),
+        # the residual projections (attention output, MLP down) N(0, (0.02/√(2L))²),
+        # biases 0, LayerNorm gains 1.
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)
+        for blk in self.blocks:
+            nn.init.normal_(blk.proj.weight, 0.0, 0.02 / math.sqrt(2 * layers))
+            nn.init.normal_(blk.fc2.weight, 0.0, 0.02 / math.sqrt(2 * layers))
 
     def forward(self, idx):
         t = idx.shape[1]
@@ -134,11 +142,12 @@ def main(argv=None):
         raise SystemExit(f"torch_train: {params} parameters, formula says {want}")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.01)
 
-    losses = []
+    losses, step_times = [], []
     t0 = None
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             t0 = time.perf_counter()
+        ts = time.perf_counter()
         x, y = batch(gen, args.vocab, args.context, args.batch)
         logits = model(x)
         loss = F.cross_entropy(logits.view(-1, args.vocab), y.reshape(-1))  # mean over B·T
@@ -147,12 +156,17 @@ def main(argv=None):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
+        if step >= args.warmup:
+            step_times.append(time.perf_counter() - ts)
         if not args.json and (step % 50 == 0 or step == args.warmup + args.steps - 1):
             print(f"step {step:5d}  loss {losses[-1]:.4f}", file=sys.stderr)
     elapsed = time.perf_counter() - t0
 
     tokens = args.batch * args.context * args.steps
+    step_times.sort()
+    median_step = step_times[len(step_times) // 2]
     out = {
+        # total timed tokens / wall time of the timed steps
         "tokens_per_sec": round(tokens / elapsed, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "params": params,
@@ -161,6 +175,8 @@ def main(argv=None):
         "final_loss_avg10": round(sum(losses[-10:]) / len(losses[-10:]), 4),
         "first_loss": round(losses[0], 4),
         "ms_per_step": round(1000 * elapsed / args.steps, 2),
+        # B·T / median step time, the statistic capsel's `selector bench train` reports
+        "tokens_per_sec_median_step": round(args.batch * args.context / median_step, 1),
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
         "config": {k: getattr(args, k) for k in ("vocab", "d", "layers", "heads", "context", "batch", "steps", "warmup")},
         "torch": torch.__version__,
