@@ -118,9 +118,17 @@ type params struct {
 	kc             int // k slice depth, from balancedKC
 }
 
+// Ways of running a call on several goroutines; see run.
+const (
+	modeRows   = iota // row chunks sharing a fully packed op(B)
+	modeCols          // column chunks sharing a fully packed op(A)
+	modeBlocks        // large row or column blocks, each a full block() nest
+)
+
 // call is one Sgemm invocation and its parallel bookkeeping.
 type call struct {
 	params
+	mode       int
 	byCols     bool         // chunks are column ranges (else row ranges)
 	chunkTiles int          // micro-tiles per chunk along the split dimension
 	nChunks    int          // chunks in all
@@ -131,17 +139,22 @@ type call struct {
 }
 
 // maxPacked bounds the floats of a whole packed operand kept per goroutine
-// in the parallel path (16 MiB); larger problems split statically instead.
-const maxPacked = 4 << 20
+// (16 MiB) in modeRows and modeCols; larger problems use modeBlocks. It is a
+// variable so that tests can force modeBlocks on small matrices.
+var maxPacked = 4 << 20
 
 // run computes C with up to threads goroutines.
 //
 // One thread runs block over all of C. With more, C is cut into chunks of
 // whole micro-tiles along one dimension and every participant — the caller
 // and the helpers it enlists — takes chunks from an atomic counter until
-// none are left. Each participant packs the operand shared by all chunks
-// (all of op(B) for row chunks, all of op(A) for column chunks) once; the
-// other operand is packed chunk by chunk, so it is packed once in total.
+// none are left. In modeRows and modeCols each participant packs the
+// operand shared by all chunks (all of op(B) for row chunks, all of op(A)
+// for column chunks) once, and the other operand is packed chunk by chunk,
+// so once in total; chunks are small (about six per participant) for load
+// balance. When the shared operand would be too large to keep packed,
+// modeBlocks gives each chunk its own cache-blocked block() nest, with
+// chunks big enough that repacking the shared operand per chunk is cheap.
 // Chunks only move work between goroutines: each element's arithmetic is
 // the same as with one thread.
 func (cl *call) run(threads int) {
@@ -150,8 +163,8 @@ func (cl *call) run(threads int) {
 		threads = 1
 	}
 	threads = min(threads, maxHelpers+1)
-	byCols, ok := chooseSplit(m, n, k, threads)
-	if !ok {
+	mode, byCols := chooseSplit(m, n, k, threads)
+	if threads <= 1 || (byCols && n <= nr) || (!byCols && m <= mr) {
 		s := scratches.get()
 		cl.block(s, 0, m, 0, n)
 		scratches.put(s)
@@ -162,10 +175,18 @@ func (cl *call) run(threads int) {
 	if byCols {
 		tiles, maxTiles = tn, 4
 	}
-	// About six chunks per participant for load balance, each of at most
-	// one mc block of rows (or four column panels).
-	cl.byCols = byCols
-	cl.chunkTiles = min(maxTiles, max(1, (tiles+6*threads-1)/(6*threads)))
+	cl.mode, cl.byCols = mode, byCols
+	if mode == modeBlocks {
+		// Two chunks per participant, each at least mcMax rows or 256
+		// columns, so that repacking the shared operand per chunk is cheap.
+		minTiles := mcMax / mr
+		if byCols {
+			minTiles = 256 / nr
+		}
+		cl.chunkTiles = max(minTiles, (tiles+2*threads-1)/(2*threads))
+	} else {
+		cl.chunkTiles = min(maxTiles, max(1, (tiles+6*threads-1)/(6*threads)))
+	}
 	cl.nChunks = (tiles + cl.chunkTiles - 1) / cl.chunkTiles
 	helpers := min(threads, cl.nChunks) - 1
 	cl.next.Store(0)
@@ -201,26 +222,29 @@ func (cl *call) run(threads int) {
 // elements per cycle, plus cache misses).
 const packCost = 8
 
-// chooseSplit decides whether to chunk C by rows or by columns, by
-// estimating each participant's work: its share of the multiply-adds plus
-// its packing (row chunks make every participant pack all of op(B), column
-// chunks all of op(A)). ok is false when one goroutine should do it all.
-func chooseSplit(m, n, k, threads int) (byCols, ok bool) {
-	if threads <= 1 {
-		return false, false
-	}
+// chooseSplit decides how to share C among goroutines: by rows or by
+// columns, estimating each participant's work as its share of the
+// multiply-adds plus its packing (row chunks make every participant pack
+// all of op(B), column chunks all of op(A)), and whether the shared operand
+// is small enough to pack whole (modeRows, modeCols) or not (modeBlocks).
+func chooseSplit(m, n, k, threads int) (mode int, byCols bool) {
 	mp, np := (m+mr-1)/mr*mr, (n+nr-1)/nr*nr
-	rowOK := k*np <= maxPacked && m > mr
-	colOK := k*mp <= maxPacked && n > nr
+	threads = max(threads, 1)
 	rowCost := mp*np*k/threads + packCost*(k*np+mp*k/threads)
 	colCost := mp*np*k/threads + packCost*(k*mp+np*k/threads)
-	switch {
-	case rowOK && (!colOK || rowCost <= colCost):
-		return false, true
-	case colOK:
-		return true, true
+	byCols = colCost < rowCost
+	if m <= mr {
+		byCols = true
+	} else if n <= nr {
+		byCols = false
 	}
-	return false, false
+	switch {
+	case byCols && k*mp <= maxPacked:
+		return modeCols, true
+	case !byCols && k*np <= maxPacked:
+		return modeRows, false
+	}
+	return modeBlocks, m*k < k*n // split the dimension whose operand is smaller to repack
 }
 
 // work takes chunks until none are left.
@@ -233,12 +257,17 @@ func (cl *call) work(s *scratch) {
 		}
 		lo := c * cl.chunkTiles
 		hi := lo + cl.chunkTiles
-		if cl.byCols {
+		switch {
+		case cl.mode == modeBlocks && cl.byCols:
+			cl.block(s, 0, cl.m, lo*nr, min(cl.n, hi*nr))
+		case cl.mode == modeBlocks:
+			cl.block(s, lo*mr, min(cl.m, hi*mr), 0, cl.n)
+		case cl.byCols:
 			if first {
 				cl.packAllA(s)
 			}
 			cl.colChunk(s, lo*nr, min(cl.n, hi*nr))
-		} else {
+		default:
 			if first {
 				cl.packAllB(s)
 			}

@@ -359,6 +359,37 @@ func TestSgemmDeterministic(t *testing.T) {
 	}
 }
 
+// TestSgemmBlocksMode forces the parallel path for operands too large to
+// keep packed (modeBlocks) on small matrices, and checks it against the
+// reference and, bit for bit, against one thread.
+func TestSgemmBlocksMode(t *testing.T) {
+	old := maxPacked
+	maxPacked = 1000
+	defer func() { maxPacked = old }()
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, sh := range []struct {
+		transA, transB bool
+		m, n, k        int
+	}{
+		{false, false, 400, 70, 300}, // row blocks
+		{true, true, 20, 700, 90},    // column blocks
+	} {
+		p := newProblem(rng, sh.transA, sh.transB, sh.m, sh.n, sh.k, 1, 1, 0.5)
+		if mode, _ := chooseSplit(sh.m, sh.n, sh.k, 2); mode != modeBlocks {
+			t.Fatalf("%s: mode %d, want modeBlocks", p, mode)
+		}
+		var one, two []float32
+		withThreads(1, func() { one = p.run() })
+		withThreads(3, func() { two = p.run() })
+		p.check(t, two)
+		for i := range one {
+			if math.Float32bits(one[i]) != math.Float32bits(two[i]) {
+				t.Fatalf("%s: 3 threads differ from 1 at %d", p, i)
+			}
+		}
+	}
+}
+
 // TestSgemmConcurrentCallers runs several Sgemm calls at once (as spago's
 // backward pass does) and checks each against a serial result.
 func TestSgemmConcurrentCallers(t *testing.T) {
