@@ -114,6 +114,16 @@ def batch(gen, vocab, context, size):
     return seq[:, :-1], seq[:, 1:]
 
 
+def busy_seconds():
+    """CPU seconds the whole machine has spent busy since boot (/proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return float("nan")
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vocab", type=int, default=64)
@@ -147,6 +157,7 @@ def main(argv=None):
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             t0 = time.perf_counter()
+            busy0, own0 = busy_seconds(), time.process_time()
         ts = time.perf_counter()
         x, y = batch(gen, args.vocab, args.context, args.batch)
         logits = model(x)
@@ -161,6 +172,9 @@ def main(argv=None):
         if not args.json and (step % 50 == 0 or step == args.warmup + args.steps - 1):
             print(f"step {step:5d}  loss {losses[-1]:.4f}", file=sys.stderr)
     elapsed = time.perf_counter() - t0
+    # CPU used by other processes during the timed steps, in cores: the
+    # runners retry a measurement when a neighbour was busy.
+    foreign = max(0.0, (busy_seconds() - busy0 - (time.process_time() - own0)) / elapsed)
 
     tokens = args.batch * args.context * args.steps
     step_times.sort()
@@ -178,6 +192,7 @@ def main(argv=None):
         # B·T / median step time, the statistic capsel's `selector bench train` reports
         "tokens_per_sec_median_step": round(args.batch * args.context / median_step, 1),
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+        "foreign_cpu_cores": round(foreign, 3),
         "config": {k: getattr(args, k) for k in ("vocab", "d", "layers", "heads", "context", "batch", "steps", "warmup")},
         "torch": torch.__version__,
     }
