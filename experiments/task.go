@@ -14,15 +14,17 @@ type Fact struct {
 }
 
 // FactTask is the project's task family with a capability dial: random facts
-// (a 4-letter key and a 5-to-8-letter value) asked as prompt "key=" with
+// (a 4-letter key and a 4-to-14-letter value) asked as prompt "key=" with
 // response "value". Target facts are the ones fine-tuning trains and
 // evaluation tests; distractor facts teach every base model the format and
 // the letters, so that base models differ only in which target facts their
 // pretraining covered — the paper's "pretraining coverage" axis (App. B.1).
 //
 // A base model that never saw a target fact can only guess its letters
-// (p ≈ 1/26 each), which puts its mean p near the paper's model-weak anchors
-// (0.01–0.07); one that memorised the fact puts p near 1. Coverage moves the
+// (p ≈ 1/26 each) and its length (values run from 4 to 14 letters so that
+// the end token is hard to guess too), which puts its mean p near the
+// paper's model-weak anchors (0.01–0.07); one that memorised the fact puts p
+// near 1. Coverage moves the
 // base model's mean p between the two.
 type FactTask struct {
 	Targets     []Fact
@@ -51,7 +53,7 @@ func NewFactTask(seed uint64, nTargets, nDistractors int) FactTask {
 				continue
 			}
 			seen[k] = true
-			out = append(out, Fact{Key: k, Value: word(5 + rng.IntN(4))})
+			out = append(out, Fact{Key: k, Value: word(4 + rng.IntN(11))})
 		}
 		return out
 	}
@@ -59,8 +61,8 @@ func NewFactTask(seed uint64, nTargets, nDistractors int) FactTask {
 }
 
 // Context is the number of positions the task needs: BOS, "key=" (5), the
-// longest value (8) and EOS, minus one for the shift.
-const Context = 15
+// longest value (14) and EOS, minus one for the shift.
+const Context = 20
 
 func example(f Fact, source string, line int) train.Example {
 	return train.Example{Prompt: f.Key + "=", Response: f.Value, Source: source, Line: line}

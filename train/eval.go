@@ -199,7 +199,8 @@ func Generate(ctx context.Context, m *Model, prompts [][]int, maxNew, batch int)
 		done := make([]bool, hi-lo)
 		for i := range seqs {
 			seqs[i] = append([]int(nil), prompts[lo+i]...)
-			done[i] = len(seqs[i]) >= t || len(seqs[i]) == 0
+			// A sequence of t tokens can still predict one more (from position t − 1).
+			done[i] = len(seqs[i]) > t || len(seqs[i]) == 0
 		}
 		for step := 0; step < maxNew; step++ {
 			if err := ctx.Err(); err != nil {
@@ -238,7 +239,7 @@ func Generate(ctx context.Context, m *Model, prompts [][]int, maxNew, batch int)
 				}
 				seqs[i] = append(seqs[i], am)
 				out[lo+i] = append(out[lo+i], am)
-				if am == EOSID || len(seqs[i]) >= t {
+				if am == EOSID || len(seqs[i]) > t {
 					done[i] = true
 				}
 			}

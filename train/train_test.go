@@ -322,3 +322,22 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("defaults must validate")
 	}
 }
+
+// TestGenerateFillsTheContext checks that generation uses the last position:
+// a prompt of T tokens still gets one new token (the one an example that
+// exactly fills the context ends with), and never more.
+func TestGenerateFillsTheContext(t *testing.T) {
+	m, _ := NewModel(ModelConfig{Vocab: 9, D: 8, Layers: 1, Heads: 2, Context: 6}, 1)
+	full := []int{BOSID, 3, 4, 5, 6, 7} // 6 = T tokens
+	short := []int{BOSID, 3, 4, 5}      // room for 2 more, plus the one from the last position
+	gens, err := Generate(context.Background(), m, [][]int{full, short}, 10, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gens[0]) != 1 {
+		t.Errorf("prompt of T tokens: %d new tokens, want 1", len(gens[0]))
+	}
+	if n := len(gens[1]); n < 1 || n > 3 || (n < 3 && gens[1][n-1] != EOSID) {
+		t.Errorf("prompt of T − 2 tokens: generated %v, want up to 3 tokens, ending early only at EOS", gens[1])
+	}
+}
