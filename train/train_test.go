@@ -12,6 +12,8 @@ import (
 
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
+
+	"github.com/capsel/capsel/objectives"
 )
 
 // toyData maps 12 keys to values: a task a small model learns in a few
@@ -339,5 +341,41 @@ func TestGenerateFillsTheContext(t *testing.T) {
 	}
 	if n := len(gens[1]); n < 1 || n > 3 || (n < 3 && gens[1][n-1] != EOSID) {
 		t.Errorf("prompt of T − 2 tokens: generated %v, want up to 3 tokens, ending early only at EOS", gens[1])
+	}
+}
+
+// TestFirstOrderRate checks Gradient and Step against each other: the exact
+// first-order rate ⟨∇R, ∇L_f⟩ (R = 1 − mean p of the clean targets, whose
+// gradient is that of the objective "p") must match the measured change in R
+// after a small step along −∇L_f, by central differences.
+func TestFirstOrderRate(t *testing.T) {
+	ctx := context.Background()
+	tr, _ := New(toyConfig("nll", 40), nil, toyData())
+	runSteps(t, tr, 40)
+	ck := tr.Checkpoint()
+	clean := toyData()
+	noisy := toyData()
+	noisy[0].Response, noisy[3].Response = "v11", "v2" // two wrong labels
+	for _, spec := range []string{"nll", "p", "OnlyTopLogP-0.2"} {
+		m, _ := ck.NewModel()
+		gL, err := Gradient(ctx, m, tr.Tokenizer(), noisy, objectives.MustParse(spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gR, _ := Gradient(ctx, m, tr.Tokenizer(), clean, objectives.P())
+		exact := Dot(gR, gL)
+		risk := func(eta float64) float64 {
+			mm, _ := ck.NewModel()
+			Step(mm, gL, eta)
+			res, _ := Evaluate(ctx, mm, tr.Tokenizer(), clean, EvalOptions{NoGenerate: true})
+			return 1 - res.MeanP
+		}
+		const eta = 1e-2
+		measured := (risk(-eta) - risk(eta)) / (2 * eta)
+		// float32 weights: the measured rate carries ~1e-7/η rounding noise and
+		// O(η²) curvature; 3% of the rate is well above both here.
+		if math.Abs(measured-exact) > 0.03*math.Abs(exact)+1e-4 {
+			t.Errorf("%s: ⟨∇R, ∇L⟩ = %v, measured %v", spec, exact, measured)
+		}
 	}
 }
