@@ -408,11 +408,13 @@ var (
 // num reads a number. Up to 19 significant digits are gathered into an
 // integer m, eight at a time when they come in a run (see eightDigits), and
 // the value is float64(m)·10^e with e's power (or its rounded inverse) from
-// a table: at most three roundings, so within two units in the last place
-// of the correctly rounded value (a relative error below 5·10⁻¹⁶, far
-// below anything a log-prob means). Numbers with a decimal exponent beyond
-// −44 … 22 go through strconv.ParseFloat. Digits past the 19th are dropped
-// (a relative change below 10⁻¹⁸).
+// a table. When m < 2⁵³ and |e| ≤ 22 both operands are exact and one
+// operation gives the correctly rounded value (Clinger's fast path); longer
+// mantissas (17 to 19 digits) take up to three roundings, within two units
+// in the last place (a relative error below 5·10⁻¹⁶, far below anything a
+// log-prob means). Numbers with a decimal exponent beyond −44 … 22 go
+// through strconv.ParseFloat. Digits past the 19th are dropped (a relative
+// change below 10⁻¹⁸).
 func (s *scanner) num() float64 {
 	s.ws()
 	b, i := s.b, s.i
@@ -512,6 +514,8 @@ func (s *scanner) num() float64 {
 		x = 0
 	case exp >= 0 && exp <= 22:
 		x = float64(m) * pow10[exp]
+	case exp < 0 && exp >= -22 && m < 1<<53:
+		x = float64(m) / pow10[-exp] // exact operands: correctly rounded
 	case exp < 0 && exp >= -22:
 		x = float64(m) * negPow10[-exp]
 	case exp < -22 && exp >= -44:
