@@ -106,7 +106,7 @@ func TestVLLMEcho(t *testing.T) {
 
 func TestVLLMEchoBad(t *testing.T) {
 	for name, c := range map[string]struct{ line, want string }{
-		"lengths": {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"text_offset":[0,0,1,`, `"text_offset":[0,1,`, 1), "lengths disagree"},
+		"lengths":          {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"text_offset":[0,0,1,`, `"text_offset":[0,1,`, 1), "lengths disagree"},
 		"null in response": {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `-0.2,-9999`, `null,-9999`, 1), "is in the response but its log-prob is null"},
 		"no logprobs":      {`{"choices":[{"text":"x","logprobs":null}],"prompt_chars":0}`, `has no "logprobs"`},
 		"no choices":       {`{"id":"x","prompt_chars":0}`, `no "choices"`},
@@ -225,12 +225,12 @@ func TestNativeForms(t *testing.T) {
 
 func TestDetect(t *testing.T) {
 	for line, want := range map[string]string{
-		`{"logprobs":[-1]}`:                               Native,
-		fmt.Sprintf(echoLine, `,"prompt_chars":6`):        VLLMEcho,
+		`{"logprobs":[-1]}`:                                 Native,
+		fmt.Sprintf(echoLine, `,"prompt_chars":6`):          VLLMEcho,
 		`{"prompt_logprobs":[null],"prompt_token_ids":[1]}`: VLLMPrompt,
-		`{"text":"x","meta_info":{}}`:                     SGLang,
-		`{`:                                               ReportFormat,
-		`{"format_version":1,"sequences":3}`:              ReportFormat,
+		`{"text":"x","meta_info":{}}`:                       SGLang,
+		`{`:                                                 ReportFormat,
+		`{"format_version":1,"sequences":3}`:                ReportFormat,
 	} {
 		if got, err := Detect([]byte(line)); got != want || err != nil {
 			t.Errorf("Detect(%.40s…) = %q, %v; want %q", line, got, err, want)
