@@ -127,6 +127,9 @@ func NewAccumulator(cfg Config) *Accumulator {
 		sourceIdx: map[string]int{}}
 }
 
+// SetProgress replaces the progress callback of the configuration.
+func (a *Accumulator) SetProgress(f func(Progress)) { a.cfg.Progress = f }
+
 // AddSource registers an input with its format, so that the report lists
 // it even if it yields nothing. Sequences whose Source is not registered are
 // listed under their Source with an empty format.

@@ -94,6 +94,11 @@ func TestVLLMEcho(t *testing.T) {
 	if got := fmt.Sprint(scored(seqs[0])); got != "[6]" {
 		t.Errorf("prompt_chars 7: scored %s", got)
 	}
+	// With "logprobs": 0 every list holds the target alone: no top-k.
+	one := strings.NewReplacer(`," 5":-2.1`, "", `,"3":-0.01`, "").Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`))
+	if seqs, err := readAll(t, VLLMEcho, one, Options{}); err != nil || seqs[0].Top != nil {
+		t.Errorf("logprobs 0: %v, top %v", err, seqs[0].Top)
+	}
 	// Without prompt_chars: an error, or every echoed token with --score-all.
 	if _, err := readAll(t, VLLMEcho, fmt.Sprintf(echoLine, ""), Options{}); err == nil || !strings.Contains(err.Error(), "in.jsonl:1: no \"prompt_chars\"") {
 		t.Errorf("missing prompt_chars: %v", err)

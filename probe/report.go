@@ -1,12 +1,14 @@
 package probe
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -339,4 +341,24 @@ func (a *Accumulator) AddReport(rep *Report) error {
 		*b.source(s.File) = s
 	}
 	return a.Merge(b)
+}
+
+// IsReport reports whether the file at path holds a report (JSON whose first
+// member is "format_version") rather than log-prob lines.
+func IsReport(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	b := trimSpace(buf[:n])
+	if len(b) == 0 || b[0] != '{' {
+		return false, nil
+	}
+	return bytes.HasPrefix(trimSpace(b[1:]), []byte(`"format_version"`)), nil
 }

@@ -21,7 +21,8 @@ const VLLMEchoFormat = `vllm-echo: one /v1/completions response per line, reques
   prompt. Tokens past usage.prompt_tokens (the generated one) are never
   scored. Without prompt_chars, --score-all scores every token. null
   log-probs (the first token) are not scored; -9999 means p = 0;
-  top_logprobs may be keyed by token text or by "token_id:N".`
+  top_logprobs may be keyed by token text or by "token_id:N"; a choice
+  whose lists all hold one token (logprobs 0) has no top-k statistics.`
 
 // VLLMPromptFormat documents the vLLM prompt_logprobs input.
 const VLLMPromptFormat = `vllm-prompt: one JSON object per line holding vLLM's prompt_logprobs, a
@@ -29,9 +30,10 @@ const VLLMPromptFormat = `vllm-prompt: one JSON object per line holding vLLM's p
   (the target plus the top-k), and prompt_token_ids, the targets; either at
   the top level (an offline RequestOutput dumped as JSON) or in choices[i]
   of a /v1/completions response (request "prompt_logprobs": k and
-  "return_token_ids": true). Where the response starts: "response_start"
-  (the index of its first token) or "prompt_chars" (counted over the
-  decoded tokens' text) at the top level, or --score-all.`
+  "return_token_ids": true). Where the response starts: a top-level
+  "response_start", the index of its first token (or a list, one per
+  choice), or --score-all. An entry that lists only the target with a rank
+  above 1 (prompt_logprobs 0) counts as no top-k list.`
 
 // echoParser parses vLLM /v1/completions responses with echo.
 type echoParser struct {
@@ -171,12 +173,29 @@ func (r *echoParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) 
 		if nch > 1 {
 			seq.ID = id + "#" + strconv.Itoa(ch.index)
 		}
-		if ch.haveTop {
+		if ch.haveTop && !onlyTargets(b.ends[ch.m.ends:ch.m.ends+n], ch.m.flat) {
 			seq.Top, seq.TopNames = b.topLists(ch.m.ends, ch.m.ends+n, ch.m.flat, line)
 		}
 		out = append(out, seq)
 	}
 	return out, nil
+}
+
+// onlyTargets reports whether every listed position has exactly one entry,
+// as vLLM gives with "logprobs": 0 (the target alone): such lists say
+// nothing about the other tokens.
+func onlyTargets(ends []int, flat0 int) bool {
+	prev := flat0
+	for _, e := range ends {
+		if e < 0 {
+			continue
+		}
+		if e-prev != 1 {
+			return false
+		}
+		prev = e
+	}
+	return true
 }
 
 // readIntOrList reads a non-negative integer or a list of them.
