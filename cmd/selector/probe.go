@@ -1,13 +1,526 @@
 package main
 
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/capsel/capsel/internal/atomicfile"
+	"github.com/capsel/capsel/internal/plots"
+	"github.com/capsel/capsel/probe"
+)
+
 var cmdProbe = &command{
 	name:  "probe",
-	usage: "selector probe (--model CKPT --data SFT.jsonl | --logprobs FILE... [--format F] | --server URL --served-model NAME --data SFT.jsonl) [--out REPORT.json] [--plot DIR] [--json]",
+	usage: "selector probe (--logprobs FILE|GLOB... [--format F] | --server URL --served-model NAME --data SFT.jsonl | --model CKPT --data SFT.jsonl) [--out REPORT.json] [--plot DIR] [--json]",
 	short: "measure a base model's token probabilities on held-out SFT data",
-	long: `Reads per-token log-probabilities of the base model on the response tokens of
-held-out SFT data and writes a capability report: mean p (the paper's Eq. 5)
-with a bootstrap CI, quantiles, the share of tokens with p > 0.55, and the
-placement on the capability continuum.`,
+	long: `Measures how much a base model already believes its fine-tuning targets and
+places it on the capability continuum of Li et al. (ICML 2026). The input is
+the model's log-probability of every response token of held-out SFT data
+(teacher forcing); the headline is the paper's Eq. 5, the mean of p over all
+scored tokens, with a bootstrap CI over sequences:
+
+  selector probe --logprobs scores.jsonl                 any script's output
+  selector probe shard-*.jsonl --out report.json         shards merge into one report
+  selector probe --server http://localhost:8000 --served-model Qwen/Qwen2.5-7B \
+                 --data heldout.jsonl --top-k 5          score on a live vLLM server
+  selector probe a.report.json b.report.json --json      merge saved reports
+
+Inputs are read in constant memory; several files or globs (and saved
+reports) merge into one report equal to the report over their concatenation.
+The format of each file is detected from its first line unless --format
+names it. Formats:
+
+` + probe.NativeFormat + `
+
+` + probe.VLLMEchoFormat + `
+
+` + probe.VLLMPromptFormat + `
+
+` + probe.SGLangFormat + `
+
+Live server mode (--server) sends each example's prompt + response to
+URL/v1/completions with echo, logprobs k, max_tokens 1, temperature 0,
+--concurrency requests at a time, retries 429, 5xx, timeouts and broken
+replies with exponential backoff and jitter (honouring Retry-After), and
+appends each reply to --cache in the vllm-echo format: an interrupted run
+resumes where it stopped, and the cache is itself a --logprobs input.
+
+` + probe.DataFormat + `
+
+The report: sequences, tokens, mean_p and mean_p_ci, mean_logp, quantiles
+of p (exact to 10⁻⁴), a histogram, share_p_gt_055 (the theory's
+model-strong condition wants ≥ 70 %), share_p_ge_02, top1_agreement and
+mean_q_sq_norm (with top-k), per-sequence quantiles, and the placement:
+region model-weak below --weak-below (0.30), model-strong from --strong-at
+(0.675), the cuts midway between the paper's anchor clusters (0.01–0.07,
+0.50–0.59, 0.76–0.81, Table 5), borderline when the CI crosses a cut, and
+the nearest of the paper's twelve anchors. A seeded sample of --reservoir
+token records travels in the report for 'selector theory' and 'selector
+recommend'. Bad lines stop the probe with their file and line, or are
+counted with --skip-bad.`,
 }
 
-func init() { cmdProbe.run = notYet(cmdProbe) }
+func init() { cmdProbe.run = runProbe }
+
+// stringList is a repeatable flag whose values may also be comma lists.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	*s = append(*s, splitList(v)...)
+	return nil
+}
+
+// probeInputs are the flags that say where token probabilities come from
+// and how to summarise them; 'selector recommend' takes the same.
+type probeInputs struct {
+	logprobs    stringList
+	format      *string
+	scoreAll    *bool
+	server      *string
+	servedModel *string
+	data        *string
+	cache       *string
+	concurrency *int
+	topK        *int
+	timeout     *time.Duration
+	attempts    *int
+	model       *string
+	skipBad     *bool
+	seed        *uint64
+	reservoir   *int
+	bootstrap   *int
+	vocab       *int
+	weakBelow   *float64
+	strongAt    *float64
+}
+
+func addProbeInputs(f *flags) *probeInputs {
+	pi := &probeInputs{}
+	f.Var(&pi.logprobs, "logprobs", "log-prob `file`s or globs (repeatable, comma-separated; also positional)")
+	pi.format = f.String("format", "", "input `format`: native, vllm-echo, vllm-prompt or sglang (default: detect per file)")
+	pi.scoreAll = f.Bool("score-all", false, "score every token of inputs that do not say where the response starts")
+	pi.server = f.String("server", "", "base `URL` of an OpenAI-compatible server (vLLM) to score --data on")
+	pi.servedModel = f.String("served-model", "", "the served model's `name` (with --server)")
+	pi.data = f.String("data", "", "SFT JSONL `file` with prompt and response (with --server or --model)")
+	pi.cache = f.String("cache", "", "resumable cache `file` of server replies (default DATA.<model>.vllm.jsonl)")
+	pi.concurrency = f.Int("concurrency", 4, "requests in flight (with --server)")
+	pi.topK = f.Int("top-k", 5, "top log-probs per token to request (with --server; 0: none)")
+	pi.timeout = f.Duration("timeout", time.Minute, "timeout of each request (with --server)")
+	pi.attempts = f.Int("attempts", 8, "tries per example before giving up on it (with --server)")
+	pi.model = f.String("model", "", "a capsel `checkpoint` to score --data with (lands with the trainer)")
+	pi.skipBad = f.Bool("skip-bad", false, "count and report bad lines instead of stopping at the first")
+	pi.seed = f.Uint64("seed", 1, "seed of the reservoir sample and the bootstrap")
+	pi.reservoir = f.Int("reservoir", probe.DefaultReservoir, "token records kept for theory (0: none)")
+	pi.bootstrap = f.Int("bootstrap", probe.DefaultBootstrap, "bootstrap resamples for the CI of mean p")
+	pi.vocab = f.Int("vocab", 0, "vocabulary size V, recorded for theory's top-k contexts (0: unknown)")
+	pi.weakBelow = f.Float64("weak-below", probe.DefaultCuts.WeakBelow, "capability below which a model is model-weak")
+	pi.strongAt = f.Float64("strong-at", probe.DefaultCuts.StrongAt, "capability from which a model is model-strong")
+	return pi
+}
+
+// config checks the summary flags.
+func (pi *probeInputs) config(f *flags) (probe.Config, error) {
+	cfg := probe.Config{Seed: *pi.seed, Reservoir: *pi.reservoir, Bootstrap: *pi.bootstrap, Vocab: *pi.vocab,
+		Cuts: probe.Cuts{WeakBelow: *pi.weakBelow, StrongAt: *pi.strongAt}, SkipBad: *pi.skipBad}
+	switch {
+	case *pi.reservoir < 0:
+		return cfg, f.usagef("--reservoir: %d < 0", *pi.reservoir)
+	case *pi.reservoir == 0:
+		cfg.Reservoir = -1
+	}
+	if *pi.bootstrap < 1 {
+		return cfg, f.usagef("--bootstrap: need at least one resample, got %d", *pi.bootstrap)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, f.usagef("--weak-below/--strong-at: %v", errors.Unwrap(err))
+	}
+	return cfg, nil
+}
+
+// report runs the probe on the inputs the flags and positional arguments
+// name.
+func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, error) {
+	cfg, err := pi.config(f)
+	if err != nil {
+		return nil, err
+	}
+	inputs := append(append([]string(nil), pi.logprobs...), pos...)
+	modes := 0
+	for _, on := range []bool{len(inputs) > 0, *pi.server != "", *pi.model != ""} {
+		if on {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return nil, f.usagef("give one input: --logprobs FILE..., --server URL or --model CKPT")
+	}
+	if *pi.format != "" {
+		if err := (probe.Options{Format: *pi.format}).Validate(); err != nil {
+			return nil, f.usagef("--format: %v", err)
+		}
+	}
+	if (*pi.server != "" || *pi.model != "") && *pi.data == "" {
+		return nil, f.usagef("--data SFT.jsonl is required with --server and --model")
+	}
+	acc := probe.NewAccumulator(cfg)
+	switch {
+	case *pi.model != "":
+		src, err := checkpointSource(*pi.model, *pi.data)
+		if err != nil {
+			return nil, err
+		}
+		acc.AddSource(*pi.data, "checkpoint "+*pi.model)
+		if err := consume(e, acc, src, nil); err != nil {
+			return nil, err
+		}
+	case *pi.server != "":
+		if err := pi.fromServer(e, f, acc); err != nil {
+			return nil, err
+		}
+	default:
+		if err := pi.fromFiles(e, f, acc, inputs); err != nil {
+			return nil, err
+		}
+	}
+	return acc.Report()
+}
+
+// checkpointSource scores an SFT file with a capsel checkpoint: the place
+// where the trainer plugs its scorer (a probe.Source) in.
+func checkpointSource(ckpt, data string) (probe.Source, error) {
+	return nil, errors.New("probing capsel checkpoints lands with the trainer; for now score the data elsewhere and pass --logprobs, or use --server")
+}
+
+var globMeta = regexp.MustCompile(`[*?\[]`)
+
+// fromFiles reads log-prob files and merges saved reports.
+func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, inputs []string) error {
+	var paths []string
+	for _, in := range inputs {
+		if !globMeta.MatchString(in) {
+			paths = append(paths, in)
+			continue
+		}
+		m, err := filepath.Glob(in)
+		if err != nil {
+			return f.usagef("--logprobs %q: %v", in, err)
+		}
+		if len(m) == 0 {
+			return fmt.Errorf("no file matches %q", in)
+		}
+		paths = append(paths, m...)
+	}
+	var raw []string
+	for _, p := range paths {
+		isRep, err := probe.IsReport(p)
+		if err != nil {
+			return err
+		}
+		if !isRep {
+			raw = append(raw, p)
+			continue
+		}
+		fh, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		rep, err := probe.ReadReport(fh, p)
+		fh.Close()
+		if err != nil {
+			return err
+		}
+		if err := acc.AddReport(rep); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		e.log.Info().Str("file", p).Int64("tokens", rep.Tokens).Msg("merged report")
+	}
+	if len(raw) == 0 {
+		return nil
+	}
+	opt := probe.Options{Format: *pi.format, ScoreAll: *pi.scoreAll}
+	fs, err := probe.OpenFiles(raw, opt, func(file, format string, detected bool) {
+		acc.AddSource(file, format)
+		switch {
+		case format == "":
+			e.log.Warn().Str("file", file).Msg("empty file")
+		case detected:
+			e.log.Info().Str("file", file).Str("format", format).Msg("detected format")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer fs.Close()
+	return consume(e, acc, fs, fs.Bytes)
+}
+
+// fromServer scores --data on a live server and reads the replies.
+func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) error {
+	switch {
+	case *pi.servedModel == "":
+		return f.usagef("--served-model NAME is required with --server")
+	case *pi.concurrency < 1:
+		return f.usagef("--concurrency: need at least 1, got %d", *pi.concurrency)
+	case *pi.topK < 0:
+		return f.usagef("--top-k: %d < 0", *pi.topK)
+	case *pi.timeout <= 0:
+		return f.usagef("--timeout: %v is not positive", *pi.timeout)
+	case *pi.attempts < 1:
+		return f.usagef("--attempts: need at least 1, got %d", *pi.attempts)
+	}
+	if !strings.HasPrefix(*pi.server, "http://") && !strings.HasPrefix(*pi.server, "https://") {
+		return f.usagef("--server: %q is not an http(s) URL", *pi.server)
+	}
+	cache := *pi.cache
+	if cache == "" {
+		cache = *pi.data + "." + safeName(*pi.servedModel) + ".vllm.jsonl"
+	}
+	e.log.Info().Str("server", *pi.server).Str("model", *pi.servedModel).Str("cache", cache).Msg("scoring on the server")
+	prog := newProgress(e, "server", "examples")
+	sv := probe.Server{URL: *pi.server, Model: *pi.servedModel, TopK: *pi.topK, Concurrency: *pi.concurrency,
+		Timeout: *pi.timeout, Attempts: *pi.attempts,
+		Progress: func(p probe.ServerProgress) {
+			done := p.Cached + p.Scored + p.Failed
+			prog.update(float64(done)/float64(p.Total), int64(p.Scored))
+		}}
+	src, res, err := sv.Score(e.ctx, *pi.data, cache, probe.Options{})
+	prog.finish()
+	ev := e.log.Info()
+	if err != nil {
+		ev = e.log.Warn()
+	}
+	ev.Int("examples", res.Total).Int("cached", res.Cached).Int("scored", res.Scored).Int("failed", res.Failed).
+		Int("requests", res.Requests).Int("retries", res.Retries).Msg("server run")
+	if err != nil {
+		if errors.Is(err, e.ctx.Err()) && e.ctx.Err() != nil {
+			return fmt.Errorf("interrupted after scoring %d examples; run the same command again to resume from %s", res.Scored, cache)
+		}
+		return err
+	}
+	if res.Mismatches > 0 {
+		e.log.Warn().Int("replies", res.Mismatches).Msg("the server echoed a text that differs from prompt + response: text offsets may not line up with the prompt's length")
+	}
+	for i, fe := range res.Failures {
+		if i == 3 {
+			break
+		}
+		e.log.Warn().Err(fe).Msg("gave up on an example")
+	}
+	acc.AddSource(*pi.data, probe.VLLMEcho+" via "+*pi.server)
+	cs := src.(interface {
+		probe.Source
+		Bytes() (int64, int64)
+		Close() error
+	})
+	defer cs.Close()
+	return consume(e, acc, cs, cs.Bytes)
+}
+
+// safeName turns a model name into a file-name part.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == ':' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// ctxSource stops a source when the command is interrupted.
+type ctxSource struct {
+	probe.Source
+	e *env
+}
+
+func (c ctxSource) Next() (probe.Sequence, error) {
+	if err := c.e.ctx.Err(); err != nil {
+		return probe.Sequence{}, fmt.Errorf("interrupted: %w", err)
+	}
+	return c.Source.Next()
+}
+
+// consume feeds src to acc with progress; bytes, when set, gives the
+// fraction read.
+func consume(e *env, acc *probe.Accumulator, src probe.Source, bytes func() (int64, int64)) error {
+	prog := newProgress(e, "probe", "tokens")
+	defer prog.finish()
+	acc.SetProgress(func(p probe.Progress) {
+		frac := -1.0
+		if bytes != nil {
+			if done, total := bytes(); total > 0 {
+				frac = float64(done) / float64(total)
+			}
+		}
+		prog.update(frac, p.Tokens)
+	})
+	defer acc.SetProgress(nil)
+	return acc.Consume(ctxSource{src, e})
+}
+
+func runProbe(e *env, args []string) error {
+	f := newFlags(e, "probe", cmdProbe.usage, cmdProbe.long)
+	pi := addProbeInputs(f)
+	asJSON := f.Bool("json", false, "print the report as JSON")
+	out := f.String("out", "", "write the JSON report to this `file` (atomically)")
+	plotDir := f.String("plot", "", "write probe-histogram.png and probe-continuum.png to this `directory`")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	rep, err := pi.report(e, f, pos)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := atomicfile.Write(*out, func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
+			return err
+		}
+		e.log.Info().Str("file", *out).Msg("wrote report")
+	}
+	if *plotDir != "" {
+		if err := plotProbe(*plotDir, rep); err != nil {
+			return err
+		}
+		e.log.Info().Str("dir", *plotDir).Msg("wrote plots")
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, rep)
+	}
+	printReport(e.stdout, rep)
+	return nil
+}
+
+// plotProbe draws the histogram of p and the model among the paper's anchors.
+func plotProbe(dir string, rep *probe.Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := plots.ProbeHistogram(filepath.Join(dir, "probe-histogram.png"), plots.Histogram{
+		Edges: rep.Histogram.Edges, Counts: rep.Histogram.Counts, MeanP: rep.MeanP,
+		Marks: []plots.Mark{{X: 0.2, Label: "p = 0.2"}, {X: 0.55, Label: "p = 0.55"}},
+	}); err != nil {
+		return err
+	}
+	var anchors []plots.Anchor
+	for _, a := range probe.Anchors {
+		anchors = append(anchors, plots.Anchor{Label: a.Model + " (" + a.Domain + ")", MeanP: a.MeanP, Region: regionIndex(a.Region)})
+	}
+	return plots.Continuum(filepath.Join(dir, "probe-continuum.png"), plots.Placement{
+		MeanP: rep.MeanP, CI: rep.MeanPCI, Region: regionIndex(rep.Region),
+		Cuts: [2]float64{rep.Placement.Cuts.WeakBelow, rep.Placement.Cuts.StrongAt}, Anchors: anchors,
+	})
+}
+
+func regionIndex(r probe.Region) int {
+	switch r {
+	case probe.Weak:
+		return 0
+	case probe.Intermediate:
+		return 1
+	}
+	return 2
+}
+
+// printReport writes the report for people.
+func printReport(w io.Writer, rep *probe.Report) {
+	var b bytes.Buffer
+	files := map[string]bool{}
+	var formats []string
+	for _, s := range rep.Sources {
+		files[s.File] = true
+		if s.Format != "" && !contains(formats, s.Format) {
+			formats = append(formats, s.Format)
+		}
+	}
+	fmt.Fprintf(&b, "probe: %s sequences, %s scored tokens from %d input(s) (%s)\n\n",
+		group(rep.Sequences), group(rep.Tokens), len(files), strings.Join(formats, ", "))
+	pl := rep.Placement
+	fmt.Fprintf(&b, "  mean p (Eq. 5)        %.4f   95%% CI %.4f – %.4f (bootstrap over sequences, %d resamples)\n",
+		rep.MeanP, rep.MeanPCI[0], rep.MeanPCI[1], rep.Bootstrap)
+	if rep.MeanLogP != nil {
+		fmt.Fprintf(&b, "  mean log p            %.4f", *rep.MeanLogP)
+		if rep.ZeroPTokens > 0 {
+			fmt.Fprintf(&b, "   (over tokens with p > 0; %s have p = 0)", group(rep.ZeroPTokens))
+		}
+		fmt.Fprintln(&b)
+	}
+	met := "not met"
+	if pl.TheoryStrongCondition {
+		met = "met"
+	}
+	fmt.Fprintf(&b, "  p > 0.55              %5.1f %%  the theory's model-strong condition (≥ %.0f %%): %s\n", 100*rep.ShareGT055, 100*pl.StrongShare, met)
+	fmt.Fprintf(&b, "  p ≥ 0.2               %5.1f %%\n", 100*rep.ShareGE02)
+	fmt.Fprintf(&b, "  quantiles of p        %s\n", fmtQuantiles(rep.Quantiles))
+	fmt.Fprintf(&b, "  per-sequence mean p   %s\n", fmtQuantiles(rep.SeqMeanPQuantiles))
+	if rep.Top1Agreement != nil {
+		fmt.Fprintf(&b, "  top-1 agreement       %5.1f %%   mean ‖q‖² %.3f over the listed tokens (%s tokens with top-k)\n",
+			100**rep.Top1Agreement, *rep.MeanQSqNorm, group(rep.TopKTokens))
+	}
+	fmt.Fprintf(&b, "\n  placement             %s   (model-weak < %.3g ≤ model-intermediate < %.3g ≤ model-strong)\n",
+		rep.Region, pl.Cuts.WeakBelow, pl.Cuts.StrongAt)
+	if pl.Borderline {
+		fmt.Fprintf(&b, "                        borderline: the CI of mean p crosses a cut\n")
+	}
+	a := pl.NearestAnchor
+	fmt.Fprintf(&b, "  nearest paper anchor  %s on %s, mean p %.2f (%s; Table 5)\n", a.Model, a.Domain, a.MeanP, a.Region)
+	fmt.Fprintf(&b, "  reservoir             %d token records for theory (seed %d)\n", len(rep.Reservoir.Records), rep.Reservoir.Seed)
+	if rep.Skipped != nil {
+		fmt.Fprintf(&b, "  skipped               %s bad lines (--skip-bad); first: %s\n", group(rep.Skipped.Lines), rep.Skipped.First[0])
+	}
+	fmt.Fprintf(&b, "\n  histogram of p (share of tokens)\n")
+	var total uint64
+	for _, c := range rep.Histogram.Counts {
+		total += c
+	}
+	const width = 40
+	for i := 0; i+1 < len(rep.Histogram.Counts); i += 2 {
+		c := rep.Histogram.Counts[i] + rep.Histogram.Counts[i+1]
+		share := float64(c) / float64(max(total, 1))
+		bar := strings.Repeat("█", int(math.Round(share*width)))
+		fmt.Fprintf(&b, "    %.1f–%.1f  %5.1f %%  %s\n", rep.Histogram.Edges[i], rep.Histogram.Edges[i+2], 100*share, bar)
+	}
+	w.Write(b.Bytes())
+}
+
+func fmtQuantiles(q probe.Quantiles) string {
+	v := q.Values()
+	var parts []string
+	for i, l := range probe.QuantileLevels {
+		parts = append(parts, fmt.Sprintf("p%02.0f %.3g", 100*l, v[i]))
+	}
+	return strings.Join(parts, "  ")
+}
+
+// group writes 1234567 as 1,234,567.
+func group(n int64) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return s
+	}
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

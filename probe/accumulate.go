@@ -1,0 +1,450 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+)
+
+// Config sets up an Accumulator. The zero value means the defaults.
+type Config struct {
+	// Reservoir is the number of token records kept for theory (default
+	// DefaultReservoir; negative: none).
+	Reservoir int
+	// Seed seeds the reservoir's sample and the bootstrap.
+	Seed uint64
+	// Bootstrap is the number of resamples for the CI of mean p (default
+	// DefaultBootstrap).
+	Bootstrap int
+	// Cuts place the model on the continuum (zero: DefaultCuts).
+	Cuts Cuts
+	// Vocab is the vocabulary size V, passed to theory contexts built from
+	// top-k records (0: unknown).
+	Vocab int
+	// SkipBad counts bad lines and goes on instead of stopping at the first.
+	SkipBad bool
+	// Progress, when set, is called after every sequence.
+	Progress func(Progress)
+}
+
+// Defaults of Config.
+const (
+	DefaultReservoir = 2000
+	DefaultBootstrap = 1000
+)
+
+// Progress is what an Accumulator has consumed so far.
+type Progress struct {
+	Sequences int64
+	Tokens    int64
+	Skipped   int64
+}
+
+func (c Config) withDefaults() Config {
+	if c.Reservoir == 0 {
+		c.Reservoir = DefaultReservoir
+	}
+	if c.Reservoir < 0 {
+		c.Reservoir = 0
+	}
+	if c.Bootstrap <= 0 {
+		c.Bootstrap = DefaultBootstrap
+	}
+	if c.Cuts == (Cuts{}) {
+		c.Cuts = DefaultCuts
+	}
+	return c
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.Vocab < 0 {
+		return fmt.Errorf("probe: vocab %d < 0", c.Vocab)
+	}
+	if err := c.Cuts.Validate(); err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	return nil
+}
+
+// Tolerances of the input checks.
+const (
+	// PositiveTolerance is how far above 0 a log-prob may be (rounding in
+	// a low-precision log-softmax); such values count as 0.
+	PositiveTolerance = 1e-6
+	// NegInf is vLLM's stand-in for log 0: log-probs at or below it are
+	// p = 0, and records store p = 0 with this log-prob.
+	NegInf = -9999.0
+	// maxListedMass bounds the sum of the listed probabilities at one
+	// position; more means the input is not log-probabilities.
+	maxListedMass = 1.01
+)
+
+// Accumulator turns sequences into a Report. Every statistic is kept in a
+// form that merges exactly (see Merge), so shards may be accumulated apart.
+// An Accumulator is not safe for concurrent use.
+type Accumulator struct {
+	cfg Config
+
+	tally
+	sumP, sumNegLogP u128 // Σp, and Σ(−log p) over tokens with p > 0, fixed point
+	sumQ2            u128 // Σ over tokens with top-k of Σ listed q², fixed point
+	hist             []uint64
+	seqSum           []float64 // per sequence: Σp over its scored tokens
+	seqN             []uint32  // per sequence: number of scored tokens
+	res              reservoir
+	bins             []int32     // scratch: the bins of the sequence being added
+	cands            []candidate // scratch: its reservoir candidates
+	skipped          int64
+	skipNotes        []string
+	sources          []SourceInfo
+	sourceIdx        map[string]int
+}
+
+// SourceInfo describes one input of a report.
+type SourceInfo struct {
+	File      string `json:"file"`
+	Format    string `json:"format"`
+	Sequences int64  `json:"sequences"`
+	Tokens    int64  `json:"tokens"`
+	Skipped   int64  `json:"skipped,omitempty"`
+}
+
+// maxSkipNotes is how many skipped-line messages a report keeps.
+const maxSkipNotes = 20
+
+// NewAccumulator returns an empty accumulator. It panics on an invalid
+// configuration; check it with Config.Validate first.
+func NewAccumulator(cfg Config) *Accumulator {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	return &Accumulator{cfg: cfg, hist: make([]uint64, histBins), res: reservoir{size: cfg.Reservoir, seed: cfg.Seed},
+		sourceIdx: map[string]int{}}
+}
+
+// SetProgress replaces the progress callback of the configuration.
+func (a *Accumulator) SetProgress(f func(Progress)) { a.cfg.Progress = f }
+
+// AddSource registers an input with its format, so that the report lists
+// it even if it yields nothing. Sequences whose Source is not registered are
+// listed under their Source with an empty format.
+func (a *Accumulator) AddSource(file, format string) {
+	if i, ok := a.sourceIdx[file]; ok {
+		a.sources[i].Format = format
+		return
+	}
+	a.sourceIdx[file] = len(a.sources)
+	a.sources = append(a.sources, SourceInfo{File: file, Format: format})
+}
+
+func (a *Accumulator) source(file string) *SourceInfo {
+	i, ok := a.sourceIdx[file]
+	if !ok {
+		a.AddSource(file, "")
+		i = a.sourceIdx[file]
+	}
+	return &a.sources[i]
+}
+
+// Consume reads src to the end. A bad line stops it with the line's error,
+// unless the configuration says SkipBad: then the line is counted and
+// consumption goes on. Errors that are not about a line always stop it.
+func (a *Accumulator) Consume(src Source) error {
+	for {
+		seq, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err == nil {
+			err = a.Add(seq)
+		}
+		if err != nil {
+			var le *LineError
+			if !a.cfg.SkipBad || !errors.As(err, &le) {
+				return err
+			}
+			a.skip(le)
+		}
+		if a.cfg.Progress != nil {
+			a.cfg.Progress(Progress{Sequences: a.sequences, Tokens: a.tokens, Skipped: a.skipped})
+		}
+	}
+}
+
+func (a *Accumulator) skip(le *LineError) {
+	a.skipped++
+	a.source(le.File).Skipped++
+	if len(a.skipNotes) < maxSkipNotes {
+		a.skipNotes = append(a.skipNotes, le.Error())
+	}
+}
+
+// Add checks one sequence and adds it. A bad sequence (lengths that
+// disagree, NaN or positive log-probs, top-k probabilities summing above 1,
+// no scored token) is rejected whole with a *LineError and leaves the
+// accumulator unchanged.
+func (a *Accumulator) Add(seq Sequence) error {
+	n := len(seq.LogProbs)
+	bad := func(format string, args ...any) error {
+		return lineErr(seq.Source, seq.Line, format, args...)
+	}
+	switch {
+	case seq.Mask != nil && len(seq.Mask) != n:
+		return bad("lengths disagree: %d log-probs, %d mask entries", n, len(seq.Mask))
+	case seq.Top != nil && len(seq.Top) != n:
+		return bad("lengths disagree: %d log-probs, %d top_logprobs entries", n, len(seq.Top))
+	case seq.Tokens != nil && len(seq.Tokens) != n:
+		return bad("lengths disagree: %d log-probs, %d tokens", n, len(seq.Tokens))
+	case n == 0:
+		return bad("no log-probs")
+	}
+	// One pass gathers everything into locals; nothing is committed until
+	// the whole sequence has passed its checks.
+	var (
+		t                       tally
+		sum                     float64
+		key                     uint64
+		keyed                   bool
+		sumP, sumNegLogP, sumQ2 u128
+	)
+	a.bins = a.bins[:0]
+	a.cands = a.cands[:0]
+	for i, lp := range seq.LogProbs {
+		if seq.Mask != nil && !seq.Mask[i] {
+			continue
+		}
+		switch {
+		case math.IsNaN(lp):
+			return bad("log-prob at position %d is NaN", i)
+		case lp > PositiveTolerance:
+			return bad("log-prob %v at position %d is positive: not a log-probability", lp, i)
+		case lp > 0:
+			lp = 0
+		}
+		var p float64
+		if lp <= NegInf {
+			lp = NegInf
+			t.zeroP++
+		} else {
+			p = math.Exp(lp)
+			sumNegLogP.add(fixNegLogP(lp))
+		}
+		sumP.add(fixP(p))
+		sum += p
+		t.tokens++
+		if p > 0.55 {
+			t.gt055++
+		}
+		if p >= 0.2 {
+			t.ge02++
+		}
+		a.bins = append(a.bins, int32(histBin(p, lp)))
+		if seq.Top != nil && len(seq.Top[i]) > 0 {
+			q2, top1, err := topStats(seq, i, lp, p)
+			if err != nil {
+				return bad("%v", err)
+			}
+			sumQ2.add(fixP(q2))
+			t.topTokens++
+			if top1 {
+				t.top1++
+			}
+		}
+		if a.res.size > 0 {
+			if !keyed {
+				key, keyed = seqKey(seq, a.cfg.Seed), true
+			}
+			if pr := priority(key, i); a.res.wants(pr) {
+				a.cands = append(a.cands, candidate{i, lp, pr})
+			}
+		}
+	}
+	if t.tokens == 0 {
+		return bad("no scored tokens (the mask excludes all %d positions)", n)
+	}
+	t.sequences = 1
+	// Commit.
+	a.sumP.addU(sumP)
+	a.sumNegLogP.addU(sumNegLogP)
+	a.sumQ2.addU(sumQ2)
+	a.tally.add(t)
+	for _, b := range a.bins {
+		a.hist[b]++
+	}
+	for _, c := range a.cands {
+		if a.res.wants(c.pr) {
+			a.res.offer(makeRecord(seq, c.pos, c.lp, c.pr))
+		}
+	}
+	a.seqSum = append(a.seqSum, sum)
+	a.seqN = append(a.seqN, uint32(t.tokens))
+	si := a.source(seq.Source)
+	si.Sequences++
+	si.Tokens += t.tokens
+	return nil
+}
+
+// tally holds the integer counts of an accumulator.
+type tally struct {
+	sequences, tokens int64 // tokens: scored tokens
+	zeroP             int64
+	gt055, ge02       int64
+	topTokens, top1   int64
+}
+
+func (t *tally) add(u tally) {
+	t.sequences += u.sequences
+	t.tokens += u.tokens
+	t.zeroP += u.zeroP
+	t.gt055 += u.gt055
+	t.ge02 += u.ge02
+	t.topTokens += u.topTokens
+	t.top1 += u.top1
+}
+
+// candidate is a position that may enter the reservoir.
+type candidate struct {
+	pos int
+	lp  float64
+	pr  uint64
+}
+
+// topStats checks position i's top list and returns Σ q² over the listed
+// tokens (the list plus the target when the list lacks it) and whether the
+// target has the largest listed log-prob (top-1 agreement).
+func topStats(seq Sequence, i int, lp, p float64) (q2 float64, top1 bool, err error) {
+	best := math.Inf(-1)
+	found := false
+	tok := ""
+	if seq.Tokens != nil {
+		tok = seq.Tokens[i]
+	}
+	var mass float64
+	for _, t := range seq.Top[i] {
+		l := t.LogProb
+		if math.IsNaN(l) || l > PositiveTolerance {
+			return 0, false, fmt.Errorf("top log-prob %v of token %q at position %d is not a log-probability", l, t.Token, i)
+		}
+		l = clampLP(l)
+		q := expNeg(l)
+		mass += q
+		q2 += q * q
+		best = math.Max(best, l)
+		if !found && sameToken(t, tok, l, lp) {
+			found = true
+		}
+	}
+	if mass > maxListedMass {
+		return 0, false, fmt.Errorf("the top tokens at position %d have probabilities summing to %.4g > 1", i, mass)
+	}
+	if !found {
+		q2 += p * p
+	}
+	return q2, lp >= best, nil
+}
+
+// sameToken reports whether listed token t is the target (text tok, log-prob
+// lp): by text when both are known, otherwise by equal log-prob.
+func sameToken(t TopToken, tok string, l, lp float64) bool {
+	if tok != "" && t.Token != "" {
+		return t.Token == tok
+	}
+	return l == lp
+}
+
+func clampLP(lp float64) float64 {
+	if lp > 0 {
+		return 0
+	}
+	if lp < NegInf {
+		return NegInf
+	}
+	return lp
+}
+
+// Merge adds b's statistics to a. The result equals what a would hold had it
+// consumed b's input too, in every statistic and in the reservoir (the
+// reservoir keeps the records of smallest priority, and priorities depend
+// only on each sequence's key and the seed); only the order of the sources
+// list depends on the order of merging. Both must use the same seed and
+// reservoir size.
+func (a *Accumulator) Merge(b *Accumulator) error {
+	if a.cfg.Seed != b.cfg.Seed || a.cfg.Reservoir != b.cfg.Reservoir {
+		return fmt.Errorf("probe: cannot merge accumulators with different seeds or reservoir sizes (%d/%d vs %d/%d)",
+			a.cfg.Seed, a.cfg.Reservoir, b.cfg.Seed, b.cfg.Reservoir)
+	}
+	a.tally.add(b.tally)
+	a.sumP.addU(b.sumP)
+	a.sumNegLogP.addU(b.sumNegLogP)
+	a.sumQ2.addU(b.sumQ2)
+	for i, x := range b.hist {
+		a.hist[i] += x
+	}
+	a.seqSum = append(a.seqSum, b.seqSum...)
+	a.seqN = append(a.seqN, b.seqN...)
+	for _, r := range b.res.recs {
+		if a.res.wants(r.priority) {
+			a.res.offer(r)
+		}
+	}
+	a.skipped += b.skipped
+	for _, n := range b.skipNotes {
+		if len(a.skipNotes) < maxSkipNotes {
+			a.skipNotes = append(a.skipNotes, n)
+		}
+	}
+	for _, s := range b.sources {
+		d := a.source(s.File)
+		if d.Format == "" {
+			d.Format = s.Format
+		}
+		d.Sequences += s.Sequences
+		d.Tokens += s.Tokens
+		d.Skipped += s.Skipped
+	}
+	return nil
+}
+
+// Tokens returns the number of scored tokens added so far.
+func (a *Accumulator) Tokens() int64 { return a.tokens }
+
+// Sequences returns the number of sequences added so far.
+func (a *Accumulator) Sequences() int64 { return a.sequences }
+
+// sortedPairs returns the per-sequence (Σp, n) pairs in a canonical order
+// (by mean p, then n, then Σp), so that the bootstrap does not depend on the
+// order in which sequences or shards arrived.
+func (a *Accumulator) sortedPairs() ([]float64, []uint32) {
+	idx := make([]int, len(a.seqSum))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(i, j int) int {
+		mi := a.seqSum[i] / float64(a.seqN[i])
+		mj := a.seqSum[j] / float64(a.seqN[j])
+		switch {
+		case mi < mj:
+			return -1
+		case mi > mj:
+			return 1
+		case a.seqN[i] != a.seqN[j]:
+			return int(a.seqN[i]) - int(a.seqN[j])
+		case a.seqSum[i] < a.seqSum[j]:
+			return -1
+		case a.seqSum[i] > a.seqSum[j]:
+			return 1
+		}
+		return 0
+	})
+	s := make([]float64, len(idx))
+	n := make([]uint32, len(idx))
+	for k, i := range idx {
+		s[k], n[k] = a.seqSum[i], a.seqN[i]
+	}
+	return s, n
+}

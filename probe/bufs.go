@@ -1,0 +1,61 @@
+package probe
+
+// bufs are the buffers a parser builds sequences in. Between resets they
+// only grow (append never writes below a slice's length, and a reallocation
+// leaves the old array to the sequences that point into it), so every
+// sequence built since the last reset stays valid: a parser can fill a
+// whole batch of lines before anyone reads them.
+type bufs struct {
+	lps    []float64
+	mask   []bool
+	nulls  []bool // the position has no log-prob
+	tokens []string
+	offs   []int // vLLM text offsets
+	flat   []TopToken
+	spans  []span // aligned with flat: where an entry's name sits in the line
+	ends   []int  // per position: end of its list in flat, or −1 for none
+	top    [][]TopToken
+	starts []int // per position: start of its list in flat
+}
+
+func (b *bufs) reset() { b.truncate(mark{}) }
+
+// mark records the buffers' lengths where a sequence starts.
+type mark struct{ lps, mask, nulls, tokens, offs, flat, ends, top, starts int }
+
+func (b *bufs) mark() mark {
+	return mark{len(b.lps), len(b.mask), len(b.nulls), len(b.tokens), len(b.offs), len(b.flat), len(b.ends), len(b.top), len(b.starts)}
+}
+
+// truncate drops what was added after m (a line that failed).
+func (b *bufs) truncate(m mark) {
+	b.lps, b.mask, b.nulls, b.tokens, b.offs = b.lps[:m.lps], b.mask[:m.mask], b.nulls[:m.nulls], b.tokens[:m.tokens], b.offs[:m.offs]
+	b.flat, b.spans, b.ends, b.top, b.starts = b.flat[:m.flat], b.spans[:m.flat], b.ends[:m.ends], b.top[:m.top], b.starts[:m.starts]
+}
+
+// padSpans gives the entries added to flat without a span an empty one.
+func (b *bufs) padSpans() {
+	for len(b.spans) < len(b.flat) {
+		b.spans = append(b.spans, span{-1, -1})
+	}
+}
+
+// topLists slices the lists of positions e0 … e1−1 (indices into ends),
+// whose entries start at flat[flat0], and returns them with the function
+// that names their entries from line.
+func (b *bufs) topLists(e0, e1, flat0 int, line []byte) ([][]TopToken, func(int)) {
+	b.padSpans()
+	t0, s0 := len(b.top), len(b.starts)
+	prev := flat0
+	for _, e := range b.ends[e0:e1] {
+		b.starts = append(b.starts, prev)
+		if e < 0 {
+			b.top = append(b.top, nil)
+			continue
+		}
+		b.top = append(b.top, b.flat[prev:e:e])
+		prev = e
+	}
+	top, starts, spans := b.top[t0:], b.starts[s0:], b.spans
+	return top, func(i int) { fillNames(top[i], spans[starts[i]:], line) }
+}

@@ -1,0 +1,33 @@
+// Package probe measures how much a base model already believes its
+// fine-tuning targets and places it on the capability continuum of Li et
+// al., "Beyond Log Likelihood" (ICML 2026).
+//
+// Its input is the model's log-probability of every target token of
+// held-out SFT data (teacher forcing, response tokens only), from any
+// Source: the native JSONL format, responses saved from vLLM's
+// /v1/completions with echo (masked to the response by text_offset), vLLM's
+// prompt_logprobs, SGLang's input_token_logprobs, a live OpenAI-compatible
+// server, or (with the trainer) the project's own checkpoints. Readers
+// stream in memory bounded by the longest line.
+//
+// An Accumulator turns sequences into a Report. Its headline is the paper's
+// capability statistic (Eq. 5), the micro-average of p over all N scored
+// tokens,
+//
+//	mean_p = (1/N) Σ_i Σ_j p(ỹ_ij | ỹ_i,<j, x_i)
+//
+// with a percentile bootstrap CI that resamples whole sequences, and the
+// placement: a region (model-weak, model-intermediate, model-strong) from
+// cut points between the paper's anchor clusters, and the nearest of the
+// paper's twelve measurements. Alongside: mean log p, quantiles and a
+// histogram of p, the shares of tokens with p > 0.55 and p ≥ 0.2, top-1
+// agreement and ‖q‖² when top-k lists are present, per-sequence spread, and
+// a seeded sample of token records that converts to theory contexts.
+//
+// Every statistic merges exactly: sums are kept as 128-bit fixed-point
+// integers, quantiles come from a fixed-bin histogram, and the reservoir is
+// a bottom-k sample under a hash of (sequence key, position, seed). So a
+// report over shards equals the report over their concatenation.
+//
+// The package never logs, prints or exits; progress goes to a callback.
+package probe

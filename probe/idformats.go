@@ -1,0 +1,516 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// SGLangFormat documents the SGLang input.
+const SGLangFormat = `sglang: one SGLang /generate response per line, requested with
+  {"text": PROMPT + RESPONSE, "sampling_params": {"max_new_tokens": 0},
+   "return_logprob": true, "logprob_start_len": 0, "top_logprobs_num": 5,
+   "return_text_in_logprobs": true}
+  meta_info.input_token_logprobs holds [logprob|null, token_id, text|null]
+  per token and meta_info.input_top_logprobs the top-k lists in the same
+  form. Where the response starts: "response_start" (token index) or
+  "prompt_chars" (counted over the tokens' text) at the top level, or
+  --score-all.`
+
+// idEntry is one token of a format that names tokens by id.
+type idEntry struct {
+	id      int
+	lp      float64
+	rank    int // 0: unknown
+	text    string
+	hasText bool
+}
+
+// idSeq collects one sequence of an id-keyed format while its line is
+// parsed; resolving it writes the sequence into the parser's bufs.
+type idSeq struct {
+	index     int
+	targets   []idEntry // the target at each position (sglang) …
+	targetIDs []int     // … or only its id (vllm-prompt)
+	nulls     []bool    // position has no log-prob (sglang)
+	flat      []idEntry // listed tokens of all positions
+	ends      []int     // flat[ends[i-1]:ends[i]]; -1: null list
+	haveTop   bool
+	haveLists bool
+	haveIDs   bool
+	// Where the resolved sequence sits in the parser's bufs.
+	m mark
+	n int
+}
+
+func (q *idSeq) reset() {
+	*q = idSeq{targets: q.targets[:0], targetIDs: q.targetIDs[:0], nulls: q.nulls[:0], flat: q.flat[:0], ends: q.ends[:0]}
+}
+
+// responseStart is where a line says the response begins.
+type responseStart struct {
+	tokens []int // "response_start", one or one per sequence
+	chars  []int // "prompt_chars"
+}
+
+func (rs *responseStart) read(s *scanner, key string) bool {
+	switch key {
+	case "response_start":
+		rs.tokens = readIntOrList(s)
+	case "prompt_chars":
+		rs.chars = readIntOrList(s)
+	default:
+		return false
+	}
+	return true
+}
+
+func (rs *responseStart) check(n int, scoreAll bool) error {
+	if rs.tokens != nil && rs.chars != nil {
+		return errors.New(`give "response_start" or "prompt_chars", not both`)
+	}
+	if rs.tokens == nil && rs.chars == nil && !scoreAll {
+		return errors.New(`no "response_start" or "prompt_chars": add one to say where the response starts, or pass --score-all`)
+	}
+	for _, l := range [][]int{rs.tokens, rs.chars} {
+		if l != nil && len(l) != 1 && len(l) != n {
+			return fmt.Errorf("%d response starts for %d sequences", len(l), n)
+		}
+	}
+	return nil
+}
+
+// mask appends the mask of sequence k (q, already resolved into b):
+// positions with a log-prob from the response start on.
+func (rs *responseStart) mask(k int, q *idSeq, b *bufs) error {
+	nulls := b.nulls[q.m.nulls : q.m.nulls+q.n]
+	chars := 0
+	for i := range q.n {
+		scored := true
+		switch {
+		case rs.tokens != nil:
+			scored = i >= rs.tokens[min(k, len(rs.tokens)-1)]
+		case rs.chars != nil:
+			if q.targets == nil {
+				return errors.New(`"prompt_chars" needs every token's text; with prompt_logprobs give "response_start" (a token index)`)
+			}
+			if !q.targets[i].hasText {
+				return fmt.Errorf(`"prompt_chars" needs every token's text, and token %d has none (request "return_text_in_logprobs": true)`, i)
+			}
+			scored = chars >= rs.chars[min(k, len(rs.chars)-1)]
+			chars += utf8.RuneCountInString(q.targets[i].text)
+		}
+		if nulls[i] {
+			if scored && i > 0 && (rs.tokens != nil || rs.chars != nil) {
+				return fmt.Errorf("token %d is in the response but its log-prob is null", i)
+			}
+			scored = false
+		}
+		b.mask = append(b.mask, scored)
+	}
+	return nil
+}
+
+// appendTop appends a position's list with the target first, so that a
+// reader of the list finds the target before any token with the same text.
+func appendTop(b *bufs, target idEntry, list []idEntry) {
+	b.flat = append(b.flat, TopToken{Token: target.text, LogProb: target.lp})
+	for _, e := range list {
+		if e.id != target.id {
+			b.flat = append(b.flat, TopToken{Token: e.text, LogProb: e.lp})
+		}
+	}
+	b.ends = append(b.ends, len(b.flat))
+}
+
+// idParser parses vllm-prompt or sglang lines.
+type idParser struct {
+	sc       scanner
+	ar       arena
+	b        bufs
+	scoreAll bool
+	sglang   bool
+	seqs     []idSeq
+}
+
+// NewVLLMPromptReader reads vLLM prompt_logprobs lines (VLLMPromptFormat).
+func NewVLLMPromptReader(r io.Reader, name string, scoreAll bool) Source {
+	return newLineSource(newLineReader(r, name), &idParser{scoreAll: scoreAll})
+}
+
+// NewSGLangReader reads SGLang responses (SGLangFormat).
+func NewSGLangReader(r io.Reader, name string, scoreAll bool) Source {
+	return newLineSource(newLineReader(r, name), &idParser{scoreAll: scoreAll, sglang: true})
+}
+
+func (r *idParser) reset() { r.b.reset() }
+
+func (r *idParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
+	m := r.b.mark()
+	n0 := len(out)
+	out, err := r.parseLine(line, out)
+	if err != nil {
+		r.b.truncate(m)
+		return out[:n0], err
+	}
+	return out, nil
+}
+
+func (r *idParser) seq(k int) *idSeq {
+	for len(r.seqs) <= k {
+		r.seqs = append(r.seqs, idSeq{})
+	}
+	q := &r.seqs[k]
+	q.reset()
+	return q
+}
+
+func (r *idParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) {
+	s := &r.sc
+	s.reset(line)
+	r.ar.reset()
+	var rs responseStart
+	id := ""
+	n := 0 // sequences on the line
+	var topIDs *idSeq
+	if !s.beginObject() {
+		return out, s.err
+	}
+	for s.nextKey() {
+		key := string(s.key)
+		if rs.read(s, key) {
+			continue
+		}
+		switch {
+		case key == "id":
+			if s.peek() == '"' {
+				id = strings.Clone(r.ar.str(s))
+			} else {
+				s.skip()
+			}
+		case r.sglang && key == "meta_info":
+			n = 1
+			r.readMetaInfo(r.seq(0), &id)
+		case !r.sglang && key == "prompt_logprobs":
+			if topIDs == nil {
+				topIDs = r.seq(0)
+			}
+			n = 1
+			r.readPromptLogprobs(topIDs)
+		case !r.sglang && key == "prompt_token_ids":
+			// Top-level ids go with top-level prompt_logprobs; they may come first.
+			if topIDs == nil {
+				topIDs = r.seq(0)
+			}
+			topIDs.targetIDs = readIDs(s, topIDs.targetIDs)
+			topIDs.haveIDs = true
+		case !r.sglang && key == "choices":
+			if topIDs != nil {
+				return out, errors.New(`prompt_logprobs both at the top level and in "choices"`)
+			}
+			if s.beginArray() {
+				for s.more() {
+					q := r.seq(n)
+					q.index = n
+					n++
+					s.beginObject()
+					for s.nextKey() {
+						switch string(s.key) {
+						case "index":
+							q.index = s.integer()
+						case "prompt_logprobs":
+							r.readPromptLogprobs(q)
+						case "prompt_token_ids":
+							q.targetIDs = readIDs(s, q.targetIDs)
+							q.haveIDs = true
+						default:
+							s.skip()
+						}
+					}
+				}
+			}
+		default:
+			s.skip()
+		}
+	}
+	s.end()
+	if s.err != nil {
+		return out, s.err
+	}
+	if n == 0 {
+		if r.sglang {
+			return out, errors.New(`no "meta_info": not an SGLang response`)
+		}
+		return out, errors.New(`no "prompt_logprobs" (top level or in choices)`)
+	}
+	if err := rs.check(n, r.scoreAll); err != nil {
+		return out, err
+	}
+	for k := range n {
+		q := &r.seqs[k]
+		q.m = r.b.mark()
+		var err error
+		if r.sglang {
+			err = q.resolveSGLang(&r.b)
+		} else {
+			err = q.resolveVLLM(&r.b)
+		}
+		mask0 := len(r.b.mask)
+		if err == nil {
+			err = rs.mask(k, q, &r.b)
+		}
+		if err != nil {
+			if n > 1 {
+				return out, fmt.Errorf("sequence %d: %w", k, err)
+			}
+			return out, err
+		}
+		b := &r.b
+		seq := Sequence{ID: id, LogProbs: b.lps[q.m.lps : q.m.lps+q.n], Mask: b.mask[mask0 : mask0+q.n], Tokens: b.tokens[q.m.tokens : q.m.tokens+q.n]}
+		if n > 1 {
+			seq.ID = id + "#" + strconv.Itoa(q.index)
+		}
+		if q.haveTop {
+			seq.Top, _ = b.topLists(q.m.ends, q.m.ends+q.n, q.m.flat, line)
+		}
+		out = append(out, seq)
+	}
+	return out, nil
+}
+
+func readIDs(s *scanner, dst []int) []int {
+	dst = dst[:0]
+	if s.null() {
+		return dst
+	}
+	if s.beginArray() {
+		for s.more() {
+			dst = append(dst, s.integer())
+		}
+	}
+	return dst
+}
+
+// readPromptLogprobs reads a list of null or {id: {logprob, rank, decoded_token}}.
+func (r *idParser) readPromptLogprobs(q *idSeq) {
+	s := &r.sc
+	if q.haveLists {
+		s.fail(`field "prompt_logprobs" appears twice`)
+		return
+	}
+	q.haveLists = true
+	if !s.beginArray() {
+		return
+	}
+	for s.more() {
+		if s.null() {
+			q.ends = append(q.ends, -1)
+			continue
+		}
+		if !s.beginObject() {
+			return
+		}
+		for s.nextKey() {
+			tid, err := strconv.Atoi(string(s.key))
+			if err != nil || tid < 0 {
+				s.fail("prompt_logprobs keys must be token ids, found %q", s.key)
+				return
+			}
+			e := idEntry{id: tid}
+			haveLP := false
+			s.beginObject()
+			for s.nextKey() {
+				switch string(s.key) {
+				case "logprob":
+					e.lp, haveLP = s.num(), true
+				case "rank":
+					if !s.null() {
+						e.rank = s.integer()
+					}
+				case "decoded_token":
+					if !s.null() {
+						e.text, e.hasText = r.ar.str(s), true
+					}
+				default:
+					s.skip()
+				}
+			}
+			if !haveLP && s.err == nil {
+				s.fail(`an entry of token %d lacks "logprob"`, tid)
+			}
+			q.flat = append(q.flat, e)
+		}
+		q.ends = append(q.ends, len(q.flat))
+	}
+}
+
+// resolveVLLM finds each position's target in its prompt_logprobs entry and
+// appends the sequence to b.
+func (q *idSeq) resolveVLLM(b *bufs) error {
+	if !q.haveLists {
+		return errors.New(`no "prompt_logprobs"`)
+	}
+	if !q.haveIDs {
+		return errors.New(`no "prompt_token_ids": they say which token of each prompt_logprobs entry is the target (request "return_token_ids": true)`)
+	}
+	n := len(q.ends)
+	if len(q.targetIDs) != n {
+		return fmt.Errorf("lengths disagree: %d prompt_logprobs entries, %d prompt_token_ids", n, len(q.targetIDs))
+	}
+	q.n, q.haveTop = n, true
+	prev := 0
+	for i, e := range q.ends {
+		if e < 0 {
+			b.nulls = append(b.nulls, true)
+			b.lps = append(b.lps, 0)
+			b.tokens = append(b.tokens, "")
+			b.ends = append(b.ends, -1)
+			continue
+		}
+		list := q.flat[prev:e]
+		prev = e
+		t := -1
+		for j := range list {
+			if list[j].id == q.targetIDs[i] {
+				t = j
+				break
+			}
+		}
+		if t < 0 {
+			return fmt.Errorf("position %d: the target token %d is not in its prompt_logprobs entry", i, q.targetIDs[i])
+		}
+		target := list[t]
+		b.nulls = append(b.nulls, false)
+		b.lps = append(b.lps, target.lp)
+		b.tokens = append(b.tokens, target.text)
+		if len(list) == 1 && target.rank != 1 {
+			// prompt_logprobs=0 lists only the target: no top-k here
+			// (a lone target of rank 1 is a top-1 list that it heads).
+			b.ends = append(b.ends, -1)
+			continue
+		}
+		appendTop(b, target, list)
+	}
+	return nil
+}
+
+// readMetaInfo reads SGLang's meta_info.
+func (r *idParser) readMetaInfo(q *idSeq, id *string) {
+	s := &r.sc
+	if q.haveLists {
+		s.fail(`field "meta_info" appears twice`)
+		return
+	}
+	if !s.beginObject() {
+		return
+	}
+	for s.nextKey() {
+		switch string(s.key) {
+		case "id":
+			if s.peek() == '"' && *id == "" {
+				*id = strings.Clone(r.ar.str(s))
+			} else {
+				s.skip()
+			}
+		case "input_token_logprobs":
+			q.haveLists = true
+			if s.beginArray() {
+				for s.more() {
+					e, null := r.readTriple()
+					q.targets = append(q.targets, e)
+					q.nulls = append(q.nulls, null)
+				}
+			}
+		case "input_top_logprobs":
+			if s.null() {
+				continue
+			}
+			q.haveTop = true
+			if s.beginArray() {
+				for s.more() {
+					if s.null() {
+						q.ends = append(q.ends, -1)
+						continue
+					}
+					s.beginArray()
+					for s.more() {
+						e, null := r.readTriple()
+						if null && s.err == nil {
+							s.fail("a top-logprob entry has a null log-prob")
+						}
+						q.flat = append(q.flat, e)
+					}
+					q.ends = append(q.ends, len(q.flat))
+				}
+			}
+		default:
+			s.skip()
+		}
+	}
+}
+
+// readTriple reads [logprob|null, token_id, text|null] (the text may be
+// missing).
+func (r *idParser) readTriple() (idEntry, bool) {
+	s := &r.sc
+	var e idEntry
+	null := false
+	s.beginArray()
+	if s.more() {
+		if s.null() {
+			null = true
+		} else {
+			e.lp = s.num()
+		}
+	}
+	if s.more() {
+		e.id = s.integer()
+	} else if s.err == nil {
+		s.fail("want [logprob, token_id, text]")
+	}
+	if s.more() {
+		if !s.null() {
+			e.text, e.hasText = r.ar.str(s), true
+		}
+		if s.more() {
+			s.fail("want [logprob, token_id, text]")
+		}
+	}
+	return e, null
+}
+
+// resolveSGLang lines the top lists up with the targets and appends the
+// sequence to b.
+func (q *idSeq) resolveSGLang(b *bufs) error {
+	if !q.haveLists {
+		return errors.New(`no "meta_info.input_token_logprobs" (request "return_logprob": true)`)
+	}
+	n := len(q.targets)
+	if q.haveTop && len(q.ends) != n {
+		return fmt.Errorf("lengths disagree: %d input_token_logprobs, %d input_top_logprobs", n, len(q.ends))
+	}
+	q.n = n
+	prev := 0
+	for i, t := range q.targets {
+		b.lps = append(b.lps, t.lp)
+		b.nulls = append(b.nulls, q.nulls[i])
+		b.tokens = append(b.tokens, t.text)
+		if !q.haveTop {
+			continue
+		}
+		e := q.ends[i]
+		if e < 0 || q.nulls[i] {
+			b.ends = append(b.ends, -1)
+			if e >= 0 {
+				prev = e
+			}
+			continue
+		}
+		appendTop(b, t, q.flat[prev:e])
+		prev = e
+	}
+	return nil
+}
