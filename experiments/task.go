@@ -85,30 +85,37 @@ func (t FactTask) Pretraining(coverage float64) []train.Example {
 }
 
 // SFT returns the fine-tuning set: every target fact as a prompt/response
-// example, with the response replaced, at rate noise, by another target
-// fact's value (a plausible but wrong label, as in real label noise). The
-// corrupted facts are drawn from seed; the count is round(noise·n).
+// example, with the response replaced, at rate noise, by a fresh random
+// value of the same length distribution (a wrong label the model has no
+// reason to believe). The corrupted facts and their values are drawn from
+// seed; the count is round(noise·n).
 func (t FactTask) SFT(noise float64, seed uint64) []train.Example {
 	rng := rand.New(rand.NewPCG(seed, 0x5f7))
 	n := len(t.Targets)
-	bad := rng.Perm(n)[:int(noise*float64(n)+0.5)]
 	wrong := map[int]bool{}
-	for _, i := range bad {
+	for _, i := range rng.Perm(n)[:int(noise*float64(n)+0.5)] {
 		wrong[i] = true
 	}
 	out := make([]train.Example, n)
 	for i, f := range t.Targets {
 		ex := example(f, "sft", i+1)
-		if wrong[i] {
-			for {
-				j := rng.IntN(n)
-				if v := t.Targets[j].Value; v != f.Value {
-					ex.Response = v
-					break
-				}
+		for wrong[i] && ex.Response == f.Value {
+			b := make([]byte, 4+rng.IntN(11))
+			for j := range b {
+				b[j] = letters[rng.IntN(len(letters))]
 			}
+			ex.Response = string(b)
 		}
 		out[i] = ex
+	}
+	return out
+}
+
+// Noisy reports which SFT examples carry a wrong label.
+func (t FactTask) Noisy(sft []train.Example) []bool {
+	out := make([]bool, len(sft))
+	for i, ex := range sft {
+		out[i] = ex.Response != t.Targets[i].Value
 	}
 	return out
 }
