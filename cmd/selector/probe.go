@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/capsel/capsel/internal/atomicfile"
 	"github.com/capsel/capsel/internal/plots"
 	"github.com/capsel/capsel/probe"
+	"github.com/capsel/capsel/train"
 )
 
 var cmdProbe = &command{
@@ -116,7 +118,7 @@ func addProbeInputs(f *flags) *probeInputs {
 	pi.topK = f.Int("top-k", 5, "top log-probs per token to request (with --server; 0: none)")
 	pi.timeout = f.Duration("timeout", time.Minute, "timeout of each request (with --server)")
 	pi.attempts = f.Int("attempts", 8, "tries per example before giving up on it (with --server)")
-	pi.model = f.String("model", "", "a capsel `checkpoint` to score --data with (lands with the trainer)")
+	pi.model = f.String("model", "", "a capsel `checkpoint` to score --data with")
 	pi.skipBad = f.Bool("skip-bad", false, "count and report bad lines instead of stopping at the first")
 	pi.seed = f.Uint64("seed", 1, "seed of the reservoir sample and the bootstrap")
 	pi.reservoir = f.Int("reservoir", probe.DefaultReservoir, "token records kept for theory (0: none)")
@@ -171,13 +173,21 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	if (*pi.server != "" || *pi.model != "") && *pi.data == "" {
 		return nil, f.usagef("--data SFT.jsonl is required with --server and --model")
 	}
-	acc := probe.NewAccumulator(cfg)
-	switch {
-	case *pi.model != "":
-		src, err := checkpointSource(*pi.model, *pi.data)
+	var modelSrc probe.Source
+	if *pi.model != "" {
+		src, vocab, err := checkpointSource(e.ctx, *pi.model, *pi.data)
 		if err != nil {
 			return nil, err
 		}
+		modelSrc = src
+		if cfg.Vocab == 0 {
+			cfg.Vocab = vocab
+		}
+	}
+	acc := probe.NewAccumulator(cfg)
+	switch {
+	case modelSrc != nil:
+		src := modelSrc
 		acc.AddSource(*pi.data, "checkpoint "+*pi.model)
 		if err := consume(e, acc, src, nil); err != nil {
 			return nil, err
@@ -194,10 +204,26 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	return acc.Report()
 }
 
-// checkpointSource scores an SFT file with a capsel checkpoint: the place
-// where the trainer plugs its scorer (a probe.Source) in.
-func checkpointSource(ckpt, data string) (probe.Source, error) {
-	return nil, errors.New("probing capsel checkpoints lands with the trainer; for now score the data elsewhere and pass --logprobs, or use --server")
+// checkpointSource scores an SFT file with a capsel checkpoint, and returns
+// the model's vocabulary size for the theory contexts.
+func checkpointSource(ctx context.Context, ckpt, data string) (probe.Source, int, error) {
+	ck, err := readCheckpointFile(ckpt)
+	if err != nil {
+		return nil, 0, err
+	}
+	m, err := ck.NewModel()
+	if err != nil {
+		return nil, 0, err
+	}
+	ex, err := readExamplesFile(data)
+	if err != nil {
+		return nil, 0, err
+	}
+	src, err := train.ProbeSource(ctx, m, ck.Tokenizer, ex, 32)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", data, err)
+	}
+	return src, ck.Model.Vocab, nil
 }
 
 var globMeta = regexp.MustCompile(`[*?\[]`)
