@@ -103,7 +103,7 @@ func (ev Evidence) validate() error {
 		return fmt.Errorf("%w: mean p %v lies outside its CI [%v, %v]", ErrEvidence, ev.MeanP, ev.MeanPCI[0], ev.MeanPCI[1])
 	case !(ev.ShareGT055 >= 0 && ev.ShareGT055 <= 1):
 		return fmt.Errorf("%w: share of p > 0.55 is %v", ErrEvidence, ev.ShareGT055)
-	case !(ev.WeakBelow > 0 && ev.WeakBelow < ev.StrongAt && ev.StrongAt < 1):
+	case !(ev.WeakBelow > 0 && ev.WeakBelow < ev.StrongAt && ev.StrongAt <= 1):
 		return fmt.Errorf("%w: cut points %v and %v", ErrEvidence, ev.WeakBelow, ev.StrongAt)
 	case len(ev.Contexts) == 0:
 		return fmt.Errorf("%w: the report carries no token records for the theory", ErrEvidence)
@@ -239,8 +239,8 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 	r.Confidence = []string{"low", "medium", "high"}[max(0, level)]
 	if r.Confidence != "high" {
 		r.Pilot = &Pilot{
-			Objectives: uniq([]string{"nll", r.BestLeaning, "OnlyTopLogP-0.2", "auto"}),
-			Steps:      "about 10% of the planned run (at least 200 steps), same data order and learning rate for each",
+			Objectives: uniq([]string{"nll", r.BestLeaning, "p", "OnlyTopLogP-0.2", "auto"}),
+			Steps:      "about 10% of the planned run, with the same data order and learning rate for each",
 			Compare:    "held-out accuracy (exact match) and held-out mean p of the targets, on 10% of the data kept aside",
 			Pick:       "the best held-out accuracy; within noise of each other, keep nll",
 		}

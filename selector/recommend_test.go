@@ -9,33 +9,14 @@ import (
 	"testing"
 
 	"github.com/capsel/capsel/objectives"
+	"github.com/capsel/capsel/probe"
 	"github.com/capsel/capsel/theory"
 )
 
-// paperAnchor is one of the paper's twelve measured base models (Table 5;
-// the p > 0.55 shares from Table 6 where given) with its measured winner:
+// winners are the paper's measured best objective family per domain:
 // math (model-strong) → prior-leaning, medical (intermediate) → no fixed
-// winner, figfont (model-weak) → NLL (Tables 1–3).
-type paperAnchor struct {
-	model, domain string
-	meanP, share  float64 // share NaN where the paper gives none
-	winner        string  // "prior-leaning", "auto" or "nll"
-}
-
-var paperAnchors = []paperAnchor{
-	{"LLaMA-3.1-8B", "math", 0.80, 0.728, "prior-leaning"},
-	{"DeepSeekMath-7B", "math", 0.76, 0.767, "prior-leaning"},
-	{"Qwen2.5-Math-1.5B", "math", 0.80, 0.806, "prior-leaning"},
-	{"Qwen2.5-Math-7B", "math", 0.81, 0.812, "prior-leaning"},
-	{"LLaMA-3.2-3B", "medical", 0.50, math.NaN(), "auto"},
-	{"LLaMA-3.1-8B", "medical", 0.53, math.NaN(), "auto"},
-	{"Qwen2.5-1.5B", "medical", 0.56, math.NaN(), "auto"},
-	{"Qwen2.5-Math-7B", "medical", 0.59, math.NaN(), "auto"},
-	{"LLaMA-3.2-3B", "figfont", 0.01, math.NaN(), "nll"},
-	{"LLaMA-3.1-8B", "figfont", 0.01, math.NaN(), "nll"},
-	{"Qwen2.5-1.5B", "figfont", 0.01, math.NaN(), "nll"},
-	{"Qwen2.5-7B", "figfont", 0.07, math.NaN(), "nll"},
-}
+// winner, figfont (model-weak) → NLL (its Tables 1–3).
+var winners = map[string]string{"math": "prior-leaning", "medical": "auto", "figfont": "nll"}
 
 // gammaRand draws Gamma(k, 1) (Marsaglia and Tsang 2000).
 func gammaRand(rng *rand.Rand, k float64) float64 {
@@ -121,26 +102,31 @@ func syntheticEvidence(t *testing.T, m, share float64, seed uint64) Evidence {
 // TestPaperAnchors checks that for each of the paper's twelve base models the
 // recommended family is the one the paper measured as best.
 func TestPaperAnchors(t *testing.T) {
-	for i, a := range paperAnchors {
-		ev := syntheticEvidence(t, a.meanP, a.share, uint64(i+1))
+	for i, a := range probe.Anchors {
+		share := a.ShareGT055
+		if share == 0 {
+			share = math.NaN() // not given by the paper
+		}
+		ev := syntheticEvidence(t, a.MeanP, share, uint64(i+1))
 		r, err := Recommend(ev, DefaultOptions())
 		if err != nil {
-			t.Fatalf("%s %s: %v", a.model, a.domain, err)
+			t.Fatalf("%s %s: %v", a.Model, a.Domain, err)
 		}
+		winner := winners[a.Domain]
 		got := r.Objective
 		if o := objectives.MustParse(got); !o.Adaptive() && o.Class() == objectives.PriorLeaning {
 			got = "prior-leaning"
 		}
-		if got != a.winner {
-			t.Errorf("%s on %s (mean p %.2f): recommended %s (%s), the paper measured %s best", a.model, a.domain, ev.MeanP, r.Objective, r.Region, a.winner)
+		if got != winner {
+			t.Errorf("%s on %s (mean p %.2f): recommended %s (%s), the paper measured %s best", a.Model, a.Domain, ev.MeanP, r.Objective, r.Region, winner)
 		}
-		if a.winner == "auto" && (r.Confidence != "low" || r.Pilot == nil) {
-			t.Errorf("%s on %s: intermediate needs low confidence and a pilot, got %s", a.model, a.domain, r.Confidence)
+		if winner == "auto" && (r.Confidence != "low" || r.Pilot == nil) {
+			t.Errorf("%s on %s: intermediate needs low confidence and a pilot, got %s", a.Model, a.Domain, r.Confidence)
 		}
 		if len(r.Ranking) != len(Candidates(DefaultOptions())) || len(r.Rationale) < 2 {
-			t.Errorf("%s on %s: ranking %d, rationale %d", a.model, a.domain, len(r.Ranking), len(r.Rationale))
+			t.Errorf("%s on %s: ranking %d, rationale %d", a.Model, a.Domain, len(r.Ranking), len(r.Rationale))
 		}
-		t.Logf("%-18s %-8s mean p %.3f share %.2f → %-16s confidence %-6s E*=%v", a.model, a.domain, ev.MeanP, ev.ShareGT055, r.Objective, r.Confidence, fmtPtr(r.Crossover))
+		t.Logf("%-18s %-8s mean p %.3f share %.2f → %-16s confidence %-6s E*=%v", a.Model, a.Domain, ev.MeanP, ev.ShareGT055, r.Objective, r.Confidence, fmtPtr(r.Crossover))
 	}
 }
 

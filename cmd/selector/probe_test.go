@@ -126,7 +126,7 @@ func TestProbeErrors(t *testing.T) {
 		{[]string{"probe", "--server", "http://x", "--data", good}, 2, "--served-model"},
 		{[]string{"probe", "--server", "http://x", "--served-model", "m"}, 2, "--data"},
 		{[]string{"probe", "--server", "localhost:8000", "--served-model", "m", "--data", good}, 2, "http(s) URL"},
-		{[]string{"probe", "--model", "ckpt", "--data", good}, 1, "lands with the trainer"},
+		{[]string{"probe", "--model", "ckpt", "--data", good}, 1, "open ckpt"},
 		{[]string{"probe", bad}, 1, "selector: " + bad + ":2: log-prob at position 1 is NaN"},
 		{[]string{"probe", filepath.Join(dir, "nothing*.jsonl")}, 1, "no file matches"},
 		{[]string{"probe", filepath.Join(dir, "missing.jsonl")}, 1, "no such file"},

@@ -1,13 +1,371 @@
 package main
 
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/capsel/capsel/objectives"
+	"github.com/capsel/capsel/probe"
+	"github.com/capsel/capsel/selector"
+	"github.com/capsel/capsel/theory"
+	"github.com/capsel/capsel/train"
+)
+
+// The embedded demo: a base model pretrained on capsel's fact-recall task
+// with every target fact covered, and the task's fine-tuning set with 10 %
+// label noise. Regenerate with: go run ./experiments/mkdemo -out cmd/selector/demo
+//
+//go:embed demo/base.ckpt
+var demoCheckpoint []byte
+
+//go:embed demo/sft.jsonl
+var demoSFT []byte
+
 var cmdRecommend = &command{
 	name:  "recommend",
-	usage: "selector recommend [REPORT.json | --model CKPT --data SFT.jsonl | --logprobs FILE... | --server URL ...] [--noise E] [--json] [--export FORMAT]",
+	usage: "selector recommend [REPORT.json | --logprobs FILE... | --server URL --served-model NAME --data SFT.jsonl | --model CKPT --data SFT.jsonl] [--noise E] [--json] [--export FORMAT] [--pilot]",
 	short: "recommend the fine-tuning objective for a base model and its data",
-	long: `Reads a probe report (or runs the probe), places the base model on the
-capability continuum, ranks candidate objectives by their estimated
-risk-reduction rate, and prints the recommended objective with its evidence
-and the config lines for your trainer.`,
+	long: `Tells you which objective to fine-tune a base model with on your data, why,
+and what to put in your trainer's config.
+
+It measures (or reads) how much the base model already believes the targets
+— the mean probability of the response tokens, the paper's Eq. 5 — and
+places it on the capability continuum of Li et al. (ICML 2026):
+
+  model-strong        prior-leaning objective (−p, −p¹⁰, −log p·1{p ≥ 0.2}):
+                      the paper measured them 4–16 points ahead of NLL
+  model-weak          NLL: prior-leaning objectives barely learn what the
+                      model does not know yet
+  model-intermediate  no fixed winner: auto (blends NLL and −p as mean p
+                      moves during training), and a pilot sweep to settle it
+
+The paper's gradient-flow theory then ranks the candidates (NLL, −p,
+GeneralFamily-α, −log p·1{p ≥ 0.2}, blends) by their risk-reduction rate
+under a label-noise model (--noise), reports the noise rate E* at which the
+best prior-leaning objective overtakes NLL, and lowers the confidence where
+it disagrees with the measurements or the capability is borderline.
+
+Inputs (one of):
+  (nothing)                   the embedded demo: a small model capsel trained,
+                              and its fine-tuning data
+  REPORT.json                 a report written by 'selector probe --out'
+  --logprobs FILE...          log-prob files, as 'selector probe' reads them
+  --server URL --served-model NAME --data SFT.jsonl
+                              score the data on a vLLM server
+  --model CKPT --data SFT.jsonl
+                              a capsel checkpoint (also enables --pilot)
+
+Your own model, in two commands (vLLM serving it on localhost:8000):
+  selector probe --server http://localhost:8000 --served-model MODEL \
+                 --data sft.jsonl --out report.json
+  selector recommend report.json --export trl
+
+--export prints the exact config for toml (capsel), verl (the paper's fork),
+trl, llamafactory, swift or axolotl, and says plainly where a trainer cannot
+express the recommendation. --pilot (capsel checkpoints only) runs the pilot
+sweep: short fine-tunes on 90 % of the data, compared on the other 10 %.`,
 }
 
-func init() { cmdRecommend.run = notYet(cmdRecommend) }
+func init() { cmdRecommend.run = runRecommend }
+
+type recommendJSON struct {
+	selector.Recommendation
+	Input   string        `json:"input"`
+	Export  *exportJSON   `json:"export,omitempty"`
+	Pilots  []pilotResult `json:"pilot_results,omitempty"`
+	Measure string        `json:"pilot_winner,omitempty"`
+}
+
+type exportJSON struct {
+	Format string   `json:"format"`
+	Text   string   `json:"text"`
+	Exact  bool     `json:"exact"`
+	Notes  []string `json:"notes"`
+}
+
+type pilotResult struct {
+	Objective string  `json:"objective"`
+	train.EvalResult
+}
+
+func runRecommend(e *env, args []string) error {
+	f := newFlags(e, "recommend", cmdRecommend.usage, cmdRecommend.long)
+	pi := addProbeInputs(f)
+	noise := f.Float64("noise", selector.DefaultOptions().Noise, "label-noise rate E assumed by the theory's ranking")
+	posterior := f.Bool("posterior", false, "use the Bayes posterior clean probability π(q) instead of 1 − E")
+	u := f.String("u", "model", "true-token distribution for noisy labels: model or uniform")
+	asJSON := f.Bool("json", false, "print JSON")
+	export := f.String("export", "", "also print the config for `format`: "+formatList())
+	pilot := f.Bool("pilot", false, "run the pilot sweep (with --model CKPT --data FILE, or the demo)")
+	pilotSteps := f.Int("pilot-steps", 100, "steps of each pilot fine-tune")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	opt := selector.DefaultOptions()
+	opt.Noise, opt.Posterior = *noise, *posterior
+	switch *u {
+	case "model":
+		opt.U = theory.UModel
+	case "uniform":
+		opt.U = theory.UUniform
+	default:
+		return f.usagef("--u: %q is not model or uniform", *u)
+	}
+	if !(opt.Noise >= 0 && opt.Noise <= 1) {
+		return f.usagef("--noise: %v is not in [0, 1]", opt.Noise)
+	}
+	var format selector.Format
+	if *export != "" {
+		if format, err = selector.ParseFormat(*export); err != nil {
+			return f.usagef("--export: %v", err)
+		}
+	}
+	if *pilotSteps < 1 {
+		return f.usagef("--pilot-steps must be ≥ 1")
+	}
+	demo := len(pos) == 0 && len(pi.logprobs) == 0 && *pi.server == "" && *pi.model == ""
+	if *pilot && !demo && *pi.model == "" {
+		return f.usagef("--pilot fine-tunes the model itself: it needs --model CKPT --data FILE (or the demo)")
+	}
+	var rep *probe.Report
+	input := "demo: a capsel model pretrained on the fact-recall task, with its fine-tuning data"
+	if demo {
+		cfg, err := pi.config(f)
+		if err != nil {
+			return err
+		}
+		rep, err = demoReport(e.ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	} else {
+		if rep, err = pi.report(e, f, pos); err != nil {
+			return err
+		}
+		input = strings.Join(append(append([]string(nil), pos...), pi.logprobs...), ", ")
+		if *pi.model != "" {
+			input = "checkpoint " + *pi.model + " on " + *pi.data
+		} else if *pi.server != "" {
+			input = *pi.servedModel + " at " + *pi.server + " on " + *pi.data
+		}
+	}
+	rec, err := selector.Recommend(selector.FromReport(rep), opt)
+	if err != nil {
+		return err
+	}
+	out := recommendJSON{Recommendation: rec, Input: input}
+	if *pilot && rec.Pilot != nil {
+		ck, data, err := pilotInputs(demo, *pi.model, *pi.data)
+		if err != nil {
+			return err
+		}
+		out.Pilots, out.Measure, err = runPilot(e, ck, data, rec.Pilot.Objectives, *pilotSteps)
+		if err != nil {
+			return err
+		}
+	}
+	if *export != "" {
+		ex, err := selector.ExportObjective(objectives.MustParse(rec.Objective), format,
+			selector.ExportOptions{AutoFallback: autoFallback(out)})
+		if err != nil {
+			return err
+		}
+		out.Export = &exportJSON{Format: string(ex.Format), Text: ex.Text, Exact: ex.Exact, Notes: ex.Notes}
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, out)
+	}
+	printRecommendation(e.stdout, out, *pilot)
+	return nil
+}
+
+// autoFallback is what a trainer that cannot run auto should use: the
+// pilot's measured winner when there is one, else the recommendation's
+// fallback.
+func autoFallback(out recommendJSON) objectives.Objective {
+	if out.Measure != "" && out.Measure != "auto" {
+		return objectives.MustParse(out.Measure)
+	}
+	return objectives.MustParse(out.Fallback)
+}
+
+func formatList() string {
+	var s []string
+	for _, f := range selector.Formats() {
+		s = append(s, string(f))
+	}
+	return strings.Join(s, ", ")
+}
+
+// demoReport probes the embedded checkpoint on the embedded data.
+func demoReport(ctx context.Context, cfg probe.Config) (*probe.Report, error) {
+	ck, data, err := pilotInputs(true, "", "")
+	if err != nil {
+		return nil, err
+	}
+	m, err := ck.NewModel()
+	if err != nil {
+		return nil, err
+	}
+	src, err := train.ProbeSource(ctx, m, ck.Tokenizer, data, 64)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Vocab == 0 {
+		cfg.Vocab = ck.Model.Vocab
+	}
+	acc := probe.NewAccumulator(cfg)
+	acc.AddSource("demo/sft.jsonl", "checkpoint demo/base.ckpt")
+	if err := acc.Consume(src); err != nil {
+		return nil, err
+	}
+	return acc.Report()
+}
+
+// pilotInputs loads the model and data the pilot fine-tunes.
+func pilotInputs(demo bool, model, data string) (*train.Checkpoint, []train.Example, error) {
+	if demo {
+		ck, err := train.ReadCheckpoint(bytes.NewReader(demoCheckpoint), "demo/base.ckpt")
+		if err != nil {
+			return nil, nil, err
+		}
+		ex, err := train.ReadExamples(bytes.NewReader(demoSFT), "demo/sft.jsonl")
+		return ck, ex, err
+	}
+	ck, err := readCheckpointFile(model)
+	if err != nil {
+		return nil, nil, err
+	}
+	ex, err := readExamplesFile(data)
+	return ck, ex, err
+}
+
+// runPilot fine-tunes the model with each objective on 90 % of the data
+// (every tenth example is held out) and evaluates on the rest.
+func runPilot(e *env, ck *train.Checkpoint, data []train.Example, objs []string, steps int) ([]pilotResult, string, error) {
+	var fit, held []train.Example
+	for i, ex := range data {
+		if i%10 == 9 {
+			held = append(held, ex)
+		} else {
+			fit = append(fit, ex)
+		}
+	}
+	if len(held) == 0 || len(fit) == 0 {
+		return nil, "", fmt.Errorf("--pilot needs at least 10 examples, got %d", len(data))
+	}
+	cfg := train.DefaultConfig()
+	cfg.Steps, cfg.Batch, cfg.LR = steps, 16, 5e-4
+	bar := newProgressBar(e, "pilot", len(objs)*steps)
+	var res []pilotResult
+	best, bestScore := "", math.Inf(-1)
+	for i, spec := range objs {
+		cfg.Objective = spec
+		tr, err := train.New(cfg, ck, fit)
+		if err != nil {
+			return nil, "", fmt.Errorf("pilot %s: %w", spec, err)
+		}
+		for !tr.Done() {
+			info, err := tr.Step(e.ctx)
+			if err != nil {
+				return nil, "", fmt.Errorf("pilot %s: %w", spec, err)
+			}
+			bar.update(i*steps+info.Step, 0, "", spec)
+		}
+		ev, err := train.Evaluate(e.ctx, tr.Model(), tr.Tokenizer(), held, train.EvalOptions{})
+		if err != nil {
+			return nil, "", err
+		}
+		res = append(res, pilotResult{Objective: spec, EvalResult: ev})
+		e.log.Info().Str("objective", spec).Float64("exact_match", ev.ExactMatch).Float64("token_accuracy", ev.TokenAccuracy).Msg("pilot")
+		// Rank by exact match, then token accuracy; ties keep the earlier (NLL first).
+		if score := ev.ExactMatch + 1e-3*ev.TokenAccuracy; score > bestScore {
+			best, bestScore = spec, score
+		}
+	}
+	bar.finish()
+	return res, best, nil
+}
+
+func printRecommendation(w io.Writer, r recommendJSON, pilotRan bool) {
+	fmt.Fprintf(w, "Recommended objective: %s   (confidence: %s)\n", r.Objective, r.Confidence)
+	if r.Objective == "auto" {
+		fmt.Fprintf(w, "  for trainers that cannot adapt the objective during training: %s\n", r.Fallback)
+	}
+	fmt.Fprintf(w, "  input: %s\n", r.Input)
+	fmt.Fprintf(w, "  capability: mean p %.3f (95%% CI %.3f–%.3f), %.0f%% of tokens above 0.55 → %s\n\n",
+		r.Capability, r.CapabilityCI[0], r.CapabilityCI[1], 100*r.ShareGT055, r.Region)
+	fmt.Fprintln(w, "Why:")
+	for _, s := range r.Rationale {
+		fmt.Fprintf(w, "  - %s\n", wrap(s, 76, "    "))
+	}
+	fmt.Fprintf(w, "\nTheory's ranking (paper §6; noise E = %g, %d token contexts):\n", r.Noise, r.Contexts)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  #\tOBJECTIVE\tCLASS\tRATE Ṙ\tRATE/‖∇L‖\t")
+	for i, x := range r.Ranking {
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t\n", i+1, x.Objective, x.Class, fmtG(x.Rate), fmtG(x.Normalised))
+	}
+	tw.Flush()
+	if r.Crossover != nil {
+		fmt.Fprintf(w, "  crossover: %s and nll trade places at a label-noise rate of E* = %.3f\n", r.BestLeaning, *r.Crossover)
+	} else {
+		fmt.Fprintf(w, "  crossover: none in [0, 1] between %s and nll\n", r.BestLeaning)
+	}
+	if r.RemainderNote {
+		fmt.Fprintln(w, "  (top-k inputs: the unlisted probability mass is spread evenly over the unlisted tokens, or lumped when the vocabulary size is unknown)")
+	}
+	if r.Pilot != nil {
+		fmt.Fprintln(w, "\nPilot sweep, to settle it on your data:")
+		fmt.Fprintf(w, "  objectives  %s\n  budget      %s\n  compare     %s\n  pick        %s\n",
+			strings.Join(r.Pilot.Objectives, ", "), r.Pilot.Steps, r.Pilot.Compare, r.Pilot.Pick)
+		if !pilotRan {
+			fmt.Fprintln(w, "  (capsel checkpoints: add --pilot to run it now)")
+		}
+	}
+	if len(r.Pilots) > 0 {
+		fmt.Fprintln(w, "\nPilot results (held-out 10 %):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  OBJECTIVE\tEXACT MATCH\tTOKEN ACC\tMEAN P\t")
+		for _, p := range r.Pilots {
+			fmt.Fprintf(tw, "  %s\t%.3f\t%.3f\t%.3f\t\n", p.Objective, p.ExactMatch, p.TokenAccuracy, p.MeanP)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "  measured winner: %s\n", r.Measure)
+	}
+	if r.Export != nil {
+		fmt.Fprintf(w, "\nExport for %s (exact: %v):\n\n%s", r.Export.Format, r.Export.Exact, r.Export.Text)
+		for _, n := range r.Export.Notes {
+			fmt.Fprintf(w, "  note: %s\n", wrap(n, 74, "        "))
+		}
+	} else {
+		fmt.Fprintln(w, "\nPut it in your trainer: add --export toml|verl|trl|llamafactory|swift|axolotl")
+	}
+}
+
+// wrap breaks s into lines of at most width runes, indenting continuations.
+func wrap(s string, width int, indent string) string {
+	var b strings.Builder
+	n := 0
+	for i, word := range strings.Fields(s) {
+		l := len([]rune(word))
+		if i > 0 {
+			if n+1+l > width {
+				b.WriteString("\n" + indent)
+				n = 0
+			} else {
+				b.WriteByte(' ')
+				n++
+			}
+		}
+		b.WriteString(word)
+		n += l
+	}
+	return b.String()
+}
