@@ -90,7 +90,7 @@ type exportJSON struct {
 }
 
 type pilotResult struct {
-	Objective string  `json:"objective"`
+	Objective string `json:"objective"`
 	train.EvalResult
 }
 
