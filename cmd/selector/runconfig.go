@@ -117,7 +117,7 @@ var runSettings = []setting{
 	{"auto-half-life", "auto.half_life", func(c *runConfig) any { return &c.Auto.HalfLife }, "auto: half-life in steps of the running mean p", false},
 	{"auto-every", "auto.every", func(c *runConfig) any { return &c.Auto.Every }, "auto-theory: re-rank the candidates every N steps", false},
 	{"auto-noise", "auto.noise", func(c *runConfig) any { return &c.Auto.Noise }, "auto-theory: label-noise rate of its noise model", false},
-	{"auto-rate", "auto.rate", func(c *runConfig) any { return &c.Auto.Rate }, "auto-theory: maximise the \"normalised\" rate (per unit step) or the \"raw\" rate", false},
+	{"auto-rate", "auto.rate", func(c *runConfig) any { return &c.Auto.Rate }, "auto-theory: maximise the paper's \"raw\" rate Ṙ or the \"normalised\" rate Ṙ/‖∇L‖", false},
 	{"auto-candidates", "auto.candidates", func(c *runConfig) any { return &c.Auto.Candidates }, "auto-theory: comma-separated candidate `specs`", false},
 	{"auto-contexts", "auto.contexts", func(c *runConfig) any { return &c.Auto.Contexts }, "auto-theory: contexts per ranking", false},
 }
