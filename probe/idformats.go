@@ -274,7 +274,7 @@ func (r *idParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) {
 			seq.ID = id + "#" + strconv.Itoa(q.index)
 		}
 		if q.haveTop {
-			seq.Top, _ = b.topLists(q.m.ends, q.m.ends+q.n, q.m.flat, line)
+			seq.Top = b.topLists(q.m.ends, q.m.ends+q.n, q.m.flat)
 		}
 		out = append(out, seq)
 	}

@@ -150,7 +150,8 @@ func (r *nativeParser) parseSeq(line []byte, m mark) (Sequence, error) {
 		if k := len(b.ends) - m.ends; k != n {
 			return seq, fmt.Errorf("lengths disagree: %d logprobs, %d top_logprobs entries", n, k)
 		}
-		seq.Top, seq.TopNames = b.topLists(m.ends, len(b.ends), m.flat, line)
+		seq.Top = b.topLists(m.ends, len(b.ends), m.flat)
+		seq.Names = b.names(seq.Top, nil, 0, false, line)
 	}
 	return seq, nil
 }

@@ -54,6 +54,8 @@ const (
 
 // batch is a run of lines, their parser and what it made of them.
 type batch struct {
+	stats []seqStats // computed ahead for each sequence
+	bins  []int32
 	buf   []byte // the lines, one after the other
 	ends  []int  // end of each line in buf
 	nos   []int  // line numbers
@@ -170,6 +172,23 @@ func (b *batch) parse(name string) {
 	}
 	if b.err != nil {
 		b.items = append(b.items, item{err: b.err})
+	}
+	// Check and summarise the sequences here, on the worker, so that the
+	// accumulator's own work per sequence is small.
+	if cap(b.stats) < len(b.out) {
+		b.stats = make([]seqStats, len(b.out))
+	}
+	b.stats, b.bins = b.stats[:len(b.out)], b.bins[:0]
+	k := 0
+	for i := range b.items {
+		if b.items[i].err != nil {
+			continue
+		}
+		st := &b.stats[k]
+		*st = seqStats{}
+		b.bins = summarize(st, &b.items[i].seq, b.bins)
+		b.items[i].seq.pre = st
+		k++
 	}
 }
 

@@ -25,20 +25,22 @@ func readAll(t *testing.T, format, text string, opt Options) ([]Sequence, error)
 		if err != nil {
 			return out, err
 		}
+		if seq.Names != nil {
+			for i := range seq.LogProbs {
+				seq.Names(i)
+			}
+			seq.Names = nil
+		}
 		seq.LogProbs = append([]float64(nil), seq.LogProbs...)
 		seq.Mask = append([]bool(nil), seq.Mask...)
 		seq.Tokens = append([]string(nil), seq.Tokens...)
 		if seq.Top != nil {
 			top := make([][]TopToken, len(seq.Top))
 			for i, l := range seq.Top {
-				if seq.TopNames != nil {
-					seq.TopNames(i)
-				}
 				top[i] = append([]TopToken(nil), l...)
 			}
 			seq.Top = top
 		}
-		seq.TopNames = nil
 		out = append(out, seq)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -44,6 +45,9 @@ func (s *scanner) fail(format string, args ...any) {
 }
 
 func (s *scanner) ws() {
+	if s.i < len(s.b) && s.b[s.i] > ' ' { // compact JSON: nothing to skip
+		return
+	}
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -387,6 +391,23 @@ func (s *scanner) noDigitFollows() {
 
 // integer reads a JSON number that must be a non-negative integer below 2⁵³.
 func (s *scanner) integer() int {
+	// Fast path: a short run of digits ending the number.
+	b, i := s.b, s.i
+	if i < len(b) && b[i] >= '0' && b[i] <= '9' && b[i] != '0' {
+		n := 0
+		for j := i; j < len(b) && j-i < 15; j++ {
+			c := b[j]
+			if c-'0' < 10 {
+				n = n*10 + int(c-'0')
+				continue
+			}
+			if c == '.' || c == 'e' || c == 'E' {
+				break // not a plain integer: take the general path
+			}
+			s.i = j
+			return n
+		}
+	}
 	x := s.num()
 	if s.err == nil && (x < 0 || x != math.Trunc(x) || x >= 1<<53) {
 		s.fail("want a non-negative integer, found %v", x)
@@ -459,14 +480,14 @@ func (s *scanner) num() float64 {
 			exp -= i - fracStart
 		}
 		for nd <= 11 && i+8 <= len(b) {
-			v := binary.LittleEndian.Uint64(b[i:])
-			if !eightDigits(v) {
+			n, v := digitRun(binary.LittleEndian.Uint64(b[i:]))
+			m = m*pow10u[n] + v
+			nd += n
+			exp -= n
+			i += n
+			if n < 8 {
 				break
 			}
-			m = m*100000000 + digits8(v)
-			nd += 8
-			exp -= 8
-			i += 8
 		}
 		for i < len(b) && b[i]-'0' < 10 {
 			if nd < 19 {
@@ -535,21 +556,35 @@ func (s *scanner) num() float64 {
 	return x
 }
 
-// eightDigits reports whether the 8 bytes of v (little-endian) are all
-// ASCII digits: each byte's high nibble is 3, and adding 6 does not carry
-// its low nibble past 9.
-func eightDigits(v uint64) bool {
+// pow10u holds 10^n for n = 0 … 8.
+var pow10u = [9]uint64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
+
+// digitRun returns how many of the 8 bytes of v (little-endian: the first
+// byte of the text is the lowest) are ASCII digits before the first
+// non-digit, and the value of those digits, without a branch per byte.
+//
+// A byte is a digit when its high nibble is 3 and adding 6 does not carry
+// its low nibble past 9; x below has a zero byte exactly for digits, so the
+// run is the count of trailing zero bytes of x. Subtracting '0' from every
+// byte cannot disturb the run (a borrow only climbs towards bytes after
+// it); shifting the run to the top bytes leaves zeros in front of it, which
+// digits8 reads as leading zeros.
+func digitRun(v uint64) (int, uint64) {
 	const hi = 0xF0F0F0F0F0F0F0F0
-	return (v&hi)|((v+0x0606060606060606)&hi)>>4 == 0x3333333333333333
+	x := ((v & hi) | ((v+0x0606060606060606)&hi)>>4) ^ 0x3333333333333333
+	n := bits.TrailingZeros64(x) >> 3 // 8 when x = 0
+	if n == 0 {
+		return 0, 0
+	}
+	return n, digits8((v - 0x3030303030303030) << (64 - 8*uint(n)))
 }
 
-// digits8 converts 8 ASCII digits, the first (most significant) in the
-// lowest byte of v, to their value by merging neighbours in three steps:
-// bytes into 2-digit lanes of 16 bits, those into 4-digit lanes of 32 bits,
-// those into one 8-digit number. No lane overflows: 99 < 2⁸, 9999 < 2¹⁶,
-// 99999999 < 2³².
+// digits8 converts 8 digit values (0 … 9, not ASCII), the first (most
+// significant) in the lowest byte of v, to their value by merging
+// neighbours in three steps: bytes into 2-digit lanes of 16 bits, those
+// into 4-digit lanes of 32 bits, those into one 8-digit number. No lane
+// overflows: 99 < 2⁸, 9999 < 2¹⁶, 99999999 < 2³².
 func digits8(v uint64) uint64 {
-	v -= 0x3030303030303030
 	v = (v*10 + v>>8) & 0x00FF00FF00FF00FF
 	v = (v*100 + v>>16) & 0x0000FFFF0000FFFF
 	return (v*10000 + v>>32) & 0xFFFFFFFF
@@ -651,6 +686,26 @@ func (s *scanner) topObject(ar *arena, flat []TopToken, spans []span) ([]TopToke
 		}
 	}
 	return flat, spans
+}
+
+// lazyString reads a string: one without escapes is left in the line and
+// its span returned (with ""), one with escapes is decoded into the arena.
+func (s *scanner) lazyString(ar *arena) (string, span) {
+	if s.peek() != '"' {
+		s.failAt("want a string")
+		return "", span{-1, -1}
+	}
+	b := s.b
+	j := s.i + 1
+	for j < len(b) && b[j] != '"' && b[j] != '\\' {
+		j++
+	}
+	if j < len(b) && b[j] == '"' {
+		sp := span{int32(s.i + 1), int32(j)}
+		s.i = j + 1
+		return "", sp
+	}
+	return ar.str(s), span{-1, -1}
 }
 
 // fillNames sets the Token of the entries of list whose names topObject

@@ -66,24 +66,22 @@ func TestNumSpecial(t *testing.T) {
 	}
 }
 
-func TestEightDigits(t *testing.T) {
-	for _, c := range []string{"00000000", "12345678", "99999999", "90817263"} {
+func TestDigitRun(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		n    int
+		val  uint64
+	}{
+		{"12345678", 8, 12345678}, {"00000000", 8, 0}, {"99999999", 8, 99999999},
+		{"1234567,", 7, 1234567}, {"123]4567", 3, 123}, {"0e-05xyz", 1, 0},
+		{",1234567", 0, 0}, {"9/:99999", 1, 9}, {"12 45678", 2, 12}, {"1234567\xff", 7, 1234567},
+	} {
 		v := uint64(0)
 		for i := 7; i >= 0; i-- {
-			v = v<<8 | uint64(c[i])
+			v = v<<8 | uint64(c.text[i])
 		}
-		want, _ := strconv.ParseUint(c, 10, 64)
-		if !eightDigits(v) || digits8(v) != want {
-			t.Errorf("%q: eightDigits %v, digits8 %d", c, eightDigits(v), digits8(v))
-		}
-	}
-	for _, c := range []string{"1234567a", "/2345678", ":2345678", "1234 678", "12345.78"} {
-		v := uint64(0)
-		for i := 7; i >= 0; i-- {
-			v = v<<8 | uint64(c[i])
-		}
-		if eightDigits(v) {
-			t.Errorf("eightDigits(%q) = true", c)
+		if n, val := digitRun(v); n != c.n || val != c.val {
+			t.Errorf("digitRun(%q) = %d, %d; want %d, %d", c.text, n, val, c.n, c.val)
 		}
 	}
 }

@@ -174,8 +174,9 @@ func (r *echoParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) 
 			seq.ID = id + "#" + strconv.Itoa(ch.index)
 		}
 		if ch.haveTop && !onlyTargets(b.ends[ch.m.ends:ch.m.ends+n], ch.m.flat) {
-			seq.Top, seq.TopNames = b.topLists(ch.m.ends, ch.m.ends+n, ch.m.flat, line)
+			seq.Top = b.topLists(ch.m.ends, ch.m.ends+n, ch.m.flat)
 		}
+		seq.Names = b.names(seq.Top, seq.Tokens, ch.m.tokens, true, line)
 		out = append(out, seq)
 	}
 	return out, nil
@@ -257,7 +258,11 @@ func (r *echoParser) readLogprobs(ch *echoChoice) {
 		case "tokens":
 			if s.beginArray() {
 				for s.more() {
-					b.tokens = append(b.tokens, r.ar.str(s))
+					// Texts are cut from the line only for the records
+					// kept (see bufs.names); escaped ones are decoded now.
+					t, sp := s.lazyString(&r.ar)
+					b.tokens = append(b.tokens, t)
+					b.tspans = append(b.tspans, sp)
 				}
 			}
 			ch.nTokens = len(b.tokens) - ch.m.tokens
