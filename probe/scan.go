@@ -427,6 +427,84 @@ var (
 )
 
 // num reads a number. Up to 19 significant digits are gathered into an
+// integer m, eight at a time (see digitRun), and the value is
+// float64(m)·10^e with e's power (or its rounded inverse) from a table.
+// When m < 2⁵³ and |e| ≤ 22 both operands are exact and one operation gives
+// the correctly rounded value (Clinger's fast path); longer mantissas (17 to
+// 19 digits) take up to three roundings, within two units in the last place
+// (a relative error below 5·10⁻¹⁶, far below anything a log-prob means).
+// Digits past the 19th are dropped (a relative change below 10⁻¹⁸).
+//
+// num itself handles the form of almost every log-prob, -?D+.D+ with no
+// exponent, and leaves the rest to numSlow: exponents, integers, Python's
+// NaN and Infinity, and errors.
+func (s *scanner) num() float64 {
+	s.ws()
+	b, i := s.b, s.i
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	if i+8 > len(b) {
+		return s.numSlow()
+	}
+	var n int
+	var m uint64
+	if c := b[i] - '0'; c < 10 && b[i+1] == '.' { // one integer digit, as in -0.51 or -3.2
+		n, m = 1, uint64(c)
+	} else {
+		n, m = digitRun(binary.LittleEndian.Uint64(b[i:]))
+		if n == 0 || n == 8 || (n > 1 && b[i] == '0') || b[i+n] != '.' {
+			return s.numSlow()
+		}
+	}
+	nd := n // significant digits in m
+	if m == 0 {
+		nd = 0
+	}
+	j := i + n + 1
+	fracStart := j
+	if m == 0 {
+		for j < len(b) && b[j] == '0' {
+			j++
+		}
+	}
+	exp := fracStart - j
+	for nd <= 11 && j+8 <= len(b) {
+		k, v := digitRun(binary.LittleEndian.Uint64(b[j:]))
+		m = m*pow10u[k] + v
+		nd += k
+		exp -= k
+		j += k
+		if k < 8 {
+			break
+		}
+	}
+	for j < len(b) && b[j]-'0' < 10 {
+		if nd < 19 {
+			m = m*10 + uint64(b[j]-'0')
+			nd++
+			exp--
+		}
+		j++
+	}
+	if j == fracStart || exp < -22 || (j < len(b) && (b[j] == 'e' || b[j] == 'E')) {
+		return s.numSlow()
+	}
+	var x float64
+	if m < 1<<53 {
+		x = float64(m) / pow10[-exp] // exact operands: correctly rounded
+	} else {
+		x = float64(m) * negPow10[-exp]
+	}
+	if neg {
+		x = -x
+	}
+	s.i = j
+	return x
+}
+
+// numSlow reads any number. Up to 19 significant digits are gathered into an
 // integer m, eight at a time when they come in a run (see eightDigits), and
 // the value is float64(m)·10^e with e's power (or its rounded inverse) from
 // a table. When m < 2⁵³ and |e| ≤ 22 both operands are exact and one
@@ -436,8 +514,7 @@ var (
 // log-prob means). Numbers with a decimal exponent beyond −44 … 22 go
 // through strconv.ParseFloat. Digits past the 19th are dropped (a relative
 // change below 10⁻¹⁸).
-func (s *scanner) num() float64 {
-	s.ws()
+func (s *scanner) numSlow() float64 {
 	b, i := s.b, s.i
 	start := i
 	neg := false
@@ -637,12 +714,12 @@ func (s *scanner) topObject(ar *arena, flat []TopToken, spans []span) ([]TopToke
 		s.i++
 		return flat, spans
 	}
-	for s.err == nil {
+	b := s.b
+	for {
 		if s.peek() != '"' {
 			s.failAt("want a string")
-			break
+			return flat, spans
 		}
-		b := s.b
 		j := s.i + 1
 		for j < len(b) && b[j] != '"' && b[j] != '\\' {
 			j++
@@ -661,11 +738,14 @@ func (s *scanner) topObject(ar *arena, flat []TopToken, spans []span) ([]TopToke
 			}
 			if s.peek() != ':' {
 				s.failAt("want ':'")
-				break
+				return flat, spans
 			}
 			s.i++
 		}
 		t.LogProb = s.num()
+		if s.err != nil {
+			return flat, spans
+		}
 		flat = append(flat, t)
 		spans = append(spans, sp)
 		c := byte(0)
@@ -683,9 +763,9 @@ func (s *scanner) topObject(ar *arena, flat []TopToken, spans []span) ([]TopToke
 			return flat, spans
 		default:
 			s.failAt("want ',' or '}'")
+			return flat, spans
 		}
 	}
-	return flat, spans
 }
 
 // lazyString reads a string: one without escapes is left in the line and
