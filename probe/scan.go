@@ -155,6 +155,14 @@ func (s *scanner) beginArray() bool {
 // more reports whether another array element follows, consuming the comma or
 // the closing bracket.
 func (s *scanner) more() bool {
+	if i := s.i; i < len(s.b) && s.b[i] == ',' && !s.first { // the usual case, inlined
+		s.i = i + 1
+		return true
+	}
+	return s.moreSlow()
+}
+
+func (s *scanner) moreSlow() bool {
 	if s.err != nil {
 		return false
 	}
@@ -177,6 +185,13 @@ func (s *scanner) more() bool {
 
 // null consumes a null literal if one is next.
 func (s *scanner) null() bool {
+	if i := s.i; i < len(s.b) && s.b[i] > ' ' && s.b[i] != 'n' { // the usual case, inlined
+		return false
+	}
+	return s.nullSlow()
+}
+
+func (s *scanner) nullSlow() bool {
 	if s.peek() == 'n' {
 		s.literal("null")
 		return s.err == nil
