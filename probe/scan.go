@@ -451,11 +451,54 @@ var (
 // Digits past the 19th are dropped (a relative change below 10⁻¹⁸).
 //
 // num itself handles the form of almost every log-prob, -?D+.D+ with no
-// exponent, and leaves the rest to numSlow: exponents, integers, Python's
-// NaN and Infinity, and errors.
+// exponent, in straight-line code for -?D.D{1,18} when 32 bytes of the line
+// remain (up to three 8-byte digit runs, the same m and exponent as the
+// general way), and leaves the rest to numSlow: exponents, integers,
+// Python's NaN and Infinity, and errors.
 func (s *scanner) num() float64 {
 	s.ws()
 	b, i := s.b, s.i
+	if len(b)-i >= 32 {
+		// shortDecimal, written out here: the form of most log-probs.
+		p := b[i : i+32 : i+32]
+		k := 0
+		neg := p[0] == '-'
+		if neg {
+			k = 1
+		}
+		if c0 := p[k] - '0'; c0 < 10 && p[k+1] == '.' {
+			k += 2
+			n, m := digitRun(binary.LittleEndian.Uint64(p[k:]))
+			m += uint64(c0) * pow10u[n]
+			fd := n
+			k += n
+			if n == 8 {
+				n, d := digitRun(binary.LittleEndian.Uint64(p[k:]))
+				m = m*pow10u[n] + d
+				fd += n
+				k += n
+				if n == 8 {
+					n, d = digitRun(binary.LittleEndian.Uint64(p[k:]))
+					m = m*pow10u[n] + d
+					fd += n
+					k += n
+				}
+			}
+			if fd > 0 && fd <= 18 && p[k] != 'e' && p[k] != 'E' && p[k]-'0' >= 10 {
+				var x float64
+				if m < 1<<53 {
+					x = float64(m) / pow10[fd] // exact operands: correctly rounded
+				} else {
+					x = float64(m) * negPow10[fd]
+				}
+				if neg {
+					x = -x
+				}
+				s.i = i + k
+				return x
+			}
+		}
+	}
 	neg := i < len(b) && b[i] == '-'
 	if neg {
 		i++

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Probe benchmark: `selector probe` against the plain Python script a user
-# would otherwise write (bench/probe/baseline.py, standard json module), side
-# by side in one run, on generated files of TOKENS scored tokens.
+# would otherwise write (bench/probe/baseline.py: the standard json module,
+# mean p and quantiles), side by side in one run, on generated files of
+# TOKENS scored tokens: a native file and a vLLM echo file with top-5 lists.
 #
-#   bench/probe/run.sh                      # 1M tokens, 5 runs each
-#   TOKENS=10000000 PYTHON=0 bench/probe/run.sh   # 10M, selector only (memory)
+#   bench/probe/run.sh                               1M tokens, 5 runs each
+#   TOKENS=10000000 PYTHON=0 RUNS=3 bench/probe/run.sh   10M, selector only
 #
-# Prints a markdown table: median wall time (hyperfine), tokens per second,
-# the ratio to Python, and the median peak RSS (/usr/bin/time -f %M).
+# The runs of the two tools alternate (selector, python, selector, …) so that
+# a change in the machine's load hits both alike. Each run is measured with
+# /usr/bin/time: wall time, CPU time (user + system) and peak RSS; the table
+# shows medians. Files go to $DIR (default /tmp/capsel-probe-bench) and are
+# reused when present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOKENS=${TOKENS:-1000000}
@@ -19,44 +23,53 @@ mkdir -p "$DIR"
 go build -o "$DIR/selector" ./cmd/selector
 SEL="$DIR/selector"
 
-gen() { # format file
-	[ -s "$2" ] || go run ./bench/probe/gen -tokens "$TOKENS" -format "$1" -top 5 -out "$2"
-}
 NATIVE="$DIR/native-$TOKENS.jsonl"
 ECHO="$DIR/echo-$TOKENS.jsonl"
-gen native "$NATIVE"
-gen vllm-echo "$ECHO"
+[ -s "$NATIVE" ] || go run ./bench/probe/gen -tokens "$TOKENS" -format native -out "$NATIVE"
+[ -s "$ECHO" ] || go run ./bench/probe/gen -tokens "$TOKENS" -format vllm-echo -top 5 -out "$ECHO"
 
-# median of the numbers on stdin
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-# peak RSS in MB, median over RUNS runs of a command
-rss() {
-	for _ in $(seq "$RUNS"); do
-		/usr/bin/time -f %M -o "$DIR/rss" "$@" >/dev/null 2>&1
-		cat "$DIR/rss"
-	done | median | awk '{printf "%.1f", $1/1024}'
+# measure NAME CMD...: one run; appends "wall cpu rss_kb" to $DIR/NAME.runs
+measure() {
+	local name=$1
+	shift
+	/usr/bin/time -f "%e %U %S %M" -o "$DIR/time" "$@" >/dev/null 2>"$DIR/stderr" || {
+		cat "$DIR/stderr" >&2
+		exit 1
+	}
+	awk '{printf "%s %.3f %s\n", $1, $2+$3, $4}' "$DIR/time" >>"$DIR/$name.runs"
 }
 
-echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "files: $(du -h "$NATIVE" | cut -f1) native, $(du -h "$ECHO" | cut -f1) vllm-echo (top-5), $TOKENS scored tokens each"
+col() { awk -v c="$2" '{print $c}' "$DIR/$1.runs" | median; }
+
+echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/Mem:/ {print $2}') GB; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "go: $(go version | cut -d' ' -f3), python: $($PY --version 2>&1)"
+echo "files: $(du -h "$NATIVE" | cut -f1) native (no top-k), $(du -h "$ECHO" | cut -f1) vllm-echo (top-5); $TOKENS scored tokens each"
+echo "commands: $SEL probe --format FORMAT FILE --json   vs   $PY bench/probe/baseline.py FORMAT FILE"
 echo
-echo "| format | tool | median s | tokens/s | speed-up | peak RSS MB |"
-echo "|---|---|---|---|---|---|"
+echo "| format | tool | wall s | CPU s | tokens/s (wall) | speed-up (wall) | speed-up (CPU) | peak RSS MB |"
+echo "|---|---|---|---|---|---|---|---|"
 for fmt in native vllm-echo; do
 	f=$NATIVE
 	[ "$fmt" = vllm-echo ] && f=$ECHO
-	cmds=("$SEL probe --format $fmt $f --json")
-	[ "$PYTHON" = 1 ] && cmds+=("$PY bench/probe/baseline.py $fmt $f")
-	hyperfine --style none --warmup 1 --runs "$RUNS" --export-json "$DIR/h.json" "${cmds[@]}" >/dev/null
-	mapfile -t med < <($PY -c 'import json,sys; [print(r["median"]) for r in json.load(open(sys.argv[1]))["results"]]' "$DIR/h.json")
-	sel_rss=$(rss $SEL probe --format "$fmt" "$f" --json)
-	awk -v t="$TOKENS" -v m="${med[0]}" -v r="$sel_rss" -v f="$fmt" -v p="${med[1]:-}" 'BEGIN {
-		s = (p == "") ? "–" : sprintf("%.1f×", p/m);
-		printf "| %s | selector probe | %.3f | %.2fM | %s | %s |\n", f, m, t/m/1e6, s, r }'
+	rm -f "$DIR"/sel.runs "$DIR"/py.runs
+	measure sel "$SEL" probe --format "$fmt" "$f" --json # warm the page cache
+	rm -f "$DIR"/sel.runs
+	for _ in $(seq "$RUNS"); do
+		measure sel "$SEL" probe --format "$fmt" "$f" --json
+		[ "$PYTHON" = 1 ] && measure py "$PY" bench/probe/baseline.py "$fmt" "$f"
+	done
+	sw=$(col sel 1) sc=$(col sel 2) sr=$(col sel 3)
 	if [ "$PYTHON" = 1 ]; then
-		py_rss=$(rss $PY bench/probe/baseline.py "$fmt" "$f")
-		awk -v t="$TOKENS" -v m="${med[1]}" -v r="$py_rss" -v f="$fmt" 'BEGIN {
-			printf "| %s | Python json | %.3f | %.2fM | 1× | %s |\n", f, m, t/m/1e6, r }'
+		pw=$(col py 1) pc=$(col py 2) pr=$(col py 3)
+		awk -v t="$TOKENS" -v f="$fmt" -v sw="$sw" -v sc="$sc" -v sr="$sr" -v pw="$pw" -v pc="$pc" -v pr="$pr" 'BEGIN {
+			printf "| %s | selector probe | %.3f | %.3f | %.2fM | %.1f× | %.1f× | %.1f |\n", f, sw, sc, t/sw/1e6, pw/sw, pc/sc, sr/1024
+			printf "| %s | Python json | %.3f | %.3f | %.2fM | 1× | 1× | %.1f |\n", f, pw, pc, t/pw/1e6, pr/1024 }'
+	else
+		awk -v t="$TOKENS" -v f="$fmt" -v sw="$sw" -v sc="$sc" -v sr="$sr" 'BEGIN {
+			printf "| %s | selector probe | %.3f | %.3f | %.2fM | – | – | %.1f |\n", f, sw, sc, t/sw/1e6, sr/1024 }'
 	fi
 done
+echo
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
