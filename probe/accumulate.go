@@ -230,7 +230,7 @@ type seqStats struct {
 	err                     error // a *LineError: the sequence is rejected
 	t                       tally
 	sum                     float64 // Σp, for the bootstrap
-	sumP, sumNegLogP, sumQ2 u128
+	sumP, sumNegLogP, sumQ2 u128    // the sequence's sums in fixed point
 	bins                    []int32 // fine-histogram bin of each scored token
 	hash                    uint64  // the sequence's key before the seed (seqHash)
 }
@@ -255,6 +255,7 @@ func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
 	}
 	b0 := len(bins)
 	t := &st.t
+	var negLogP, q2s float64
 	for i, lp := range seq.LogProbs {
 		if seq.Mask != nil && !seq.Mask[i] {
 			continue
@@ -273,9 +274,8 @@ func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
 			t.zeroP++
 		} else {
 			p = math.Exp(lp)
-			st.sumNegLogP.add(fixNegLogP(lp))
+			negLogP -= lp
 		}
-		st.sumP.add(fixP(p))
 		st.sum += p
 		t.tokens++
 		if p > 0.55 {
@@ -290,7 +290,7 @@ func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
 			if err != nil {
 				return bad("%v", err)
 			}
-			st.sumQ2.add(fixP(q2))
+			q2s += q2
 			t.topTokens++
 			if top1 {
 				t.top1++
@@ -301,6 +301,7 @@ func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
 		return bad("no scored tokens (the mask excludes all %d positions)", n)
 	}
 	t.sequences = 1
+	st.sumP, st.sumNegLogP, st.sumQ2 = fix128(st.sum, pShift), fix128(negLogP, logpShift), fix128(q2s, pShift)
 	st.bins = bins[b0:]
 	st.hash = seqHash(*seq)
 	return bins
@@ -341,7 +342,10 @@ func topStats(seq *Sequence, i int, lp, p float64) (q2 float64, top1 bool, err e
 			return 0, false, fmt.Errorf("top log-prob %v of token %q at position %d is not a log-probability", l, t.Token, i)
 		}
 		l = clampLP(l)
-		q := expNeg(l)
+		q := p // the target's own entry: p is known
+		if l != lp {
+			q = expNeg(l)
+		}
 		mass += q
 		q2 += q * q
 		if l > best {

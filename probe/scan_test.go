@@ -2,6 +2,7 @@ package probe
 
 import (
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -131,6 +132,27 @@ func TestSkip(t *testing.T) {
 		s.end()
 		if s.err == nil {
 			t.Errorf("skip(%s) accepted", in)
+		}
+	}
+}
+
+// TestFix128 compares fix128 with math/big's exact ⌊x·2^shift⌋.
+func TestFix128(t *testing.T) {
+	rng := newTestRand(9)
+	xs := []float64{0, 1, 0.5, 1e-300, math.Nextafter(1, 2), 12345.678, 4e9, 9999 * 4e9}
+	for range 2000 {
+		xs = append(xs, rng.Float64()*math.Pow(2, float64(rng.IntN(40))))
+	}
+	for _, x := range xs {
+		for _, shift := range []int{pShift, logpShift} {
+			want := new(big.Int)
+			new(big.Float).SetMantExp(big.NewFloat(x), shift).Int(want)
+			got := fix128(x, shift)
+			g := new(big.Int).Lsh(new(big.Int).SetUint64(got.hi), 64)
+			g.Add(g, new(big.Int).SetUint64(got.lo))
+			if g.Cmp(want) != 0 {
+				t.Errorf("fix128(%v, %d) = %v, want %v", x, shift, g, want)
+			}
 		}
 	}
 }
