@@ -75,16 +75,7 @@ func (r *nativeParser) parseSeq(line []byte, m mark) (Sequence, error) {
 		case "id":
 			seq.ID = r.readID()
 		case "logprobs":
-			if s.beginArray() {
-				for s.more() {
-					if s.null() {
-						r.nulls = append(r.nulls, len(b.lps)-m.lps)
-						b.lps = append(b.lps, 0)
-						continue
-					}
-					b.lps = append(b.lps, s.num())
-				}
-			}
+			b.lps = s.floats(b.lps, func(k int) { r.nulls = append(r.nulls, k) })
 		case "mask":
 			if s.beginArray() {
 				for s.more() {

@@ -562,6 +562,49 @@ func (s *scanner) num() float64 {
 	return x
 }
 
+// floats reads a JSON array of numbers and nulls, appending the numbers to
+// dst, 0 for a null, and calling onNull with the index (within the array)
+// of each null. It is the array loop of more, null and num with their
+// common cases side by side.
+func (s *scanner) floats(dst []float64, onNull func(int)) []float64 {
+	if !s.beginArray() {
+		return dst
+	}
+	s.first = false
+	if s.peek() == ']' {
+		s.i++
+		return dst
+	}
+	b := s.b
+	for k := 0; ; k++ {
+		if i := s.i; i < len(b) && b[i] == 'n' {
+			s.literal("null")
+			dst = append(dst, 0)
+			onNull(k)
+		} else {
+			dst = append(dst, s.num())
+		}
+		if s.err != nil {
+			return dst
+		}
+		i := s.i
+		if i < len(b) && b[i] == ',' {
+			s.i = i + 1
+			continue
+		}
+		if s.peek() == ']' {
+			s.i++
+			return dst
+		}
+		if s.peek() == ',' {
+			s.i++
+			continue
+		}
+		s.failAt("want ',' or ']'")
+		return dst
+	}
+}
+
 // numSlow reads any number. Up to 19 significant digits are gathered into an
 // integer m, eight at a time when they come in a run (see eightDigits), and
 // the value is float64(m)·10^e with e's power (or its rounded inverse) from

@@ -42,6 +42,7 @@ type echoParser struct {
 	b        bufs
 	scoreAll bool
 	choices  []echoChoice
+	nullAt   []int // scratch: the nulls of a token_logprobs list
 }
 
 // echoChoice is where one choice's arrays sit in the buffers.
@@ -267,16 +268,14 @@ func (r *echoParser) readLogprobs(ch *echoChoice) {
 			}
 			ch.nTokens = len(b.tokens) - ch.m.tokens
 		case "token_logprobs":
-			if s.beginArray() {
-				for s.more() {
-					if s.null() {
-						b.lps = append(b.lps, 0)
-						b.nulls = append(b.nulls, true)
-						continue
-					}
-					b.lps = append(b.lps, s.num())
-					b.nulls = append(b.nulls, false)
-				}
+			r.nullAt = r.nullAt[:0]
+			b.lps = s.floats(b.lps, func(k int) { r.nullAt = append(r.nullAt, k) })
+			n0 := len(b.nulls)
+			for range len(b.lps) - ch.m.lps {
+				b.nulls = append(b.nulls, false)
+			}
+			for _, k := range r.nullAt {
+				b.nulls[n0+k] = true
 			}
 			ch.nLP = len(b.lps) - ch.m.lps
 		case "top_logprobs":
