@@ -122,7 +122,7 @@ func NewAccumulator(cfg Config) *Accumulator {
 		panic(err)
 	}
 	cfg = cfg.withDefaults()
-	return &Accumulator{cfg: cfg, hist: make([]uint64, histBins), res: reservoir{size: cfg.Reservoir, seed: cfg.Seed},
+	return &Accumulator{cfg: cfg, hist: make([]uint64, histBins), res: reservoir{size: cfg.Reservoir},
 		sourceIdx: map[string]int{}}
 }
 

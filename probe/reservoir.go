@@ -124,7 +124,6 @@ func makeRecord(seq Sequence, i int, lp float64, pr uint64) Record {
 // mergeable: the bottom-k of a union is the bottom-k of the parts' bottom-ks.
 type reservoir struct {
 	size int
-	seed uint64
 	recs []Record // a max-heap on (priority, Seq, Pos)
 }
 

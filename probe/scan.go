@@ -459,14 +459,14 @@ func (s *scanner) num() float64 {
 	s.ws()
 	b, i := s.b, s.i
 	if len(b)-i >= 32 {
-		// shortDecimal, written out here: the form of most log-probs.
+		// -?D.D{1,18}, the form of most log-probs (see above).
 		p := b[i : i+32 : i+32]
 		k := 0
 		neg := p[0] == '-'
 		if neg {
 			k = 1
 		}
-		if c0 := p[k] - '0'; c0 < 10 && p[k+1] == '.' {
+		if c0 := p[k] - '0'; c0 < 10 && p[k+1] == '.' { // k + 1 + 8 + 8 + 8 + 1 < 32 below
 			k += 2
 			n, m := digitRun(binary.LittleEndian.Uint64(p[k:]))
 			m += uint64(c0) * pow10u[n]
@@ -605,16 +605,8 @@ func (s *scanner) floats(dst []float64, onNull func(int)) []float64 {
 	}
 }
 
-// numSlow reads any number. Up to 19 significant digits are gathered into an
-// integer m, eight at a time when they come in a run (see eightDigits), and
-// the value is float64(m)·10^e with e's power (or its rounded inverse) from
-// a table. When m < 2⁵³ and |e| ≤ 22 both operands are exact and one
-// operation gives the correctly rounded value (Clinger's fast path); longer
-// mantissas (17 to 19 digits) take up to three roundings, within two units
-// in the last place (a relative error below 5·10⁻¹⁶, far below anything a
-// log-prob means). Numbers with a decimal exponent beyond −44 … 22 go
-// through strconv.ParseFloat. Digits past the 19th are dropped (a relative
-// change below 10⁻¹⁸).
+// numSlow reads any number, rounding as num describes; numbers with a
+// decimal exponent beyond −44 … 22 go through strconv.ParseFloat.
 func (s *scanner) numSlow() float64 {
 	b, i := s.b, s.i
 	start := i

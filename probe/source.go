@@ -53,10 +53,10 @@ type TopToken struct {
 	LogProb float64 `json:"logprob"`
 }
 
-// Source yields sequences. Next returns io.EOF after the last one. Any other
-// error concerns one input line and is a *LineError; a Source keeps going
-// after a LineError (the next call reads the next line), so that a caller
-// may count the bad line and continue.
+// Source yields sequences. Next returns io.EOF after the last one. An error
+// about one input line is a *LineError, after which the Source keeps going
+// (the next call reads the next line), so that a caller may count the bad
+// line and continue; any other error (reading a file, say) ends it.
 //
 // Every reader in this package is a Source; so is the trainer's checkpoint
 // scorer.
