@@ -273,7 +273,7 @@ func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
 			lp = NegInf
 			t.zeroP++
 		} else {
-			p = math.Exp(lp)
+			p = expNeg(lp)
 			negLogP -= lp
 		}
 		st.sum += p
