@@ -249,3 +249,29 @@ func TestDetect(t *testing.T) {
 		}
 	}
 }
+
+// TestLongLine: a line over the limit is a line error, and reading goes on
+// with the next line.
+func TestLongLine(t *testing.T) {
+	defer func(n int) { MaxLineBytes = n }(MaxLineBytes)
+	MaxLineBytes = 3 << 20
+	long := `{"logprobs":[` + strings.Repeat("-0.5,", 1<<20) + `-0.5]}`
+	text := `{"logprobs":[-0.1]}` + "\n" + long + "\n" + `{"logprobs":[-0.2]}` + "\n"
+	src, _ := NewReader(strings.NewReader(text), "in.jsonl", Native, Options{})
+	var got []string
+	for {
+		seq, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			got = append(got, err.Error())
+			continue
+		}
+		got = append(got, fmt.Sprint(seq.Line, seq.LogProbs))
+	}
+	want := "[1 [-0.1] in.jsonl:2: line longer than 3145728 bytes 3 [-0.2]]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("got %v, want %s", got, want)
+	}
+}
