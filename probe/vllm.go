@@ -19,7 +19,8 @@ const VLLMEchoFormat = `vllm-echo: one /v1/completions response per line, reques
   scored when its text_offset (vLLM counts characters of the decoded
   tokens) is ≥ prompt_chars; a token that straddles the boundary counts as
   prompt. Tokens past usage.prompt_tokens (the generated one) are never
-  scored. Without prompt_chars, --score-all scores every token. null
+  scored; with several choices on a line usage.prompt_tokens is their sum
+  and cannot cut them, so save one choice per line or use max_tokens 0. Without prompt_chars, --score-all scores every token. null
   log-probs (the first token) are not scored; -9999 means p = 0;
   top_logprobs may be keyed by token text or by "token_id:N"; a choice
   whose lists all hold one token (logprobs 0) has no top-k statistics.`
