@@ -19,20 +19,17 @@ type bufs struct {
 	starts []int // per position: start of its list in flat
 }
 
-func (b *bufs) reset() { b.truncate(mark{}) }
-
-// mark records the buffers' lengths where a sequence starts.
-type mark struct{ lps, mask, nulls, tokens, offs, flat, ends, top, starts int }
-
-func (b *bufs) mark() mark {
-	return mark{len(b.lps), len(b.mask), len(b.nulls), len(b.tokens), len(b.offs), len(b.flat), len(b.ends), len(b.top), len(b.starts)}
+func (b *bufs) reset() {
+	b.lps, b.mask, b.nulls, b.tokens, b.tspans, b.offs = b.lps[:0], b.mask[:0], b.nulls[:0], b.tokens[:0], b.tspans[:0], b.offs[:0]
+	b.flat, b.spans, b.ends, b.top, b.starts = b.flat[:0], b.spans[:0], b.ends[:0], b.top[:0], b.starts[:0]
 }
 
-// truncate drops what was added after m (a line that failed).
-func (b *bufs) truncate(m mark) {
-	b.lps, b.mask, b.nulls, b.tokens, b.offs = b.lps[:m.lps], b.mask[:m.mask], b.nulls[:m.nulls], b.tokens[:m.tokens], b.offs[:m.offs]
-	b.tspans = b.tspans[:min(m.tokens, len(b.tspans))]
-	b.flat, b.spans, b.ends, b.top, b.starts = b.flat[:m.flat], b.spans[:m.flat], b.ends[:m.ends], b.top[:m.top], b.starts[:m.starts]
+// mark records the buffers' lengths where a sequence starts. (What a line
+// that fails leaves behind is never pointed at and goes at the next reset.)
+type mark struct{ lps, mask, nulls, tokens, offs, flat, ends int }
+
+func (b *bufs) mark() mark {
+	return mark{len(b.lps), len(b.mask), len(b.nulls), len(b.tokens), len(b.offs), len(b.flat), len(b.ends)}
 }
 
 // padSpans gives the entries added to flat without a span an empty one.

@@ -45,10 +45,8 @@ func NewNativeReader(r io.Reader, name string) Source {
 func (r *nativeParser) reset() { r.b.reset() }
 
 func (r *nativeParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
-	m := r.b.mark()
-	seq, err := r.parseSeq(line, m)
+	seq, err := r.parseSeq(line, r.b.mark())
 	if err != nil {
-		r.b.truncate(m)
 		return out, err
 	}
 	return append(out, seq), nil

@@ -5,9 +5,10 @@ import (
 	"sync"
 )
 
-// lineParser turns one input line into sequences. Its sequences point into
-// buffers that only grow until reset (see bufs), so they stay valid until
-// the next reset. On error it returns out unchanged.
+// lineParser turns one input line into sequences, appended to out. Its
+// sequences point into buffers that only grow until reset (see bufs), so
+// they stay valid until the next reset. On error the caller drops what was
+// appended.
 type lineParser interface {
 	reset()
 	parse(line []byte, out []Sequence) ([]Sequence, error)
@@ -35,6 +36,7 @@ func (ls *lineSource) Next() (Sequence, error) {
 		ls.k = 0
 		ls.queue, err = ls.p.parse(line, ls.queue[:0])
 		if err != nil {
+			ls.queue = ls.queue[:0]
 			return Sequence{}, &LineError{File: ls.lr.name, Line: ls.lr.line, Err: err}
 		}
 		for i := range ls.queue {
@@ -162,6 +164,7 @@ func (b *batch) parse(name string) {
 		var err error
 		b.out, err = b.p.parse(line, b.out)
 		if err != nil {
+			b.out = b.out[:n0]
 			b.items = append(b.items, item{err: &LineError{File: name, Line: b.nos[k], Err: err}})
 			continue
 		}

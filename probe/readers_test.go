@@ -275,3 +275,30 @@ func TestLongLine(t *testing.T) {
 		t.Errorf("got %v, want %s", got, want)
 	}
 }
+
+// TestFailedLineLeavesNoTrace: a line that fails halfway through its top
+// lists does not shift the names of the next line's lists.
+func TestFailedLineLeavesNoTrace(t *testing.T) {
+	text := `{"logprobs":[-0.1,-0.2],"top_logprobs":[[["a",-0.1]],[["b",-0.2],["c"]]]}` + "\n" +
+		`{"logprobs":[-0.3],"tokens":["x"],"top_logprobs":[{"x":-0.3,"y":-2}]}` + "\n"
+	for _, workers := range []int{1, 2} {
+		dir := t.TempDir()
+		path := writeFile(t, dir, "in.jsonl", strings.Split(strings.TrimSpace(text), "\n")...)
+		fs, err := OpenFiles([]string{path}, Options{Workers: workers}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fs.Next(); err == nil || !strings.Contains(err.Error(), "in.jsonl:1:") {
+			t.Fatalf("workers %d: first line: %v", workers, err)
+		}
+		seq, err := fs.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq.Names(0)
+		if got := fmt.Sprint(seq.Top[0]); got != "[{x -0.3} {y -2}]" {
+			t.Errorf("workers %d: top list %s", workers, got)
+		}
+		fs.Close()
+	}
+}

@@ -64,17 +64,6 @@ func NewVLLMEchoReader(r io.Reader, name string, scoreAll bool) Source {
 func (r *echoParser) reset() { r.b.reset() }
 
 func (r *echoParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
-	m := r.b.mark()
-	n0 := len(out)
-	out, err := r.parseLine(line, out)
-	if err != nil {
-		r.b.truncate(m)
-		return out[:n0], err
-	}
-	return out, nil
-}
-
-func (r *echoParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) {
 	s, b := &r.sc, &r.b
 	s.reset(line)
 	r.ar.reset()
@@ -284,7 +273,7 @@ func (r *echoParser) readLogprobs(ch *echoChoice) {
 				continue
 			}
 			ch.haveTop = true
-			if s.beginArray() {
+					if s.beginArray() {
 				for s.more() {
 					if s.null() {
 						b.ends = append(b.ends, -1)
