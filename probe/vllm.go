@@ -273,7 +273,7 @@ func (r *echoParser) readLogprobs(ch *echoChoice) {
 				continue
 			}
 			ch.haveTop = true
-					if s.beginArray() {
+			if s.beginArray() {
 				for s.more() {
 					if s.null() {
 						b.ends = append(b.ends, -1)
