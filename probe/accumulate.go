@@ -96,8 +96,7 @@ type Accumulator struct {
 	seqSum           []float64 // per sequence: Σp over its scored tokens
 	seqN             []uint32  // per sequence: number of scored tokens
 	res              reservoir
-	bins             []int32     // scratch: the bins of the sequence being added
-	cands            []candidate // scratch: its reservoir candidates
+	bins             []int32 // scratch: the bins of the sequence being added
 	skipped          int64
 	skipNotes        []string
 	sources          []SourceInfo
@@ -123,7 +122,7 @@ func NewAccumulator(cfg Config) *Accumulator {
 		panic(err)
 	}
 	cfg = cfg.withDefaults()
-	return &Accumulator{cfg: cfg, hist: make([]uint64, histBins), res: reservoir{size: cfg.Reservoir, seed: cfg.Seed},
+	return &Accumulator{cfg: cfg, hist: make([]uint64, histBins), res: reservoir{size: cfg.Reservoir},
 		sourceIdx: map[string]int{}}
 }
 
@@ -189,9 +188,60 @@ func (a *Accumulator) skip(le *LineError) {
 // no scored token) is rejected whole with a *LineError and leaves the
 // accumulator unchanged.
 func (a *Accumulator) Add(seq Sequence) error {
+	st := seq.pre
+	if st == nil {
+		var s seqStats
+		a.bins = summarize(&s, &seq, a.bins[:0])
+		st = &s
+	}
+	if st.err != nil {
+		return st.err
+	}
+	a.sumP.addU(st.sumP)
+	a.sumNegLogP.addU(st.sumNegLogP)
+	a.sumQ2.addU(st.sumQ2)
+	a.tally.add(st.t)
+	for _, b := range st.bins {
+		a.hist[b]++
+	}
+	if a.res.size > 0 {
+		key := seedKey(st.hash, a.cfg.Seed)
+		for i, lp := range seq.LogProbs {
+			if seq.Mask != nil && !seq.Mask[i] {
+				continue
+			}
+			if pr := priority(key, i); a.res.wants(pr) {
+				a.res.offer(makeRecord(seq, i, clampLP(lp), pr))
+			}
+		}
+	}
+	a.seqSum = append(a.seqSum, st.sum)
+	a.seqN = append(a.seqN, uint32(st.t.tokens))
+	si := a.source(seq.Source)
+	si.Sequences++
+	si.Tokens += st.t.tokens
+	return nil
+}
+
+// seqStats is what one sequence adds to an accumulator. summarize computes
+// it without touching the accumulator, so the parallel reader's workers can
+// do it ahead of Add.
+type seqStats struct {
+	err                     error // a *LineError: the sequence is rejected
+	t                       tally
+	sum                     float64 // Σp, for the bootstrap
+	sumP, sumNegLogP, sumQ2 u128    // the sequence's sums in fixed point
+	bins                    []int32 // fine-histogram bin of each scored token
+	hash                    uint64  // the sequence's key before the seed (seqHash)
+}
+
+// summarize checks seq and computes its statistics into st, appending the
+// histogram bins to bins (st.bins is the appended part).
+func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
 	n := len(seq.LogProbs)
-	bad := func(format string, args ...any) error {
-		return lineErr(seq.Source, seq.Line, format, args...)
+	bad := func(format string, args ...any) []int32 {
+		st.err = lineErr(seq.Source, seq.Line, format, args...)
+		return bins
 	}
 	switch {
 	case seq.Mask != nil && len(seq.Mask) != n:
@@ -203,17 +253,9 @@ func (a *Accumulator) Add(seq Sequence) error {
 	case n == 0:
 		return bad("no log-probs")
 	}
-	// One pass gathers everything into locals; nothing is committed until
-	// the whole sequence has passed its checks.
-	var (
-		t                       tally
-		sum                     float64
-		key                     uint64
-		keyed                   bool
-		sumP, sumNegLogP, sumQ2 u128
-	)
-	a.bins = a.bins[:0]
-	a.cands = a.cands[:0]
+	b0 := len(bins)
+	t := &st.t
+	var negLogP, q2s float64
 	for i, lp := range seq.LogProbs {
 		if seq.Mask != nil && !seq.Mask[i] {
 			continue
@@ -231,11 +273,10 @@ func (a *Accumulator) Add(seq Sequence) error {
 			lp = NegInf
 			t.zeroP++
 		} else {
-			p = math.Exp(lp)
-			sumNegLogP.add(fixNegLogP(lp))
+			p = expNeg(lp)
+			negLogP -= lp
 		}
-		sumP.add(fixP(p))
-		sum += p
+		st.sum += p
 		t.tokens++
 		if p > 0.55 {
 			t.gt055++
@@ -243,24 +284,16 @@ func (a *Accumulator) Add(seq Sequence) error {
 		if p >= 0.2 {
 			t.ge02++
 		}
-		a.bins = append(a.bins, int32(histBin(p, lp)))
+		bins = append(bins, int32(histBin(p, lp)))
 		if seq.Top != nil && len(seq.Top[i]) > 0 {
 			q2, top1, err := topStats(seq, i, lp, p)
 			if err != nil {
 				return bad("%v", err)
 			}
-			sumQ2.add(fixP(q2))
+			q2s += q2
 			t.topTokens++
 			if top1 {
 				t.top1++
-			}
-		}
-		if a.res.size > 0 {
-			if !keyed {
-				key, keyed = seqKey(seq, a.cfg.Seed), true
-			}
-			if pr := priority(key, i); a.res.wants(pr) {
-				a.cands = append(a.cands, candidate{i, lp, pr})
 			}
 		}
 	}
@@ -268,25 +301,10 @@ func (a *Accumulator) Add(seq Sequence) error {
 		return bad("no scored tokens (the mask excludes all %d positions)", n)
 	}
 	t.sequences = 1
-	// Commit.
-	a.sumP.addU(sumP)
-	a.sumNegLogP.addU(sumNegLogP)
-	a.sumQ2.addU(sumQ2)
-	a.tally.add(t)
-	for _, b := range a.bins {
-		a.hist[b]++
-	}
-	for _, c := range a.cands {
-		if a.res.wants(c.pr) {
-			a.res.offer(makeRecord(seq, c.pos, c.lp, c.pr))
-		}
-	}
-	a.seqSum = append(a.seqSum, sum)
-	a.seqN = append(a.seqN, uint32(t.tokens))
-	si := a.source(seq.Source)
-	si.Sequences++
-	si.Tokens += t.tokens
-	return nil
+	st.sumP, st.sumNegLogP, st.sumQ2 = fix128(st.sum, pShift), fix128(negLogP, logpShift), fix128(q2s, pShift)
+	st.bins = bins[b0:]
+	st.hash = seqHash(*seq)
+	return bins
 }
 
 // tally holds the integer counts of an accumulator.
@@ -307,17 +325,10 @@ func (t *tally) add(u tally) {
 	t.top1 += u.top1
 }
 
-// candidate is a position that may enter the reservoir.
-type candidate struct {
-	pos int
-	lp  float64
-	pr  uint64
-}
-
 // topStats checks position i's top list and returns Σ q² over the listed
 // tokens (the list plus the target when the list lacks it) and whether the
 // target has the largest listed log-prob (top-1 agreement).
-func topStats(seq Sequence, i int, lp, p float64) (q2 float64, top1 bool, err error) {
+func topStats(seq *Sequence, i int, lp, p float64) (q2 float64, top1 bool, err error) {
 	best := math.Inf(-1)
 	found := false
 	tok := ""
@@ -331,10 +342,15 @@ func topStats(seq Sequence, i int, lp, p float64) (q2 float64, top1 bool, err er
 			return 0, false, fmt.Errorf("top log-prob %v of token %q at position %d is not a log-probability", l, t.Token, i)
 		}
 		l = clampLP(l)
-		q := expNeg(l)
+		q := p // the target's own entry: p is known
+		if l != lp {
+			q = expNeg(l)
+		}
 		mass += q
 		q2 += q * q
-		best = math.Max(best, l)
+		if l > best {
+			best = l
+		}
 		if !found && sameToken(t, tok, l, lp) {
 			found = true
 		}

@@ -13,12 +13,6 @@ import (
 // concatenation bit for bit.
 type u128 struct{ hi, lo uint64 }
 
-func (a *u128) add(x uint64) {
-	var c uint64
-	a.lo, c = bits.Add64(a.lo, x, 0)
-	a.hi += c
-}
-
 func (a *u128) addU(b u128) {
 	var c uint64
 	a.lo, c = bits.Add64(a.lo, b.lo, 0)
@@ -56,13 +50,26 @@ func (a *u128) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Fixed-point scales of the sums: p and ‖q‖² (both at most about 1) are
-// kept in units of 2⁻⁶⁰, −log p (below 9999) in units of 2⁻⁴⁴. The
-// truncation to these units changes a mean by less than 10⁻¹².
+// Fixed-point scales of the sums: sums of p and of Σq² are kept in units of
+// 2⁻⁶⁰, sums of −log p (each below 9999) in units of 2⁻⁴⁴. Each sequence's
+// float sum is converted once (fix128) and the conversions are added as
+// integers, so a total depends only on the sequences in it, never on how
+// they were split or ordered; the truncation moves a mean by less than
+// 10⁻¹².
 const (
 	pShift    = 60
 	logpShift = 44
 )
 
-func fixP(p float64) uint64        { return uint64(p * (1 << pShift)) }
-func fixNegLogP(lp float64) uint64 { return uint64(-lp * (1 << logpShift)) }
+// fix128 returns ⌊x·2^shift⌋ for 0 ≤ x < 2^(127−shift) as a u128. The
+// scaling by a power of two is exact, and a float64 of at most 53
+// significant bits splits exactly into two 64-bit words.
+func fix128(x float64, shift int) u128 {
+	y := math.Ldexp(x, shift)
+	if !(y >= 0) { // negative zero or NaN: nothing
+		return u128{}
+	}
+	hi := math.Floor(math.Ldexp(y, -64))
+	lo := y - math.Ldexp(hi, 64)
+	return u128{hi: uint64(hi), lo: uint64(lo)}
+}

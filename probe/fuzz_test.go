@@ -2,6 +2,9 @@ package probe
 
 import (
 	"fmt"
+	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -53,4 +56,34 @@ func FuzzSGLang(f *testing.F) {
 	fuzzFormat(f, SGLang,
 		`{"meta_info":{"id":"x","input_token_logprobs":[[null,1,""],[-0.5,2,"é"]],"input_top_logprobs":[null,[[-0.5,2,"é"],[-1,3,null]]]},"prompt_chars":0}`,
 		`{"meta_info":{"input_token_logprobs":[[null,1],[-0.5,2]]},"response_start":1}`)
+}
+
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// FuzzNum: the scanner reads every JSON number (followed by padding, which
+// exercises the fast paths) as strconv does, to within the rounding num
+// documents, and rejects what is not a number without panicking.
+func FuzzNum(f *testing.F) {
+	for _, s := range []string{"-0.06693444401025772", "-5.607868194580078", "-9999", "1e-7", "-0.0000001", "0.5", "-1.2345678901234567890"} {
+		f.Add(s, 40)
+	}
+	f.Fuzz(func(t *testing.T, in string, pad int) {
+		pad = min(max(pad, 0), 64)
+		var s scanner
+		s.reset([]byte(in + "," + strings.Repeat("1", pad)))
+		got := s.num()
+		if !jsonNumber.MatchString(in) {
+			return
+		}
+		want, err := strconv.ParseFloat(in, 64)
+		if err != nil && !isRange(err) {
+			t.Fatalf("reference cannot parse %q: %v", in, err)
+		}
+		if s.err != nil || s.i != len(in) {
+			t.Fatalf("num(%q): %v, consumed %d of %d", in, s.err, s.i, len(in))
+		}
+		if got != want && !(math.Abs(got-want) <= 5e-16*math.Abs(want)) && !(math.IsInf(want, 0) && math.IsInf(got, 0)) {
+			t.Fatalf("num(%q) = %v, want %v", in, got, want)
+		}
+	})
 }

@@ -70,21 +70,6 @@ func binValue(b int) float64 {
 	return (float64(k) + 0.5) / linBins
 }
 
-// binUpper is the upper edge of bin b in p (for coarse histograms).
-func binUpper(b int) float64 {
-	switch {
-	case b == histZero:
-		return 0
-	case b == histTiny:
-		return 1e-12
-	case b < histLinFirst:
-		j := b - histLogFirst - logPerDecade*12
-		return math.Pow(10, float64(j+1)/logPerDecade)
-	}
-	k := b - histLinFirst + 1
-	return float64(k+1) / linBins
-}
-
 // histQuantile returns the q-quantile of the fine histogram h holding n
 // values: the value of the bin that holds the ⌈q·n⌉-th smallest value (the
 // inverse of the empirical distribution function).

@@ -148,17 +148,6 @@ func NewSGLangReader(r io.Reader, name string, scoreAll bool) Source {
 
 func (r *idParser) reset() { r.b.reset() }
 
-func (r *idParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
-	m := r.b.mark()
-	n0 := len(out)
-	out, err := r.parseLine(line, out)
-	if err != nil {
-		r.b.truncate(m)
-		return out[:n0], err
-	}
-	return out, nil
-}
-
 func (r *idParser) seq(k int) *idSeq {
 	for len(r.seqs) <= k {
 		r.seqs = append(r.seqs, idSeq{})
@@ -168,7 +157,7 @@ func (r *idParser) seq(k int) *idSeq {
 	return q
 }
 
-func (r *idParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) {
+func (r *idParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 	s := &r.sc
 	s.reset(line)
 	r.ar.reset()
@@ -274,7 +263,7 @@ func (r *idParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) {
 			seq.ID = id + "#" + strconv.Itoa(q.index)
 		}
 		if q.haveTop {
-			seq.Top, _ = b.topLists(q.m.ends, q.m.ends+q.n, q.m.flat, line)
+			seq.Top = b.topLists(q.m.ends, q.m.ends+q.n, q.m.flat)
 		}
 		out = append(out, seq)
 	}

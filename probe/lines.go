@@ -10,8 +10,9 @@ import (
 )
 
 // MaxLineBytes bounds one input line; a reader's memory is a small multiple
-// of its longest line, whatever the number of lines.
-const MaxLineBytes = 1 << 30
+// of its longest line, whatever the number of lines. A variable so that
+// tests can lower it.
+var MaxLineBytes = 1 << 30
 
 // lineReader yields the non-blank lines of a stream with their numbers.
 type lineReader struct {
@@ -44,7 +45,19 @@ func (lr *lineReader) next() ([]byte, error) {
 			lr.buf = append(lr.buf[:0], b...)
 			for errors.Is(err, bufio.ErrBufferFull) {
 				if len(lr.buf) > MaxLineBytes {
-					return nil, &LineError{File: lr.name, Line: lr.line + 1, Err: fmt.Errorf("line longer than %d bytes", MaxLineBytes)}
+					// Pass over the rest of the line, so that reading can
+					// go on with the next one.
+					for errors.Is(err, bufio.ErrBufferFull) {
+						b, err = lr.r.ReadSlice('\n')
+						lr.n += int64(len(b))
+					}
+					lr.n += int64(len(lr.buf))
+					lr.line++
+					lr.buf = nil
+					if err != nil && !errors.Is(err, io.EOF) {
+						return nil, fmt.Errorf("%s: %w", lr.name, err)
+					}
+					return nil, &LineError{File: lr.name, Line: lr.line, Err: fmt.Errorf("line longer than %d bytes", MaxLineBytes)}
 				}
 				b, err = lr.r.ReadSlice('\n')
 				lr.buf = append(lr.buf, b...)

@@ -45,10 +45,8 @@ func NewNativeReader(r io.Reader, name string) Source {
 func (r *nativeParser) reset() { r.b.reset() }
 
 func (r *nativeParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
-	m := r.b.mark()
-	seq, err := r.parseSeq(line, m)
+	seq, err := r.parseSeq(line, r.b.mark())
 	if err != nil {
-		r.b.truncate(m)
 		return out, err
 	}
 	return append(out, seq), nil
@@ -75,16 +73,7 @@ func (r *nativeParser) parseSeq(line []byte, m mark) (Sequence, error) {
 		case "id":
 			seq.ID = r.readID()
 		case "logprobs":
-			if s.beginArray() {
-				for s.more() {
-					if s.null() {
-						r.nulls = append(r.nulls, len(b.lps)-m.lps)
-						b.lps = append(b.lps, 0)
-						continue
-					}
-					b.lps = append(b.lps, s.num())
-				}
-			}
+			b.lps = s.floats(b.lps, func(k int) { r.nulls = append(r.nulls, k) })
 		case "mask":
 			if s.beginArray() {
 				for s.more() {
@@ -150,7 +139,8 @@ func (r *nativeParser) parseSeq(line []byte, m mark) (Sequence, error) {
 		if k := len(b.ends) - m.ends; k != n {
 			return seq, fmt.Errorf("lengths disagree: %d logprobs, %d top_logprobs entries", n, k)
 		}
-		seq.Top, seq.TopNames = b.topLists(m.ends, len(b.ends), m.flat, line)
+		seq.Top = b.topLists(m.ends, len(b.ends), m.flat)
+		seq.Names = b.names(seq.Top, nil, 0, false, line)
 	}
 	return seq, nil
 }

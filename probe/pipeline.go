@@ -5,9 +5,10 @@ import (
 	"sync"
 )
 
-// lineParser turns one input line into sequences. Its sequences point into
-// buffers that only grow until reset (see bufs), so they stay valid until
-// the next reset. On error it returns out unchanged.
+// lineParser turns one input line into sequences, appended to out. Its
+// sequences point into buffers that only grow until reset (see bufs), so
+// they stay valid until the next reset. On error the caller drops what was
+// appended.
 type lineParser interface {
 	reset()
 	parse(line []byte, out []Sequence) ([]Sequence, error)
@@ -35,6 +36,7 @@ func (ls *lineSource) Next() (Sequence, error) {
 		ls.k = 0
 		ls.queue, err = ls.p.parse(line, ls.queue[:0])
 		if err != nil {
+			ls.queue = ls.queue[:0]
 			return Sequence{}, &LineError{File: ls.lr.name, Line: ls.lr.line, Err: err}
 		}
 		for i := range ls.queue {
@@ -54,6 +56,8 @@ const (
 
 // batch is a run of lines, their parser and what it made of them.
 type batch struct {
+	stats []seqStats // computed ahead for each sequence
+	bins  []int32
 	buf   []byte // the lines, one after the other
 	ends  []int  // end of each line in buf
 	nos   []int  // line numbers
@@ -160,6 +164,7 @@ func (b *batch) parse(name string) {
 		var err error
 		b.out, err = b.p.parse(line, b.out)
 		if err != nil {
+			b.out = b.out[:n0]
 			b.items = append(b.items, item{err: &LineError{File: name, Line: b.nos[k], Err: err}})
 			continue
 		}
@@ -170,6 +175,23 @@ func (b *batch) parse(name string) {
 	}
 	if b.err != nil {
 		b.items = append(b.items, item{err: b.err})
+	}
+	// Check and summarise the sequences here, on the worker, so that the
+	// accumulator's own work per sequence is small.
+	if cap(b.stats) < len(b.out) {
+		b.stats = make([]seqStats, len(b.out))
+	}
+	b.stats, b.bins = b.stats[:len(b.out)], b.bins[:0]
+	k := 0
+	for i := range b.items {
+		if b.items[i].err != nil {
+			continue
+		}
+		st := &b.stats[k]
+		*st = seqStats{}
+		b.bins = summarize(st, &b.items[i].seq, b.bins)
+		b.items[i].seq.pre = st
+		k++
 	}
 }
 

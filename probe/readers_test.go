@@ -25,20 +25,22 @@ func readAll(t *testing.T, format, text string, opt Options) ([]Sequence, error)
 		if err != nil {
 			return out, err
 		}
+		if seq.Names != nil {
+			for i := range seq.LogProbs {
+				seq.Names(i)
+			}
+			seq.Names = nil
+		}
 		seq.LogProbs = append([]float64(nil), seq.LogProbs...)
 		seq.Mask = append([]bool(nil), seq.Mask...)
 		seq.Tokens = append([]string(nil), seq.Tokens...)
 		if seq.Top != nil {
 			top := make([][]TopToken, len(seq.Top))
 			for i, l := range seq.Top {
-				if seq.TopNames != nil {
-					seq.TopNames(i)
-				}
 				top[i] = append([]TopToken(nil), l...)
 			}
 			seq.Top = top
 		}
-		seq.TopNames = nil
 		out = append(out, seq)
 	}
 }
@@ -245,5 +247,58 @@ func TestDetect(t *testing.T) {
 		if got, err := Detect([]byte(line)); err == nil {
 			t.Errorf("Detect(%s) = %q", line, got)
 		}
+	}
+}
+
+// TestLongLine: a line over the limit is a line error, and reading goes on
+// with the next line.
+func TestLongLine(t *testing.T) {
+	defer func(n int) { MaxLineBytes = n }(MaxLineBytes)
+	MaxLineBytes = 3 << 20
+	long := `{"logprobs":[` + strings.Repeat("-0.5,", 1<<20) + `-0.5]}`
+	text := `{"logprobs":[-0.1]}` + "\n" + long + "\n" + `{"logprobs":[-0.2]}` + "\n"
+	src, _ := NewReader(strings.NewReader(text), "in.jsonl", Native, Options{})
+	var got []string
+	for {
+		seq, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			got = append(got, err.Error())
+			continue
+		}
+		got = append(got, fmt.Sprint(seq.Line, seq.LogProbs))
+	}
+	want := "[1 [-0.1] in.jsonl:2: line longer than 3145728 bytes 3 [-0.2]]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("got %v, want %s", got, want)
+	}
+}
+
+// TestFailedLineLeavesNoTrace: a line that fails halfway through its top
+// lists does not shift the names of the next line's lists.
+func TestFailedLineLeavesNoTrace(t *testing.T) {
+	text := `{"logprobs":[-0.1,-0.2],"top_logprobs":[[["a",-0.1]],[["b",-0.2],["c"]]]}` + "\n" +
+		`{"logprobs":[-0.3],"tokens":["x"],"top_logprobs":[{"x":-0.3,"y":-2}]}` + "\n"
+	for _, workers := range []int{1, 2} {
+		dir := t.TempDir()
+		path := writeFile(t, dir, "in.jsonl", strings.Split(strings.TrimSpace(text), "\n")...)
+		fs, err := OpenFiles([]string{path}, Options{Workers: workers}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fs.Next(); err == nil || !strings.Contains(err.Error(), "in.jsonl:1:") {
+			t.Fatalf("workers %d: first line: %v", workers, err)
+		}
+		seq, err := fs.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq.Names(0)
+		if got := fmt.Sprint(seq.Top[0]); got != "[{x -0.3} {y -2}]" {
+			t.Errorf("workers %d: top list %s", workers, got)
+		}
+		fs.Close()
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -69,7 +68,7 @@ type Report struct {
 	Skipped   *Skipped     `json:"skipped,omitempty"`
 	// State holds the exact sums behind the statistics, so that reports
 	// merge exactly. It is not meant for reading.
-	State State `json:"state"`
+	State *State `json:"state"`
 }
 
 // Quantiles of a distribution, named by their percentage.
@@ -123,7 +122,7 @@ type Skipped struct {
 type State struct {
 	Seed          uint64      `json:"seed"`
 	ReservoirSize int         `json:"reservoir_size"`
-	SumP          u128        `json:"sum_p"`        // Σp in units of 2⁻⁶⁰
+	SumP          u128        `json:"sum_p"`        // Σp in units of 2⁻⁶⁰ (summed per sequence)
 	SumNegLogP    u128        `json:"sum_neg_logp"` // Σ(−log p), p > 0, in units of 2⁻⁴⁴
 	SumQSq        u128        `json:"sum_q_sq"`     // Σ listed q², in units of 2⁻⁶⁰
 	GT055         int64       `json:"count_p_gt_055"`
@@ -182,7 +181,7 @@ func (a *Accumulator) Report() (*Report, error) {
 	if a.skipped > 0 {
 		rep.Skipped = &Skipped{Lines: a.skipped, First: slices.Clone(a.skipNotes)}
 	}
-	rep.State = State{Seed: a.cfg.Seed, ReservoirSize: a.res.size, SumP: a.sumP, SumNegLogP: a.sumNegLogP, SumQSq: a.sumQ2,
+	rep.State = &State{Seed: a.cfg.Seed, ReservoirSize: a.res.size, SumP: a.sumP, SumNegLogP: a.sumNegLogP, SumQSq: a.sumQ2,
 		GT055: a.gt055, GE02: a.ge02, Top1: a.top1, SeqSumP: sums, SeqTokens: counts}
 	for b, x := range a.hist {
 		if x > 0 {
@@ -207,26 +206,46 @@ const bootstrapChunks = 8
 // bootstrapCI returns the percentile bootstrap interval of Σs/Σn at the given
 // level: b resamples, each drawing len(s) sequences with replacement.
 func bootstrapCI(s []float64, n []uint32, b int, seed uint64, level float64) [2]float64 {
+	// The pairs side by side, counts as floats (exact below 2⁵³), so that
+	// a draw is one load of 16 bytes.
+	type pair struct{ s, n float64 }
+	ps := make([]pair, len(s))
+	for i := range s {
+		ps[i] = pair{s[i], float64(n[i])}
+	}
 	stats := make([]float64, b)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	m := uint64(len(s))
+	m := uint64(len(ps))
 	for c := range bootstrapChunks {
 		lo, hi := c*b/bootstrapChunks, (c+1)*b/bootstrapChunks
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			rng := rand.New(rand.NewPCG(seed, uint64(c)+1))
+			// SplitMix64 (Steele, Lea and Flood 2014): a counter run
+			// through mix, one stream per chunk. Each 64-bit draw gives
+			// two indices in [0, m), the high words of its halves times m
+			// (Lemire 2019; m < 2³² here, and the bias, below m/2³², is
+			// nil in practice).
+			state := mix(seed ^ mix(uint64(c)+1))
 			for r := lo; r < hi; r++ {
-				var ss float64
-				var nn uint64
-				for range m {
-					k := rng.Uint64N(m)
-					ss += s[k]
-					nn += uint64(n[k])
+				var ss, nn float64
+				k := uint64(0)
+				for ; k+1 < m; k += 2 {
+					state += golden
+					x := mix(state)
+					p, q := ps[(x>>32)*m>>32], ps[(x&0xffffffff)*m>>32]
+					ss += p.s + q.s
+					nn += p.n + q.n
 				}
-				stats[r] = ss / float64(nn)
+				if k < m {
+					state += golden
+					p := ps[(mix(state)>>32)*m>>32]
+					ss += p.s
+					nn += p.n
+				}
+				stats[r] = ss / nn
 			}
 		}()
 	}
@@ -269,6 +288,9 @@ func ReadReport(r io.Reader, name string) (*Report, error) {
 	}
 	if rep.FormatVersion != FormatVersion {
 		return nil, fmt.Errorf("%s: report format_version %d, this build reads %d", name, rep.FormatVersion, FormatVersion)
+	}
+	if rep.State == nil {
+		return nil, fmt.Errorf("%s: the report has no \"state\": it cannot be merged or checked", name)
 	}
 	if err := rep.State.check(&rep); err != nil {
 		return nil, fmt.Errorf("%s: inconsistent report state: %w", name, err)
@@ -313,7 +335,10 @@ func (st *State) check(rep *Report) error {
 // the accumulator, exactly as Merge merges accumulators. The report must
 // have been made with the accumulator's seed and reservoir size.
 func (a *Accumulator) AddReport(rep *Report) error {
-	st := &rep.State
+	st := rep.State
+	if st == nil {
+		return errors.New("probe: the report has no state to merge")
+	}
 	if st.Seed != a.cfg.Seed || st.ReservoirSize != a.res.size {
 		return fmt.Errorf("probe: the report was made with seed %d and reservoir %d, not %d and %d: merge with the same settings",
 			st.Seed, st.ReservoirSize, a.cfg.Seed, a.res.size)
@@ -361,4 +386,43 @@ func IsReport(path string) (bool, error) {
 		return false, nil
 	}
 	return bytes.HasPrefix(trimSpace(b[1:]), []byte(`"format_version"`)), nil
+}
+
+// WriteJSON writes the report as indented JSON, except that each reservoir
+// record takes one line and the state (for machines) a single one.
+func (rep *Report) WriteJSON(w io.Writer) error {
+	tmp := *rep
+	tmp.Reservoir.Records, tmp.State = nil, nil
+	head, err := json.MarshalIndent(&tmp, "", "  ")
+	if err != nil {
+		return err
+	}
+	var recs bytes.Buffer
+	recs.WriteString("[")
+	for i, r := range rep.Reservoir.Records {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			recs.WriteString(",")
+		}
+		recs.WriteString("\n      ")
+		recs.Write(b)
+	}
+	if len(rep.Reservoir.Records) > 0 {
+		recs.WriteString("\n    ")
+	}
+	recs.WriteString("]")
+	st, err := json.Marshal(rep.State)
+	if err != nil {
+		return err
+	}
+	// The two placeholders cannot occur inside a string value, where the
+	// quotes would be escaped.
+	out := bytes.Replace(head, []byte(`"records": null`), append([]byte(`"records": `), recs.Bytes()...), 1)
+	out = bytes.Replace(out, []byte(`"state": null`), append([]byte(`"state": `), st...), 1)
+	out = append(out, '\n')
+	_, err = w.Write(out)
+	return err
 }

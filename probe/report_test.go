@@ -268,7 +268,7 @@ func TestShardsMerge(t *testing.T) {
 					t.Fatal(err)
 				}
 				var buf bytes.Buffer
-				if err := json.NewEncoder(&buf).Encode(rep); err != nil {
+				if err := rep.WriteJSON(&buf); err != nil {
 					t.Fatal(err)
 				}
 				back, err := ReadReport(&buf, shards[i])
@@ -385,6 +385,7 @@ func TestReadReportRejects(t *testing.T) {
 	}
 	b, _ := json.Marshal(rep)
 	for name, edit := range map[string]func(*Report){
+		"no state": func(r *Report) { r.State = nil },
 		"tokens":   func(r *Report) { r.Tokens++ },
 		"version":  func(r *Report) { r.FormatVersion = 99 },
 		"seq list": func(r *Report) { r.State.SeqTokens = r.State.SeqTokens[1:] },

@@ -97,13 +97,13 @@ func (r Record) Context(vocab int) (c theory.Context, ok bool) {
 // makeRecord copies position i of seq into a record that owns its memory.
 func makeRecord(seq Sequence, i int, lp float64, pr uint64) Record {
 	r := Record{Seq: seq.ID, Pos: i, LogProb: lp, priority: pr}
+	if seq.Names != nil {
+		seq.Names(i)
+	}
 	if seq.Tokens != nil {
 		r.Token = strings.Clone(seq.Tokens[i])
 	}
 	if seq.Top != nil && len(seq.Top[i]) > 0 {
-		if seq.TopNames != nil {
-			seq.TopNames(i)
-		}
 		r.Top = make([]TopToken, len(seq.Top[i]))
 		for j, t := range seq.Top[i] {
 			r.Top[j] = TopToken{Token: strings.Clone(t.Token), LogProb: clampLP(t.LogProb)}
@@ -124,7 +124,6 @@ func makeRecord(seq Sequence, i int, lp float64, pr uint64) Record {
 // mergeable: the bottom-k of a union is the bottom-k of the parts' bottom-ks.
 type reservoir struct {
 	size int
-	seed uint64
 	recs []Record // a max-heap on (priority, Seq, Pos)
 }
 
@@ -203,10 +202,10 @@ func mix(z uint64) uint64 {
 
 const golden = 0x9e3779b97f4a7c15
 
-// seqKey hashes the sequence's identity with the seed: its ID when it has
-// one, otherwise its content (log-probs and mask), so that the same sequence
-// gets the same key in any shard.
-func seqKey(seq Sequence, seed uint64) uint64 {
+// seqHash hashes the sequence's identity: its ID when it has one, otherwise
+// its content (log-probs and mask), so that the same sequence gets the same
+// key in any shard.
+func seqHash(seq Sequence) uint64 {
 	h := uint64(14695981039346656037) // FNV-1a offset basis
 	if seq.ID != "" {
 		for i := 0; i < len(seq.ID); i++ {
@@ -221,8 +220,11 @@ func seqKey(seq Sequence, seed uint64) uint64 {
 			h = mix(h ^ x)
 		}
 	}
-	return mix(h ^ mix(seed+golden))
+	return h
 }
+
+// seedKey is the sampling key of a sequence with hash h under a seed.
+func seedKey(h, seed uint64) uint64 { return mix(h ^ mix(seed+golden)) }
 
 // priority is the sampling priority of position i of a sequence with key k.
 func priority(k uint64, i int) uint64 {

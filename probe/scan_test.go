@@ -2,6 +2,7 @@ package probe
 
 import (
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -66,24 +67,22 @@ func TestNumSpecial(t *testing.T) {
 	}
 }
 
-func TestEightDigits(t *testing.T) {
-	for _, c := range []string{"00000000", "12345678", "99999999", "90817263"} {
+func TestDigitRun(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		n    int
+		val  uint64
+	}{
+		{"12345678", 8, 12345678}, {"00000000", 8, 0}, {"99999999", 8, 99999999},
+		{"1234567,", 7, 1234567}, {"123]4567", 3, 123}, {"0e-05xyz", 1, 0},
+		{",1234567", 0, 0}, {"9/:99999", 1, 9}, {"12 45678", 2, 12}, {"1234567\xff", 7, 1234567},
+	} {
 		v := uint64(0)
 		for i := 7; i >= 0; i-- {
-			v = v<<8 | uint64(c[i])
+			v = v<<8 | uint64(c.text[i])
 		}
-		want, _ := strconv.ParseUint(c, 10, 64)
-		if !eightDigits(v) || digits8(v) != want {
-			t.Errorf("%q: eightDigits %v, digits8 %d", c, eightDigits(v), digits8(v))
-		}
-	}
-	for _, c := range []string{"1234567a", "/2345678", ":2345678", "1234 678", "12345.78"} {
-		v := uint64(0)
-		for i := 7; i >= 0; i-- {
-			v = v<<8 | uint64(c[i])
-		}
-		if eightDigits(v) {
-			t.Errorf("eightDigits(%q) = true", c)
+		if n, val := digitRun(v); n != c.n || val != c.val {
+			t.Errorf("digitRun(%q) = %d, %d; want %d, %d", c.text, n, val, c.n, c.val)
 		}
 	}
 }
@@ -133,6 +132,27 @@ func TestSkip(t *testing.T) {
 		s.end()
 		if s.err == nil {
 			t.Errorf("skip(%s) accepted", in)
+		}
+	}
+}
+
+// TestFix128 compares fix128 with math/big's exact ⌊x·2^shift⌋.
+func TestFix128(t *testing.T) {
+	rng := newTestRand(9)
+	xs := []float64{0, 1, 0.5, 1e-300, math.Nextafter(1, 2), 12345.678, 4e9, 9999 * 4e9}
+	for range 2000 {
+		xs = append(xs, rng.Float64()*math.Pow(2, float64(rng.IntN(40))))
+	}
+	for _, x := range xs {
+		for _, shift := range []int{pShift, logpShift} {
+			want := new(big.Int)
+			new(big.Float).SetMantExp(big.NewFloat(x), shift).Int(want)
+			got := fix128(x, shift)
+			g := new(big.Int).Lsh(new(big.Int).SetUint64(got.hi), 64)
+			g.Add(g, new(big.Int).SetUint64(got.lo))
+			if g.Cmp(want) != 0 {
+				t.Errorf("fix128(%v, %d) = %v, want %v", x, shift, g, want)
+			}
 		}
 	}
 }

@@ -665,7 +665,6 @@ type cacheSource struct {
 	seen    map[string]bool
 	failed  map[int]string // data line → why the server run gave up on it
 	data    string
-	passed  int       // cache lines passed over
 	missing []missing // after the cache: the examples not in it
 }
 
@@ -696,14 +695,12 @@ func (cs *cacheSource) Next() (Sequence, error) {
 		}
 		if err != nil {
 			if IsLineError(err) {
-				cs.passed++
-				continue
+				continue // a line the cache repair or another run left: not this data's
 			}
 			return Sequence{}, err
 		}
 		line, ok := cs.want[seq.ID]
 		if !ok || cs.seen[seq.ID] {
-			cs.passed++
 			continue
 		}
 		cs.seen[seq.ID] = true

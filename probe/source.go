@@ -26,11 +26,12 @@ type Sequence struct {
 	// which may include the target). nil when the source has none; a nil
 	// entry means none at that position.
 	Top [][]TopToken
-	// TopNames, when non-nil, fills in the Token fields of Top[i] that the
-	// source left empty to save time; like Full, the accumulator calls it
-	// only for positions it keeps and before it asks for the next sequence.
-	// Without it, listed tokens are matched to the target by log-prob.
-	TopNames func(i int)
+	// Names, when non-nil, fills in the text of Tokens[i] and of Top[i]'s
+	// entries where the source left it empty to save time; like Full, the
+	// accumulator calls it only for positions it keeps and before it asks
+	// for the next sequence. Where texts are empty, listed tokens are
+	// matched to the target by log-prob.
+	Names func(i int)
 	// Tokens[i] is the target token's text, when the source gives it.
 	Tokens []string
 	// Full, when non-nil, returns the model's whole next-token distribution
@@ -42,6 +43,8 @@ type Sequence struct {
 	// Source and Line say where the sequence came from, for error messages.
 	Source string
 	Line   int
+
+	pre *seqStats // computed ahead by a parallel reader (see summarize)
 }
 
 // TopToken is one listed alternative at a position.
@@ -50,10 +53,10 @@ type TopToken struct {
 	LogProb float64 `json:"logprob"`
 }
 
-// Source yields sequences. Next returns io.EOF after the last one. Any other
-// error concerns one input line and is a *LineError; a Source keeps going
-// after a LineError (the next call reads the next line), so that a caller
-// may count the bad line and continue.
+// Source yields sequences. Next returns io.EOF after the last one. An error
+// about one input line is a *LineError, after which the Source keeps going
+// (the next call reads the next line), so that a caller may count the bad
+// line and continue; any other error (reading a file, say) ends it.
 //
 // Every reader in this package is a Source; so is the trainer's checkpoint
 // scorer.

@@ -19,7 +19,8 @@ const VLLMEchoFormat = `vllm-echo: one /v1/completions response per line, reques
   scored when its text_offset (vLLM counts characters of the decoded
   tokens) is ≥ prompt_chars; a token that straddles the boundary counts as
   prompt. Tokens past usage.prompt_tokens (the generated one) are never
-  scored. Without prompt_chars, --score-all scores every token. null
+  scored; with several choices on a line usage.prompt_tokens is their sum
+  and cannot cut them, so save one choice per line or use max_tokens 0. Without prompt_chars, --score-all scores every token. null
   log-probs (the first token) are not scored; -9999 means p = 0;
   top_logprobs may be keyed by token text or by "token_id:N"; a choice
   whose lists all hold one token (logprobs 0) has no top-k statistics.`
@@ -42,6 +43,7 @@ type echoParser struct {
 	b        bufs
 	scoreAll bool
 	choices  []echoChoice
+	nullAt   []int // scratch: the nulls of a token_logprobs list
 }
 
 // echoChoice is where one choice's arrays sit in the buffers.
@@ -62,17 +64,6 @@ func NewVLLMEchoReader(r io.Reader, name string, scoreAll bool) Source {
 func (r *echoParser) reset() { r.b.reset() }
 
 func (r *echoParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
-	m := r.b.mark()
-	n0 := len(out)
-	out, err := r.parseLine(line, out)
-	if err != nil {
-		r.b.truncate(m)
-		return out[:n0], err
-	}
-	return out, nil
-}
-
-func (r *echoParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) {
 	s, b := &r.sc, &r.b
 	s.reset(line)
 	r.ar.reset()
@@ -174,8 +165,9 @@ func (r *echoParser) parseLine(line []byte, out []Sequence) ([]Sequence, error) 
 			seq.ID = id + "#" + strconv.Itoa(ch.index)
 		}
 		if ch.haveTop && !onlyTargets(b.ends[ch.m.ends:ch.m.ends+n], ch.m.flat) {
-			seq.Top, seq.TopNames = b.topLists(ch.m.ends, ch.m.ends+n, ch.m.flat, line)
+			seq.Top = b.topLists(ch.m.ends, ch.m.ends+n, ch.m.flat)
 		}
+		seq.Names = b.names(seq.Top, seq.Tokens, ch.m.tokens, true, line)
 		out = append(out, seq)
 	}
 	return out, nil
@@ -257,21 +249,23 @@ func (r *echoParser) readLogprobs(ch *echoChoice) {
 		case "tokens":
 			if s.beginArray() {
 				for s.more() {
-					b.tokens = append(b.tokens, r.ar.str(s))
+					// Texts are cut from the line only for the records
+					// kept (see bufs.names); escaped ones are decoded now.
+					t, sp := s.lazyString(&r.ar)
+					b.tokens = append(b.tokens, t)
+					b.tspans = append(b.tspans, sp)
 				}
 			}
 			ch.nTokens = len(b.tokens) - ch.m.tokens
 		case "token_logprobs":
-			if s.beginArray() {
-				for s.more() {
-					if s.null() {
-						b.lps = append(b.lps, 0)
-						b.nulls = append(b.nulls, true)
-						continue
-					}
-					b.lps = append(b.lps, s.num())
-					b.nulls = append(b.nulls, false)
-				}
+			r.nullAt = r.nullAt[:0]
+			b.lps = s.floats(b.lps, func(k int) { r.nullAt = append(r.nullAt, k) })
+			n0 := len(b.nulls)
+			for range len(b.lps) - ch.m.lps {
+				b.nulls = append(b.nulls, false)
+			}
+			for _, k := range r.nullAt {
+				b.nulls[n0+k] = true
 			}
 			ch.nLP = len(b.lps) - ch.m.lps
 		case "top_logprobs":

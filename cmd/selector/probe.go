@@ -407,7 +407,7 @@ func runProbe(e *env, args []string) error {
 		return err
 	}
 	if *out != "" {
-		if err := atomicfile.Write(*out, func(w io.Writer) error { return writeJSON(w, rep) }); err != nil {
+		if err := atomicfile.Write(*out, func(w io.Writer) error { return rep.WriteJSON(w) }); err != nil {
 			return err
 		}
 		e.log.Info().Str("file", *out).Msg("wrote report")
@@ -419,7 +419,7 @@ func runProbe(e *env, args []string) error {
 		e.log.Info().Str("dir", *plotDir).Msg("wrote plots")
 	}
 	if *asJSON {
-		return writeJSON(e.stdout, rep)
+		return rep.WriteJSON(e.stdout)
 	}
 	printReport(e.stdout, rep)
 	return nil
