@@ -58,12 +58,8 @@ func runBench(e *env, args []string) error {
 	f.IntVar(&c.Warmup, "warmup", 5, "untimed steps first")
 	f.Uint64Var(&c.Seed, "seed", 1, "seed")
 	asJSON := f.Bool("json", false, "print JSON")
-	pos, err := f.parse(args[1:])
-	if err != nil {
+	if err := f.parseNoArgs(args[1:]); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return f.usagef("unexpected argument %q", pos[0])
 	}
 	if err := c.Model.Validate(); err != nil {
 		return f.usagef("%v", err)

@@ -96,6 +96,15 @@ func (f *flags) parse(args []string) ([]string, error) {
 	}
 }
 
+// parseNoArgs is parse for commands that take no positional arguments.
+func (f *flags) parseNoArgs(args []string) error {
+	pos, err := f.parse(args)
+	if err == nil && len(pos) > 0 {
+		err = f.usagef("unexpected argument %q", pos[0])
+	}
+	return err
+}
+
 // printHelp writes the manual: usage line, prose, then the flags.
 func (f *flags) printHelp() {
 	w := f.out

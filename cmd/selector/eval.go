@@ -33,12 +33,8 @@ func runEval(e *env, args []string) error {
 	batch := f.Int("batch", 32, "examples per forward pass")
 	noGen := f.Bool("no-generate", false, "skip greedy generation (exact_match is then 0)")
 	asJSON := f.Bool("json", false, "print JSON")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return f.usagef("unexpected argument %q", pos[0])
 	}
 	if *model == "" || *data == "" {
 		return f.usagef("--model CKPT and --data FILE are required")

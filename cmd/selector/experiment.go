@@ -67,12 +67,8 @@ func runExperiment(e *env, args []string) error {
 		defCache = filepath.Join(d, "capsel", "experiments")
 	}
 	cache := f.String("cache", defCache, "cache `directory` for base models and runs (\"\" turns it off)")
-	pos, err := f.parse(args[1:])
-	if err != nil {
+	if err := f.parseNoArgs(args[1:]); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return f.usagef("unexpected argument %q", pos[0])
 	}
 	setup := experiments.DefaultSetup()
 	if *quick {
@@ -82,6 +78,7 @@ func runExperiment(e *env, args []string) error {
 		setup.Seeds = *seeds
 	}
 	if *noises != "" {
+		var err error
 		if setup.Noises, err = parseFloats(*noises); err != nil {
 			return f.usagef("--noises: %v", err)
 		}

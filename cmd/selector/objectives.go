@@ -51,12 +51,8 @@ func objectivesList(e *env, args []string) error {
 	f := newFlags(e, "objectives list", "selector objectives list [--json]",
 		"Lists every accepted objective spec form with its parameter range and f(p).")
 	asJSON := f.Bool("json", false, "print JSON")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return f.usagef("unexpected argument %q", pos[0])
 	}
 	forms := objectives.Specs()
 	if *asJSON {

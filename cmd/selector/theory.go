@@ -60,12 +60,8 @@ paper's Lemma E.7: max F = (11√33 − 59)/768 ≈ 0.0054560 at
 q_i = q_j = (9 − √33)/24 ≈ 0.13564.`)
 	asJSON := f.Bool("json", false, "print JSON")
 	seed := f.Uint64("seed", 1, "seed of the random starting points")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return f.usagef("unexpected argument %q", pos[0])
 	}
 	res, err := theory.CheckLemmaE7(*seed)
 	if err != nil {
@@ -106,12 +102,8 @@ noise rate.`)
 	o2s := f.String("vs", "nll", "the objective `spec` to compare against")
 	vocab := f.Int("vocab", 0, "vocabulary size V (≥ 2)")
 	noise := f.Float64("noise", 0, "label-noise rate E in [0, 1]")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return f.usagef("unexpected argument %q", pos[0])
 	}
 	o1, o2, err := parsePair(f, *o1s, *o2s)
 	if err != nil {
@@ -270,12 +262,8 @@ and, when every context gives its true label, the observed rate.`)
 	asJSON := f.Bool("json", false, "print JSON")
 	specs := f.String("objective", "nll,p,GeneralFamily-10,OnlyTopLogP-0.2", "comma-separated objective `specs`")
 	nf := addNoiseFlags(f)
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return f.usagef("unexpected argument %q", pos[0])
 	}
 	var objs []objectives.Objective
 	for _, s := range splitList(*specs) {
@@ -350,12 +338,8 @@ and wins only above E* (paper §6).`)
 	o1s := f.String("objective", "", "the first objective `spec`")
 	o2s := f.String("vs", "nll", "the objective `spec` to compare against")
 	nf := addNoiseFlags(f)
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return f.usagef("unexpected argument %q", pos[0])
 	}
 	o1, o2, err := parsePair(f, *o1s, *o2s)
 	if err != nil {
