@@ -185,7 +185,14 @@ func (cl *call) run(threads int) {
 		}
 		cl.chunkTiles = max(minTiles, (tiles+2*threads-1)/(2*threads))
 	} else {
-		cl.chunkTiles = min(maxTiles, max(1, (tiles+6*threads-1)/(6*threads)))
+		// Chunks of about chunkMACs multiply-adds (a few microseconds), so
+		// that the last one to finish leaves the others little to wait for;
+		// at most one mc block of rows or four column panels.
+		perTile := mr * ((n+nr-1)/nr*nr) * k
+		if byCols {
+			perTile = nr * ((m+mr-1)/mr*mr) * k
+		}
+		cl.chunkTiles = min(maxTiles, max(1, chunkMACs/perTile))
 	}
 	cl.nChunks = (tiles + cl.chunkTiles - 1) / cl.chunkTiles
 	helpers := min(threads, cl.nChunks) - 1
@@ -216,6 +223,9 @@ func (cl *call) run(threads int) {
 		}
 	}
 }
+
+// chunkMACs is the target work of one chunk in modeRows and modeCols.
+const chunkMACs = 1 << 18
 
 // packCost is the cost of packing one element, in units of one multiply-add
 // of the kernel (the kernel retires 16 per cycle; packing moves a few
