@@ -188,9 +188,9 @@ func (cl *call) run(threads int) {
 		// Chunks of about chunkMACs multiply-adds (a few microseconds), so
 		// that the last one to finish leaves the others little to wait for;
 		// at most one mc block of rows or four column panels.
-		perTile := mr * ((n+nr-1)/nr*nr) * k
+		perTile := mr * ((n + nr - 1) / nr * nr) * k
 		if byCols {
-			perTile = nr * ((m+mr-1)/mr*mr) * k
+			perTile = nr * ((m + mr - 1) / mr * mr) * k
 		}
 		cl.chunkTiles = min(maxTiles, max(1, chunkMACs/perTile))
 	}
