@@ -151,7 +151,7 @@ var maxPacked = 4 << 20
 // none are left. In modeRows and modeCols each participant packs the
 // operand shared by all chunks (all of op(B) for row chunks, all of op(A)
 // for column chunks) once, and the other operand is packed chunk by chunk,
-// so once in total; chunks are small (about six per participant) for load
+// so once in total; chunks are small (about chunkMACs of work) for load
 // balance. When the shared operand would be too large to keep packed,
 // modeBlocks gives each chunk its own cache-blocked block() nest, with
 // chunks big enough that repacking the shared operand per chunk is cheap.
