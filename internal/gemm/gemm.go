@@ -8,9 +8,9 @@ import (
 
 // Cache blocking. A kc×nr micro-panel of B (16 KiB at kc = 256) stays in the
 // 32 KiB L1d while the kernel sweeps the mcMax×kc block of A (144 KiB) held
-// in the 512 KiB L2; the kc×nc block of B lives in L2/L3. The values follow
-// BLIS's Zen configuration for sgemm (MC 144, KC 256, NC 4080) and were
-// checked with the benchmarks in this package.
+// in the 512 KiB L2; the kc×nc block of B lives in L2/L3. The values are
+// BLIS's Zen configuration for sgemm (MC 144, KC 256, NC 4080); they have not
+// been tuned further here.
 const (
 	kcMax = 256
 	mcMax = 144  // multiple of mr
@@ -18,7 +18,8 @@ const (
 )
 
 // parallelMinMACs is the smallest m·n·k for which a call is split among
-// goroutines; below it the hand-off costs more than the work.
+// goroutines: about 2 µs of work on one core, comparable to the hand-off.
+// (An estimate, not a measured crossover.)
 const parallelMinMACs = 64 * 64 * 32
 
 // Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices, where op(X) = X or Xᵀ.
@@ -151,7 +152,7 @@ var maxPacked = 4 << 20
 // none are left. In modeRows and modeCols each participant packs the
 // operand shared by all chunks (all of op(B) for row chunks, all of op(A)
 // for column chunks) once, and the other operand is packed chunk by chunk,
-// so once in total; chunks are small (about six per participant) for load
+// so once in total; chunks are small (about chunkMACs of work) for load
 // balance. When the shared operand would be too large to keep packed,
 // modeBlocks gives each chunk its own cache-blocked block() nest, with
 // chunks big enough that repacking the shared operand per chunk is cheap.
@@ -185,7 +186,14 @@ func (cl *call) run(threads int) {
 		}
 		cl.chunkTiles = max(minTiles, (tiles+2*threads-1)/(2*threads))
 	} else {
-		cl.chunkTiles = min(maxTiles, max(1, (tiles+6*threads-1)/(6*threads)))
+		// Chunks of about chunkMACs multiply-adds (a few microseconds), so
+		// that the last one to finish leaves the others little to wait for;
+		// at most one mc block of rows or four column panels.
+		perTile := mr * ((n + nr - 1) / nr * nr) * k
+		if byCols {
+			perTile = nr * ((m + mr - 1) / mr * mr) * k
+		}
+		cl.chunkTiles = min(maxTiles, max(1, chunkMACs/perTile))
 	}
 	cl.nChunks = (tiles + cl.chunkTiles - 1) / cl.chunkTiles
 	helpers := min(threads, cl.nChunks) - 1
@@ -216,6 +224,9 @@ func (cl *call) run(threads int) {
 		}
 	}
 }
+
+// chunkMACs is the target work of one chunk in modeRows and modeCols.
+const chunkMACs = 1 << 18
 
 // packCost is the cost of packing one element, in units of one multiply-add
 // of the kernel (the kernel retires 16 per cycle; packing moves a few
