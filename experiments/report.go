@@ -11,6 +11,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/capsel/capsel/internal/plots"
+	"github.com/capsel/capsel/objectives"
 )
 
 func fmtIv(iv Interval) string {
@@ -50,7 +51,11 @@ func (res *ContinuumResult) Markdown(command string) string {
 	var b strings.Builder
 	b.WriteString("# Capability continuum on capsel's own models\n\n")
 	b.WriteString(setupLines(res.Setup, command))
-	b.WriteString("## Base models (the probe, before fine-tuning)\n\n")
+	b.WriteString("## Verdict\n\n")
+	for _, v := range res.Verdicts() {
+		b.WriteString("- " + v + "\n")
+	}
+	b.WriteString("\n## Base models (the probe, before fine-tuning)\n\n")
 	b.WriteString("| coverage | mean p (Eq. 5) [95% CI] | p > 0.55 | region | mean p on noisy data | exact match before fine-tuning |\n|---|---|---|---|---|---|\n")
 	for _, bi := range res.Bases {
 		var noisy []string
@@ -98,6 +103,86 @@ func (res *ContinuumResult) Markdown(command string) string {
 		}
 	}
 	return b.String()
+}
+
+// Verdicts states, for every noise rate and metric, whether the paper's
+// crossover shows: NLL ahead of every prior-leaning objective at the weak
+// end of the dial, and some prior-leaning objective ahead of NLL at the
+// strong end, each with a 95 % CI of the paired difference that excludes 0.
+func (res *ContinuumResult) Verdicts() []string {
+	var out []string
+	var weak, strong []Cell
+	lo, hi := res.Setup.Coverages[0], res.Setup.Coverages[0]
+	for _, c := range res.Setup.Coverages {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	for _, c := range res.Cells {
+		if c.Coverage == lo {
+			weak = append(weak, c)
+		}
+		if c.Coverage == hi {
+			strong = append(strong, c)
+		}
+	}
+	metrics := []struct {
+		name string
+		diff func(Metrics) Interval
+	}{
+		{"token accuracy", func(m Metrics) Interval { return m.DiffToken }},
+		{"exact match", func(m Metrics) Interval { return m.DiffExact }},
+		{"mean p of the true targets", func(m Metrics) Interval { return m.DiffMeanP }},
+	}
+	leaning := func(o string) bool {
+		obj, err := objectives.Parse(o)
+		return err == nil && obj.Class() == objectives.PriorLeaning
+	}
+	for i, e := range res.Setup.Noises {
+		w, s := weak[i], strong[i]
+		for _, m := range metrics {
+			var behind, ahead, other []string
+			nllAhead := true
+			for _, r := range w.Results {
+				if leaning(r.Objective) {
+					d := m.diff(r)
+					if !(d.Hi < 0) {
+						nllAhead = false
+					}
+					behind = append(behind, fmt.Sprintf("%s %+.3f [%+.3f, %+.3f]", r.Objective, d.Mean, d.Lo, d.Hi))
+				}
+			}
+			for _, r := range s.Results {
+				if leaning(r.Objective) {
+					d := m.diff(r)
+					txt := fmt.Sprintf("%s %+.3f [%+.3f, %+.3f]", r.Objective, d.Mean, d.Lo, d.Hi)
+					if d.Lo > 0 {
+						ahead = append(ahead, txt)
+					} else {
+						other = append(other, txt)
+					}
+				}
+			}
+			v := fmt.Sprintf("**Noise %g, %s.** Weak end (coverage %.2f, base mean p %.3f), prior-leaning minus NLL: %s. Strong end (coverage %.2f, base mean p %.3f): ",
+				e, m.name, w.Coverage, w.Base.MeanP, strings.Join(behind, "; "), s.Coverage, s.Base.MeanP)
+			if len(ahead) > 0 {
+				v += "ahead of NLL: " + strings.Join(ahead, "; ")
+				if len(other) > 0 {
+					v += "; not ahead: " + strings.Join(other, "; ")
+				}
+			} else {
+				v += "none ahead of NLL: " + strings.Join(other, "; ")
+			}
+			switch {
+			case nllAhead && len(ahead) > 0:
+				v += ". **The crossover shows**, with CIs that exclude 0."
+			case nllAhead:
+				v += ". NLL wins at the weak end, but no prior-leaning objective wins at the strong end: **no crossover**."
+			default:
+				v += ". NLL is not ahead of every prior-leaning objective at the weak end: **no crossover**."
+			}
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Plots draws held-out accuracy against base-model capability, one line
