@@ -56,6 +56,7 @@ func Bench(ctx context.Context, cfg BenchConfig, progress func(done int)) (Bench
 	var res BenchResult
 	res.Params, res.Steps = cfg.Model.NumParams(), cfg.Steps
 	nll := objectives.NLL()
+	ws := &workspace{}
 	for s := range cfg.Warmup + cfg.Steps {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -73,7 +74,8 @@ func Bench(ctx context.Context, cfg BenchConfig, progress func(done int)) (Bench
 			}
 		}
 		start := time.Now()
-		loss, st, err := m.Loss(b, nll)
+		ws.reset()
+		loss, st, err := m.loss(b, nll, ws)
 		if err != nil {
 			return res, err
 		}

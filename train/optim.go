@@ -8,6 +8,8 @@ import (
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/optimizers"
+
+	"github.com/capsel/capsel/internal/simd"
 )
 
 // AdamW is decoupled-weight-decay Adam (Loshchilov and Hutter 2019) with
@@ -52,19 +54,16 @@ func (a *AdamW) OptimizeParams(p *nn.Param) error {
 		p.State = st
 	}
 	t := float64(a.T)
-	bc1 := float32(1 - math.Pow(a.Beta1, t))
-	bc2 := float32(math.Sqrt(1 - math.Pow(a.Beta2, t)))
-	lr, decay := float32(a.LR), float32(1-a.LR*a.WeightDecay)
-	b1, b2, eps := float32(a.Beta1), float32(a.Beta2), float32(a.Eps)
-	stepSize := lr / bc1
-	for i := range w {
-		gi := g[i]
-		m := b1*st.M[i] + (1-b1)*gi
-		v := b2*st.V[i] + (1-b2)*gi*gi
-		st.M[i], st.V[i] = m, v
-		denom := float32(math.Sqrt(float64(v)))/bc2 + eps
-		w[i] = w[i]*decay - stepSize*m/denom
+	b1, b2 := float32(a.Beta1), float32(a.Beta2)
+	c := simd.AdamW{
+		Beta1: b1, OneMinusBeta1: 1 - b1,
+		Beta2: b2, OneMinusBeta2: 1 - b2,
+		BiasCorr2: float32(math.Sqrt(1 - math.Pow(a.Beta2, t))),
+		Eps:       float32(a.Eps),
+		Decay:     float32(1 - a.LR*a.WeightDecay),
+		Step:      float32(a.LR) / float32(1-math.Pow(a.Beta1, t)),
 	}
+	c.Update(w, g, st.M, st.V)
 	p.ZeroGrad()
 	return nil
 }

@@ -1,0 +1,178 @@
+package train
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/nlpodyssey/spago/ag"
+	"github.com/nlpodyssey/spago/mat"
+
+	"github.com/capsel/capsel/internal/simd"
+)
+
+// Memory. A training step used to allocate every activation, every
+// activation gradient and, inside spago's Dense.AccGrad, a clone of every
+// activation gradient: 18 MB per step at d = 64 and 75 MB at d = 128, so
+// that the garbage collector ran every few steps. Two things remove that:
+//
+//   - act, the value type of the model's graph nodes, takes ownership of the
+//     first gradient it is given instead of cloning it (and adds later ones
+//     into it), so a gradient is allocated once, by the operator that
+//     computes it;
+//   - a workspace hands out the float32 buffers of one step (values,
+//     gradients, saved intermediates) and takes them all back at the start
+//     of the next, so a steady-state step allocates only small objects and
+//     spago's clones of the parameters' gradients.
+
+// act is the value of one of the model's graph nodes: a row-major float32
+// matrix (it embeds *mat.Dense, so it is a mat.Matrix to spago) whose
+// gradient is adopted rather than copied.
+//
+// Ownership rule: AccGrad keeps a *mat.Dense[float32] it is given as the
+// gradient (or adds it into the one it has), so the caller must not use
+// that matrix afterwards. Every operator in this package hands each
+// gradient it computes to exactly one AccGrad call and then forgets it, and
+// passes its own output gradient on (see linearOp's residual) only as its
+// last action.
+type act struct {
+	*mat.Dense[float32]
+	data []float32
+
+	mu   sync.Mutex
+	grad *mat.Dense[float32]
+}
+
+var _ mat.Matrix = (*act)(nil)
+
+// Value returns the node's value: a itself (the embedded Dense would
+// return the bare matrix, whose AccGrad clones).
+func (a *act) Value() mat.Tensor { return a }
+
+// Grad returns the accumulated gradient, or nil.
+func (a *act) Grad() mat.Tensor {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.grad == nil {
+		return nil // an untyped nil: spago compares the interface with nil
+	}
+	return a.grad
+}
+
+// HasGrad reports whether a gradient has been accumulated.
+func (a *act) HasGrad() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.grad != nil
+}
+
+// AccGrad adds g to the gradient, adopting g when it is the first (see the
+// ownership rule on act). The first of two contributions is kept and the
+// second added to it, so with at most two consumers per node the result is
+// a + b = b + a whatever order spago's backward goroutines finish in.
+func (a *act) AccGrad(g mat.Tensor) {
+	d, ok := g.(*mat.Dense[float32])
+	if !ok {
+		d = g.(mat.Matrix).Clone().(*mat.Dense[float32])
+	}
+	if d.Size() != a.Size() {
+		panic(fmt.Sprintf("train: gradient of %v for a node of %v", d.Shape(), a.Shape()))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.grad == nil {
+		a.grad = d
+		return
+	}
+	simd.Add(mat.Data[float32](a.grad), mat.Data[float32](d))
+}
+
+// ZeroGrad drops the gradient.
+func (a *act) ZeroGrad() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.grad = nil
+}
+
+// workspace hands out the float32 buffers of one training step and takes
+// them back all at once with reset. A nil *workspace allocates fresh,
+// zeroed memory each time (the inference and analysis paths). It is safe
+// for concurrent use.
+type workspace struct {
+	mu   sync.Mutex
+	free map[int][][]float32 // by length
+	used [][]float32
+}
+
+// floats returns a buffer of n floats with arbitrary contents.
+func (w *workspace) floats(n int) []float32 {
+	if w == nil {
+		return make([]float32, n)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b []float32
+	if l := w.free[n]; len(l) > 0 {
+		b = l[len(l)-1]
+		w.free[n] = l[:len(l)-1]
+	} else {
+		b = make([]float32, n)
+	}
+	w.used = append(w.used, b)
+	return b
+}
+
+// zeros returns a buffer of n zeros.
+func (w *workspace) zeros(n int) []float32 {
+	b := w.floats(n)
+	if w != nil {
+		clear(b)
+	}
+	return b
+}
+
+// reset makes every buffer handed out so far available again. Whatever
+// still refers to them (the previous step's graph) must be dead.
+func (w *workspace) reset() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.free == nil {
+		w.free = map[int][][]float32{}
+	}
+	for _, b := range w.used {
+		w.free[len(b)] = append(w.free[len(b)], b)
+	}
+	clear(w.used)
+	w.used = w.used[:0]
+}
+
+// act returns an r×c activation with arbitrary contents.
+func (w *workspace) act(r, c int) *act {
+	d := w.floats(r * c)
+	return &act{Dense: mat.NewDense[float32](mat.WithShape(r, c), mat.WithBacking(d)), data: d}
+}
+
+// grad returns an r×c matrix for a gradient, with arbitrary contents
+// (zeroed with zero).
+func (w *workspace) grad(r, c int, zero bool) (*mat.Dense[float32], []float32) {
+	d := w.floats(r * c)
+	if zero {
+		clear(d)
+	}
+	return mat.NewDense[float32](mat.WithShape(r, c), mat.WithBacking(d)), d
+}
+
+// vals returns the row-major data of a node's value without copying.
+func vals(t mat.Tensor) []float32 {
+	switch v := t.(type) {
+	case *act:
+		return v.data
+	case *ag.Operator:
+		if a, ok := v.Value().(*act); ok {
+			return a.data
+		}
+	}
+	return mat.Data[float32](t.Value())
+}
