@@ -6,6 +6,7 @@ import (
 
 	"github.com/nlpodyssey/spago/ag"
 	"github.com/nlpodyssey/spago/mat"
+	"github.com/nlpodyssey/spago/nn"
 
 	"github.com/capsel/capsel/internal/simd"
 )
@@ -162,6 +163,26 @@ func (w *workspace) grad(r, c int, zero bool) (*mat.Dense[float32], []float32) {
 		clear(d)
 	}
 	return mat.NewDense[float32](mat.WithShape(r, c), mat.WithBacking(d)), d
+}
+
+// addParamGrad adds a gradient into parameter p: fill must add its values
+// into the slice it is given. A parameter whose gradient buffer survives
+// from the previous step (AdamW zeroes it rather than dropping it) is added
+// into in place; otherwise fill writes into a zeroed matrix that goes to
+// p.AccGrad. Either way the result is 0 + the gradient, bit for bit.
+//
+// The in-place path writes without spago's lock, which is safe because
+// every parameter of the model feeds exactly one operator, and the
+// optimizer only runs after the backward pass.
+func (w *workspace) addParamGrad(p mat.Tensor, fill func(dst []float32)) {
+	if np, ok := p.(*nn.Param); ok && np.HasGrad() {
+		fill(mat.Data[float32](np.Grad()))
+		return
+	}
+	sh := p.Shape()
+	m, d := w.grad(sh[0], sh[1], true)
+	fill(d)
+	p.AccGrad(m)
 }
 
 // vals returns the row-major data of a node's value without copying.

@@ -58,21 +58,19 @@ func (o *embedOp) Backward(gy mat.Tensor) error {
 	g := vals(gy)
 	d := o.d
 	if o.tok.RequiresGrad() {
-		shape := o.tok.Shape()
-		dt, dd := o.ws.grad(shape[0], shape[1], true)
-		for i, id := range o.ids { // in row order: deterministic
-			simd.Add(dd[id*d:id*d+d], g[i*d:i*d+d])
-		}
-		o.tok.AccGrad(dt)
+		o.ws.addParamGrad(o.tok, func(dd []float32) {
+			for i, id := range o.ids { // in row order: deterministic
+				simd.Add(dd[id*d:id*d+d], g[i*d:i*d+d])
+			}
+		})
 	}
 	if o.pos.RequiresGrad() {
-		shape := o.pos.Shape()
-		dp, dd := o.ws.grad(shape[0], shape[1], true)
-		for i := range o.ids {
-			p := i % o.t
-			simd.Add(dd[p*d:p*d+d], g[i*d:i*d+d])
-		}
-		o.pos.AccGrad(dp)
+		o.ws.addParamGrad(o.pos, func(dd []float32) {
+			for i := range o.ids {
+				p := i % o.t
+				simd.Add(dd[p*d:p*d+d], g[i*d:i*d+d])
+			}
+		})
 	}
 	return nil
 }
@@ -114,37 +112,74 @@ func (o *layerNormOp) Forward() (mat.Tensor, error) {
 func (o *layerNormOp) Backward(gy mat.Tensor) error {
 	dy, g := vals(gy), vals(o.g)
 	n, d := o.n, o.d
-	if o.g.RequiresGrad() || o.b.RequiresGrad() {
-		dg, dgd := o.ws.grad(1, d, true)
-		db, dbd := o.ws.grad(1, d, true)
-		// Columns in groups of 8, each summed over the rows in order.
-		parallelFor((d+7)/8, func(lo, hi int) {
-			c0, c1 := lo*8, min(hi*8, d)
-			for i := range n {
-				dr := dy[i*d+c0 : i*d+c1]
-				simd.MulAdd(dgd[c0:c1], dr, o.xhat[i*d+c0:i*d+c1])
-				simd.Add(dbd[c0:c1], dr)
-			}
-		})
-		if o.g.RequiresGrad() {
-			o.g.AccGrad(dg)
-		}
-		if o.b.RequiresGrad() {
-			o.b.AccGrad(db)
-		}
+	needX := o.x.RequiresGrad()
+	needGB := o.g.RequiresGrad() || o.b.RequiresGrad()
+	var dx *mat.Dense[float32]
+	var dxd []float32
+	if needX {
+		dx, dxd = o.ws.grad(n, d, false)
 	}
-	if o.x.RequiresGrad() {
-		dx, dxd := o.ws.grad(n, d, false)
-		parallelFor(n, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				dr, xh := dy[i*d:i*d+d], o.xhat[i*d:i*d+d]
-				m1, m2 := simd.LayerNormGradSums(dr, g, xh) // Σ dxhat, Σ dxhat·xhat
-				simd.LayerNormGradApply(dxd[i*d:i*d+d], dr, g, xh, o.rstd[i], m1/float32(d), m2/float32(d))
+	// Rows in fixed blocks: each block computes its rows of dx and its
+	// partial sums of dg and db; the partials are then added in block order.
+	nb := (n + rowBlock - 1) / rowBlock
+	var pg, pb []float32
+	if needGB {
+		pg, pb = o.ws.floats(nb*d), o.ws.floats(nb*d)
+	}
+	parallelFor(nb, func(lo, hi int) {
+		for blk := lo; blk < hi; blk++ {
+			r0, r1 := blk*rowBlock, min(n, (blk+1)*rowBlock)
+			if needGB {
+				clear(pg[blk*d : blk*d+d])
+				clear(pb[blk*d : blk*d+d])
 			}
-		})
+			for i := r0; i < r1; i++ {
+				dr, xh := dy[i*d:i*d+d], o.xhat[i*d:i*d+d]
+				if needX {
+					m1, m2 := simd.LayerNormGradSums(dr, g, xh) // Σ dxhat, Σ dxhat·xhat
+					simd.LayerNormGradApply(dxd[i*d:i*d+d], dr, g, xh, o.rstd[i], m1/float32(d), m2/float32(d))
+				}
+				if needGB {
+					simd.MulAdd(pg[blk*d:blk*d+d], dr, xh)
+					simd.Add(pb[blk*d:blk*d+d], dr)
+				}
+			}
+		}
+	})
+	if o.g.RequiresGrad() {
+		o.ws.addParamGrad(o.g, func(dst []float32) { addRows(dst, pg, nb) })
+	}
+	if o.b.RequiresGrad() {
+		o.ws.addParamGrad(o.b, func(dst []float32) { addRows(dst, pb, nb) })
+	}
+	if needX {
 		o.x.AccGrad(dx)
 	}
 	return nil
+}
+
+// rowBlock is the number of rows whose column sums (bias and gain
+// gradients) one partial sum covers. It is fixed, so the association of
+// those sums depends on the number of rows only, never on the workers.
+const rowBlock = 32
+
+// addRows adds the rows of the rows×len(dst) matrix m to dst, in order.
+func addRows(dst, m []float32, rows int) {
+	c := len(dst)
+	for r := range rows {
+		simd.Add(dst, m[r*c:r*c+c])
+	}
+}
+
+// blockSums sets row blk of part (nb×c) to the sum, in row order, of the
+// rows of block blk of the n×c matrix g.
+func blockSums(part, g []float32, blk, n, c int) {
+	p := part[blk*c : blk*c+c]
+	r0, r1 := blk*rowBlock, min(n, (blk+1)*rowBlock)
+	copy(p, g[r0*c:r0*c+c])
+	for i := r0 + 1; i < r1; i++ {
+		simd.Add(p, g[i*c:i*c+c])
+	}
 }
 
 // ---- linear -----------------------------------------------------------------
@@ -202,36 +237,47 @@ func (o *linearOp) Forward() (mat.Tensor, error) {
 
 func (o *linearOp) Backward(gy mat.Tensor) error {
 	g := vals(gy)
+	n, out := o.n, o.out
+	needB := o.b.RequiresGrad()
+	// Row blocks: through the activation first (g ← g ⊙ GELU′(X·W + b)),
+	// then each block's column sums for the bias gradient.
+	nb := (n + rowBlock - 1) / rowBlock
+	var part []float32
+	if needB {
+		part = o.ws.floats(nb * out)
+	}
 	if o.gelu {
-		// Through the activation first: g ← g ⊙ GELU′(X·W + b).
-		dpre := o.ws.floats(o.n * o.out)
-		parallelFor(o.n, func(lo, hi int) {
-			s := lo * o.out
-			e := hi * o.out
+		dpre := o.ws.floats(n * out)
+		parallelFor(nb, func(lo, hi int) {
+			s, e := lo*rowBlock*out, min(n, hi*rowBlock)*out
 			simd.GELUGrad(dpre[s:e], o.pre[s:e], g[s:e])
+			if needB {
+				for blk := lo; blk < hi; blk++ {
+					blockSums(part, dpre, blk, n, out)
+				}
+			}
 		})
 		g = dpre
+	} else if needB {
+		parallelFor(nb, func(lo, hi int) {
+			for blk := lo; blk < hi; blk++ {
+				blockSums(part, g, blk, n, out)
+			}
+		})
+	}
+	if needB {
+		o.ws.addParamGrad(o.b, func(dst []float32) { addRows(dst, part, nb) })
 	}
 	if o.x.RequiresGrad() {
-		dx, dxd := o.ws.grad(o.n, o.in, false)
-		sgemm(false, true, o.n, o.in, o.out, 1, g, o.out, vals(o.w), o.out, 0, dxd, o.in)
+		dx, dxd := o.ws.grad(n, o.in, false)
+		sgemm(false, true, n, o.in, out, 1, g, out, vals(o.w), out, 0, dxd, o.in)
 		o.x.AccGrad(dx)
 	}
 	if o.w.RequiresGrad() {
-		dw, dwd := o.ws.grad(o.in, o.out, false)
-		sgemm(true, false, o.in, o.out, o.n, 1, vals(o.x), o.in, g, o.out, 0, dwd, o.out)
-		o.w.AccGrad(dw)
-	}
-	if o.b.RequiresGrad() {
-		db, dbd := o.ws.grad(1, o.out, true)
-		// Columns in groups of 8, each summed over the rows in order.
-		parallelFor((o.out+7)/8, func(lo, hi int) {
-			c0, c1 := lo*8, min(hi*8, o.out)
-			for i := range o.n {
-				simd.Add(dbd[c0:c1], g[i*o.out+c0:i*o.out+c1])
-			}
+		x := vals(o.x)
+		o.ws.addParamGrad(o.w, func(dst []float32) {
+			sgemm(true, false, o.in, out, n, 1, x, o.in, g, out, 1, dst, out)
 		})
-		o.b.AccGrad(db)
 	}
 	// The residual's gradient is the output gradient itself, handed on
 	// last: after this the operator no longer reads it (see act).
@@ -437,4 +483,11 @@ func (o *lossOp) Backward(gy mat.Tensor) error {
 }
 
 // run wraps an AutoGradFunction in a graph node and evaluates it.
-func run(fn ag.AutoGradFunction) *ag.Operator { return ag.NewOperator(fn).Run() }
+func run(fn ag.AutoGradFunction) *ag.Operator {
+	if runHook != nil {
+		fn = runHook(fn)
+	}
+	return ag.NewOperator(fn).Run()
+}
+
+var runHook func(ag.AutoGradFunction) ag.AutoGradFunction

@@ -41,7 +41,11 @@ type AdamState struct {
 
 var _ optimizers.OptimizationStrategy = (*AdamW)(nil)
 
-// OptimizeParams updates one parameter and clears its gradient.
+// OptimizeParams updates one parameter and clears its gradient. Clearing
+// sets the gradient to zeros rather than dropping it — equivalent for spago
+// ("a matrix full of zeros and the nil value are considered equivalent",
+// mat.Tensor.Grad) — so that the next backward pass adds into the same
+// buffer instead of spago cloning a fresh one for every parameter.
 func (a *AdamW) OptimizeParams(p *nn.Param) error {
 	w := mat.Data[float32](p)
 	g := mat.Data[float32](p.Grad())
@@ -64,7 +68,7 @@ func (a *AdamW) OptimizeParams(p *nn.Param) error {
 		Step:      float32(a.LR) / float32(1-math.Pow(a.Beta1, t)),
 	}
 	c.Update(w, g, st.M, st.V)
-	p.ZeroGrad()
+	clear(g)
 	return nil
 }
 
@@ -99,15 +103,14 @@ func Schedule(base float64, s, total int, warmup float64) float64 {
 
 // clipGradients scales every gradient so that their global L2 norm is at
 // most maxNorm (PyTorch's clip_grad_norm_: factor maxNorm/(norm + 1e-6) when
-// it is below 1). It returns the norm before clipping. The norm is summed in
-// float64 in parameter order, so it is deterministic.
+// it is below 1). It returns the norm before clipping. The squares are
+// summed in float64, parameter by parameter in order (within a parameter in
+// a fixed vector-lane order), so the norm is deterministic.
 func clipGradients(params []NamedParam, maxNorm float64) float64 {
 	var ss float64
 	for _, np := range params {
-		if g := np.Param.Grad(); g != nil {
-			for _, v := range mat.Data[float32](g) {
-				ss += float64(v) * float64(v)
-			}
+		if np.Param.HasGrad() {
+			ss += simd.SumSquares(mat.Data[float32](np.Param.Grad()))
 		}
 	}
 	norm := math.Sqrt(ss)
@@ -115,11 +118,8 @@ func clipGradients(params []NamedParam, maxNorm float64) float64 {
 		if c := maxNorm / (norm + 1e-6); c < 1 {
 			cf := float32(c)
 			for _, np := range params {
-				if g := np.Param.Grad(); g != nil {
-					d := mat.Data[float32](g)
-					for i := range d {
-						d[i] *= cf
-					}
+				if np.Param.HasGrad() {
+					simd.Scale(mat.Data[float32](np.Param.Grad()), cf)
 				}
 			}
 		}

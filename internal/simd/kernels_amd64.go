@@ -86,3 +86,6 @@ func lnGradApplyAVX2(dx, dy, gain, xh *float32, n int, r, m1, m2 float32)
 
 //go:noescape
 func adamwAVX2(w, grad, m, v *float32, n int, c *[8]float32)
+
+//go:noescape
+func sumSqAVX2(x *float32, n int) float64

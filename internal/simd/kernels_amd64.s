@@ -885,3 +885,32 @@ adamw_loop:
 adamw_done:
 	VZEROUPPER
 	RET
+
+// func sumSqAVX2(x *float32, n int) float64
+// Returns Σ x[i]² in float64 (each square is exact in float64), with two
+// 4-lane accumulators.
+TEXT ·sumSqAVX2(SB), NOSPLIT, $0-24
+	MOVQ   x+0(FP), SI
+	MOVQ   n+8(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	SHRQ   $3, CX
+	JZ     sumsq_done
+
+sumsq_loop:
+	VCVTPS2PD   (SI), Y2
+	VCVTPS2PD   16(SI), Y3
+	VFMADD231PD Y2, Y2, Y0
+	VFMADD231PD Y3, Y3, Y1
+	ADDQ        $32, SI
+	DECQ        CX
+	JNZ         sumsq_loop
+
+sumsq_done:
+	VADDPD       Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD       X1, X0, X0
+	VHADDPD      X0, X0, X0
+	VMOVSD       X0, ret+16(FP)
+	VZEROUPPER
+	RET

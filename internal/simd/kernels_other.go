@@ -32,3 +32,5 @@ func axpyRowsAVX2(dst *float32, k int, coef *float32, inc int, m *float32, ldm i
 }
 
 const noAsm = "simd: assembly kernels not built"
+
+func sumSqAVX2(x *float32, n int) float64 { panic(noAsm) }

@@ -353,3 +353,18 @@ func (c *AdamW) Update(w, g, m, v []float32) {
 	}
 	adamwGo(w[n:], g[n:], m[n:], v[n:], c) // the same rounded operations
 }
+
+// SumSquares returns Σᵢ x[i]², accumulated in float64.
+func SumSquares(x []float32) float64 {
+	n := whole(len(x))
+	var s float64
+	if useAsm && n > 0 {
+		s = sumSqAVX2(&x[0], n)
+	} else {
+		n = 0
+	}
+	for _, v := range x[n:] {
+		s += float64(v) * float64(v)
+	}
+	return s
+}

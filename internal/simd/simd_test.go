@@ -423,3 +423,20 @@ func BenchmarkAxpyRows(b *testing.B) {
 		AxpyRows(dst, coef, 1, m, 192, 64, false)
 	}
 }
+
+func TestSumSquares(t *testing.T) {
+	withBoth(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(13, 14))
+		for _, n := range lengths {
+			x := randSlice(rng, n, 3)
+			var want float64
+			for _, v := range x {
+				want += float64(v) * float64(v)
+			}
+			// Squares are exact in float64; n sums at 2⁻⁵³ each.
+			if got := SumSquares(x); math.Abs(got-want) > float64(n)*0x1p-53*want {
+				t.Errorf("n=%d: SumSquares = %v, want %v", n, got, want)
+			}
+		}
+	})
+}
