@@ -38,6 +38,7 @@ import (
 type act struct {
 	*mat.Dense[float32]
 	data []float32
+	ws   *workspace // where merged-away gradients go back
 
 	mu   sync.Mutex
 	grad *mat.Dense[float32]
@@ -85,6 +86,7 @@ func (a *act) AccGrad(g mat.Tensor) {
 		return
 	}
 	simd.Add(mat.Data[float32](a.grad), mat.Data[float32](d))
+	a.ws.releaseMat(d)
 }
 
 // ZeroGrad drops the gradient.
@@ -94,31 +96,40 @@ func (a *act) ZeroGrad() {
 	a.grad = nil
 }
 
-// workspace hands out the float32 buffers of one training step and takes
-// them back all at once with reset. A nil *workspace allocates fresh,
-// zeroed memory each time (the inference and analysis paths). It is safe
+// workspace hands out the float32 buffers of one training step. Buffers
+// come back either one by one, when their owner is done with them within
+// the step (release: gradients once consumed, what an operator saved for
+// its backward pass once that has run), so that the backward pass works
+// in memory that is still in cache; or all at once at the start of the
+// next step (reset). A nil *workspace allocates fresh, zeroed memory each
+// time and ignores releases (the inference and analysis paths). It is safe
 // for concurrent use.
 type workspace struct {
-	mu   sync.Mutex
-	free map[int][][]float32 // by length
-	used [][]float32
+	mu    sync.Mutex
+	all   [][]float32         // every buffer ever handed out
+	inUse map[*float32]bool   // handed out and not released, by first element
+	free  map[int][][]float32 // by length
 }
 
 // floats returns a buffer of n floats with arbitrary contents.
 func (w *workspace) floats(n int) []float32 {
-	if w == nil {
+	if w == nil || n == 0 {
 		return make([]float32, n)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.inUse == nil {
+		w.inUse, w.free = map[*float32]bool{}, map[int][][]float32{}
+	}
 	var b []float32
 	if l := w.free[n]; len(l) > 0 {
 		b = l[len(l)-1]
 		w.free[n] = l[:len(l)-1]
 	} else {
 		b = make([]float32, n)
+		w.all = append(w.all, b)
 	}
-	w.used = append(w.used, b)
+	w.inUse[&b[0]] = true
 	return b
 }
 
@@ -131,28 +142,54 @@ func (w *workspace) zeros(n int) []float32 {
 	return b
 }
 
-// reset makes every buffer handed out so far available again. Whatever
-// still refers to them (the previous step's graph) must be dead.
+// release gives back a buffer from floats whose owner no longer needs it
+// in this step. Buffers that did not come from w, or that are not in use,
+// are ignored.
+func (w *workspace) release(b []float32) {
+	if w == nil || len(b) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.inUse[&b[0]] {
+		return
+	}
+	delete(w.inUse, &b[0])
+	w.free[len(b)] = append(w.free[len(b)], b[:len(b):len(b)])
+}
+
+// releaseMat releases the buffer of a gradient matrix.
+func (w *workspace) releaseMat(t mat.Tensor) {
+	if w == nil {
+		return
+	}
+	if d, ok := t.(*mat.Dense[float32]); ok {
+		w.release(mat.Data[float32](d))
+	}
+}
+
+// reset makes every buffer available again. Whatever still refers to them
+// (the previous step's graph) must be dead.
 func (w *workspace) reset() {
 	if w == nil {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.free == nil {
-		w.free = map[int][][]float32{}
+	clear(w.inUse)
+	for n, l := range w.free {
+		clear(l)
+		w.free[n] = l[:0]
 	}
-	for _, b := range w.used {
+	for _, b := range w.all {
 		w.free[len(b)] = append(w.free[len(b)], b)
 	}
-	clear(w.used)
-	w.used = w.used[:0]
 }
 
 // act returns an r×c activation with arbitrary contents.
 func (w *workspace) act(r, c int) *act {
 	d := w.floats(r * c)
-	return &act{Dense: mat.NewDense[float32](mat.WithShape(r, c), mat.WithBacking(d)), data: d}
+	return &act{Dense: mat.NewDense[float32](mat.WithShape(r, c), mat.WithBacking(d)), data: d, ws: w}
 }
 
 // grad returns an r×c matrix for a gradient, with arbitrary contents
@@ -183,6 +220,9 @@ func (w *workspace) addParamGrad(p mat.Tensor, fill func(dst []float32)) {
 	m, d := w.grad(sh[0], sh[1], true)
 	fill(d)
 	p.AccGrad(m)
+	if _, ok := p.(*nn.Param); ok {
+		w.release(d) // spago cloned it
+	}
 }
 
 // vals returns the row-major data of a node's value without copying.

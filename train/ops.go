@@ -72,6 +72,7 @@ func (o *embedOp) Backward(gy mat.Tensor) error {
 			}
 		})
 	}
+	o.ws.releaseMat(gy)
 	return nil
 }
 
@@ -155,6 +156,11 @@ func (o *layerNormOp) Backward(gy mat.Tensor) error {
 	if needX {
 		o.x.AccGrad(dx)
 	}
+	o.ws.release(pg)
+	o.ws.release(pb)
+	o.ws.release(o.xhat)
+	o.ws.release(o.rstd)
+	o.ws.releaseMat(gy)
 	return nil
 }
 
@@ -279,10 +285,17 @@ func (o *linearOp) Backward(gy mat.Tensor) error {
 			sgemm(true, false, o.in, out, n, 1, x, o.in, g, out, 1, dst, out)
 		})
 	}
+	if o.gelu {
+		o.ws.release(g) // the gradient through the activation
+		o.ws.release(o.pre)
+	}
+	o.ws.release(part)
 	// The residual's gradient is the output gradient itself, handed on
 	// last: after this the operator no longer reads it (see act).
 	if o.res != nil && o.res.RequiresGrad() {
 		o.res.AccGrad(gy.(mat.Matrix))
+	} else {
+		o.ws.releaseMat(gy)
 	}
 	return nil
 }
@@ -379,8 +392,11 @@ func (o *attentionOp) Backward(gy mat.Tensor) error {
 				simd.AxpyRows(dd[r+2*d+h*dh:r+2*d+h*dh+dh], P[j*tp+j:], tp, g[(base+j)*d+h*dh:], d, t-j, false)
 			}
 		}
+		o.ws.release(buf)
 	})
 	o.qkv.AccGrad(dqkv)
+	o.ws.release(o.probs)
+	o.ws.releaseMat(gy)
 	return nil
 }
 
