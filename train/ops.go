@@ -333,30 +333,43 @@ func (o *attentionOp) Forward() (mat.Tensor, error) {
 	t, d, H, tp := o.t, o.d, o.heads, o.tp()
 	dh := d / H
 	scale := float32(1 / math.Sqrt(float64(dh)))
-	ld := 3 * d
 	o.probs = o.ws.floats(o.seqs * H * t * tp)
 	y := o.ws.act(o.seqs*t, d)
 	negInf := float32(math.Inf(-1))
 	parallelFor(o.seqs*H, func(lo, hi int) {
+		pk := o.ws.floats(3 * t * dh)
+		q, k, v := pk[:t*dh], pk[t*dh:2*t*dh], pk[2*t*dh:]
 		for sh := lo; sh < hi; sh++ {
 			s, h := sh/H, sh%H
 			base := s * t
+			o.pack(q, qkv, base, h*dh, dh)
+			o.pack(k, qkv, base, d+h*dh, dh)
+			o.pack(v, qkv, base, 2*d+h*dh, dh)
 			P := o.probs[sh*t*tp : (sh+1)*t*tp]
-			k := qkv[base*ld+d+h*dh:]
-			v := qkv[base*ld+2*d+h*dh:]
 			for i := range t {
 				row := P[i*tp : i*tp+tp]
-				simd.DotRows(row[:i+1], qkv[(base+i)*ld+h*dh:(base+i)*ld+h*dh+dh], k, ld, scale)
+				simd.DotRows(row[:i+1], q[i*dh:i*dh+dh], k, dh, scale)
 				for j := i + 1; j < tp; j++ {
 					row[j] = negInf
 				}
 				sum := simd.ExpSum(row, simd.Max(row[:i+1]))
 				simd.Scale(row, 1/sum)
-				simd.AxpyRows(y.data[(base+i)*d+h*dh:(base+i)*d+h*dh+dh], row, 1, v, ld, i+1, false)
+				simd.AxpyRows(y.data[(base+i)*d+h*dh:(base+i)*d+h*dh+dh], row, 1, v, dh, i+1, false)
 			}
 		}
+		o.ws.release(pk)
 	})
 	return y, nil
+}
+
+// pack copies the t rows from row base of the n×3d matrix qkv, columns
+// [c, c+dh), into the contiguous t×dh matrix dst, so that one head's
+// products work in a few kilobytes of cache.
+func (o *attentionOp) pack(dst, qkv []float32, base, c, dh int) {
+	ld := 3 * o.d
+	for i := range o.t {
+		copy(dst[i*dh:i*dh+dh], qkv[(base+i)*ld+c:])
+	}
 }
 
 func (o *attentionOp) Backward(gy mat.Tensor) error {
@@ -367,29 +380,33 @@ func (o *attentionOp) Backward(gy mat.Tensor) error {
 	ld := 3 * d
 	dqkv, dd := o.ws.grad(o.seqs*t, ld, false)
 	parallelFor(o.seqs*H, func(lo, hi int) {
-		buf := o.ws.floats(t*tp + tp)
-		dS, dP := buf[:t*tp], buf[t*tp:]
+		buf := o.ws.floats(t*tp + tp + 4*t*dh)
+		dS, dP, pk := buf[:t*tp], buf[t*tp:t*tp+tp], buf[t*tp+tp:]
+		q, k, v, gh := pk[:t*dh], pk[t*dh:2*t*dh], pk[2*t*dh:3*t*dh], pk[3*t*dh:]
 		for sh := lo; sh < hi; sh++ {
 			s, h := sh/H, sh%H
 			base := s * t
+			o.pack(q, qkv, base, h*dh, dh)
+			o.pack(k, qkv, base, d+h*dh, dh)
+			o.pack(v, qkv, base, 2*d+h*dh, dh)
+			for i := range t {
+				copy(gh[i*dh:i*dh+dh], g[(base+i)*d+h*dh:])
+			}
 			P := o.probs[sh*t*tp : (sh+1)*t*tp]
-			q := qkv[base*ld+h*dh:]
-			k := qkv[base*ld+d+h*dh:]
-			v := qkv[base*ld+2*d+h*dh:]
 			for i := range t {
 				// dP_ij = dO_i·V_j for j ≤ i, then dS's row and dQ_i = Σ_j dS_ij K_j.
-				simd.DotRows(dP[:i+1], g[(base+i)*d+h*dh:(base+i)*d+h*dh+dh], v, ld, 1)
+				simd.DotRows(dP[:i+1], gh[i*dh:i*dh+dh], v, dh, 1)
 				clear(dP[i+1:])
 				ds := dS[i*tp : i*tp+tp]
 				simd.SoftmaxGrad(ds, P[i*tp:i*tp+tp], dP, scale)
-				simd.AxpyRows(dd[(base+i)*ld+h*dh:(base+i)*ld+h*dh+dh], ds, 1, k, ld, i+1, false)
+				simd.AxpyRows(dd[(base+i)*ld+h*dh:(base+i)*ld+h*dh+dh], ds, 1, k, dh, i+1, false)
 			}
 			for j := range t {
 				// dK_j = Σ_{i≥j} dS_ij Q_i and dV_j = Σ_{i≥j} P_ij dO_i: column j
 				// of dS and P, read with stride tp.
 				r := (base + j) * ld
-				simd.AxpyRows(dd[r+d+h*dh:r+d+h*dh+dh], dS[j*tp+j:], tp, q[j*ld:], ld, t-j, false)
-				simd.AxpyRows(dd[r+2*d+h*dh:r+2*d+h*dh+dh], P[j*tp+j:], tp, g[(base+j)*d+h*dh:], d, t-j, false)
+				simd.AxpyRows(dd[r+d+h*dh:r+d+h*dh+dh], dS[j*tp+j:], tp, q[j*dh:], dh, t-j, false)
+				simd.AxpyRows(dd[r+2*d+h*dh:r+2*d+h*dh+dh], P[j*tp+j:], tp, gh[j*dh:], dh, t-j, false)
 			}
 		}
 		o.ws.release(buf)

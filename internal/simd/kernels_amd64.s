@@ -558,8 +558,12 @@ dot_done:
 
 // func axpyRowsAVX2(dst *float32, k int, coef *float32, inc int, m *float32, ldm int, n int, add int)
 // dst[c] = (add ≠ 0 ? dst[c] : 0) + Σ_j coef[j·inc]·m[j·ldm + c] for c < k
-// (a multiple of 8), j < n: one FMA chain per element, j in order, in
-// column blocks of 32 and then 8.
+// (a multiple of 8), j < n. A single chain of FMAs over j would be bound by
+// the FMA latency (n·4 cycles), so the terms are spread over independent
+// accumulator sets by j mod S — S = 2 for column blocks of 32, S = 4 for
+// blocks of 16 and of 8 — each summed in increasing j, and the sets are
+// added at the end: for S = 4 as ((s0 + s1) + (s2 + s3)), then dst is
+// added (when add ≠ 0). Column blocks: 32 while they fit, then 16, then 8.
 TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ dst+0(FP), DI
 	MOVQ k+8(FP), DX
@@ -574,35 +578,59 @@ TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-64
 
 axpy_block32:
 	CMPQ   DX, $32
-	JL     axpy_block8
+	JL     axpy_block16
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	TESTQ  BX, BX
-	JZ     axpy_go32
-	VMOVUPS (DI), Y0
-	VMOVUPS 32(DI), Y1
-	VMOVUPS 64(DI), Y2
-	VMOVUPS 96(DI), Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   SI, R11
+	MOVQ   R8, R12
+	MOVQ   CX, R13
 
-axpy_go32:
-	MOVQ  SI, R11
-	MOVQ  R8, R12
-	MOVQ  CX, R13
-	TESTQ R13, R13
-	JZ    axpy_store32
-
-axpy_j32:
-	VBROADCASTSS (R11), Y4
-	VFMADD231PS  (R12), Y4, Y0
-	VFMADD231PS  32(R12), Y4, Y1
-	VFMADD231PS  64(R12), Y4, Y2
-	VFMADD231PS  96(R12), Y4, Y3
+axpy_j32x2:
+	CMPQ         R13, $2
+	JL           axpy_j32tail
+	VBROADCASTSS (R11), Y8
 	ADDQ         R9, R11
+	VBROADCASTSS (R11), Y9
+	ADDQ         R9, R11
+	VFMADD231PS  (R12), Y8, Y0
+	VFMADD231PS  32(R12), Y8, Y1
+	VFMADD231PS  64(R12), Y8, Y2
+	VFMADD231PS  96(R12), Y8, Y3
 	ADDQ         R10, R12
-	DECQ         R13
-	JNZ          axpy_j32
+	VFMADD231PS  (R12), Y9, Y4
+	VFMADD231PS  32(R12), Y9, Y5
+	VFMADD231PS  64(R12), Y9, Y6
+	VFMADD231PS  96(R12), Y9, Y7
+	ADDQ         R10, R12
+	SUBQ         $2, R13
+	JMP          axpy_j32x2
+
+axpy_j32tail:
+	TESTQ        R13, R13
+	JZ           axpy_sum32
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS  (R12), Y8, Y0
+	VFMADD231PS  32(R12), Y8, Y1
+	VFMADD231PS  64(R12), Y8, Y2
+	VFMADD231PS  96(R12), Y8, Y3
+
+axpy_sum32:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	TESTQ  BX, BX
+	JZ     axpy_store32
+	VADDPS (DI), Y0, Y0
+	VADDPS 32(DI), Y1, Y1
+	VADDPS 64(DI), Y2, Y2
+	VADDPS 96(DI), Y3, Y3
 
 axpy_store32:
 	VMOVUPS Y0, (DI)
@@ -614,28 +642,128 @@ axpy_store32:
 	SUBQ    $32, DX
 	JMP     axpy_block32
 
+axpy_block16:
+	CMPQ   DX, $16
+	JL     axpy_block8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   SI, R11
+	MOVQ   R8, R12
+	MOVQ   CX, R13
+
+axpy_j16x4:
+	CMPQ         R13, $4
+	JL           axpy_j16tail
+	VBROADCASTSS (R11), Y8
+	ADDQ         R9, R11
+	VBROADCASTSS (R11), Y9
+	ADDQ         R9, R11
+	VBROADCASTSS (R11), Y10
+	ADDQ         R9, R11
+	VBROADCASTSS (R11), Y11
+	ADDQ         R9, R11
+	VFMADD231PS  (R12), Y8, Y0
+	VFMADD231PS  32(R12), Y8, Y1
+	ADDQ         R10, R12
+	VFMADD231PS  (R12), Y9, Y2
+	VFMADD231PS  32(R12), Y9, Y3
+	ADDQ         R10, R12
+	VFMADD231PS  (R12), Y10, Y4
+	VFMADD231PS  32(R12), Y10, Y5
+	ADDQ         R10, R12
+	VFMADD231PS  (R12), Y11, Y6
+	VFMADD231PS  32(R12), Y11, Y7
+	ADDQ         R10, R12
+	SUBQ         $4, R13
+	JMP          axpy_j16x4
+
+axpy_j16tail:
+	TESTQ        R13, R13
+	JZ           axpy_sum16
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS  (R12), Y8, Y0
+	VFMADD231PS  32(R12), Y8, Y1
+	ADDQ         R9, R11
+	ADDQ         R10, R12
+	DECQ         R13
+	JMP          axpy_j16tail
+
+axpy_sum16:
+	VADDPS Y2, Y0, Y0
+	VADDPS Y3, Y1, Y1
+	VADDPS Y6, Y4, Y4
+	VADDPS Y7, Y5, Y5
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	TESTQ  BX, BX
+	JZ     axpy_store16
+	VADDPS (DI), Y0, Y0
+	VADDPS 32(DI), Y1, Y1
+
+axpy_store16:
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ    $64, DI
+	ADDQ    $64, R8
+	SUBQ    $16, DX
+	JMP     axpy_block16
+
 axpy_block8:
 	CMPQ   DX, $8
 	JL     axpy_done
 	VXORPS Y0, Y0, Y0
-	TESTQ  BX, BX
-	JZ     axpy_go8
-	VMOVUPS (DI), Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   SI, R11
+	MOVQ   R8, R12
+	MOVQ   CX, R13
 
-axpy_go8:
-	MOVQ  SI, R11
-	MOVQ  R8, R12
-	MOVQ  CX, R13
-	TESTQ R13, R13
-	JZ    axpy_store8
+axpy_j8x4:
+	CMPQ         R13, $4
+	JL           axpy_j8tail
+	VBROADCASTSS (R11), Y8
+	ADDQ         R9, R11
+	VBROADCASTSS (R11), Y9
+	ADDQ         R9, R11
+	VBROADCASTSS (R11), Y10
+	ADDQ         R9, R11
+	VBROADCASTSS (R11), Y11
+	ADDQ         R9, R11
+	VFMADD231PS  (R12), Y8, Y0
+	ADDQ         R10, R12
+	VFMADD231PS  (R12), Y9, Y1
+	ADDQ         R10, R12
+	VFMADD231PS  (R12), Y10, Y2
+	ADDQ         R10, R12
+	VFMADD231PS  (R12), Y11, Y3
+	ADDQ         R10, R12
+	SUBQ         $4, R13
+	JMP          axpy_j8x4
 
-axpy_j8:
-	VBROADCASTSS (R11), Y4
-	VFMADD231PS  (R12), Y4, Y0
+axpy_j8tail:
+	TESTQ        R13, R13
+	JZ           axpy_sum8
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS  (R12), Y8, Y0
 	ADDQ         R9, R11
 	ADDQ         R10, R12
 	DECQ         R13
-	JNZ          axpy_j8
+	JMP          axpy_j8tail
+
+axpy_sum8:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	TESTQ  BX, BX
+	JZ     axpy_store8
+	VADDPS (DI), Y0, Y0
 
 axpy_store8:
 	VMOVUPS Y0, (DI)

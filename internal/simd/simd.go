@@ -217,7 +217,9 @@ func DotRows(dst, x, m []float32, ldm int, alpha float32) {
 //
 //	dst[c] = [dst[c] +] Σ_{j<n} coef[j·inc]·m[j·ldm + c],  c < len(dst)
 //
-// Each element is one chain of multiply-adds over j in increasing order.
+// The association of the sum depends only on len(dst) and n (see
+// axpyRowsAVX2: the terms are spread over interleaved partial sums), never
+// on where the slices start.
 func AxpyRows(dst, coef []float32, inc int, m []float32, ldm, n int, add bool) {
 	k := len(dst)
 	if k == 0 {
