@@ -335,7 +335,6 @@ func (o *attentionOp) Forward() (mat.Tensor, error) {
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	o.probs = o.ws.floats(o.seqs * H * t * tp)
 	y := o.ws.act(o.seqs*t, d)
-	negInf := float32(math.Inf(-1))
 	parallelFor(o.seqs*H, func(lo, hi int) {
 		pk := o.ws.floats(3 * t * dh)
 		q, k, v := pk[:t*dh], pk[t*dh:2*t*dh], pk[2*t*dh:]
@@ -347,14 +346,8 @@ func (o *attentionOp) Forward() (mat.Tensor, error) {
 			o.pack(v, qkv, base, 2*d+h*dh, dh)
 			P := o.probs[sh*t*tp : (sh+1)*t*tp]
 			for i := range t {
-				row := P[i*tp : i*tp+tp]
-				simd.DotRows(row[:i+1], q[i*dh:i*dh+dh], k, dh, scale)
-				for j := i + 1; j < tp; j++ {
-					row[j] = negInf
-				}
-				sum := simd.ExpSum(row, simd.Max(row[:i+1]))
-				simd.Scale(row, 1/sum)
-				simd.AxpyRows(y.data[(base+i)*d+h*dh:(base+i)*d+h*dh+dh], row, 1, v, dh, i+1, false)
+				out := y.data[(base+i)*d+h*dh : (base+i)*d+h*dh+dh]
+				simd.AttentionRow(P[i*tp:i*tp+tp], q[i*dh:i*dh+dh], k, v, out, i+1, scale)
 			}
 		}
 		o.ws.release(pk)
@@ -380,8 +373,8 @@ func (o *attentionOp) Backward(gy mat.Tensor) error {
 	ld := 3 * d
 	dqkv, dd := o.ws.grad(o.seqs*t, ld, false)
 	parallelFor(o.seqs*H, func(lo, hi int) {
-		buf := o.ws.floats(t*tp + tp + 4*t*dh)
-		dS, dP, pk := buf[:t*tp], buf[t*tp:t*tp+tp], buf[t*tp+tp:]
+		buf := o.ws.floats(t*tp + 4*t*dh)
+		dS, pk := buf[:t*tp], buf[t*tp:]
 		q, k, v, gh := pk[:t*dh], pk[t*dh:2*t*dh], pk[2*t*dh:3*t*dh], pk[3*t*dh:]
 		for sh := lo; sh < hi; sh++ {
 			s, h := sh/H, sh%H
@@ -395,11 +388,8 @@ func (o *attentionOp) Backward(gy mat.Tensor) error {
 			P := o.probs[sh*t*tp : (sh+1)*t*tp]
 			for i := range t {
 				// dP_ij = dO_i·V_j for j ≤ i, then dS's row and dQ_i = Σ_j dS_ij K_j.
-				simd.DotRows(dP[:i+1], gh[i*dh:i*dh+dh], v, dh, 1)
-				clear(dP[i+1:])
-				ds := dS[i*tp : i*tp+tp]
-				simd.SoftmaxGrad(ds, P[i*tp:i*tp+tp], dP, scale)
-				simd.AxpyRows(dd[(base+i)*ld+h*dh:(base+i)*ld+h*dh+dh], ds, 1, k, dh, i+1, false)
+				dq := dd[(base+i)*ld+h*dh : (base+i)*ld+h*dh+dh]
+				simd.AttentionRowGrad(dS[i*tp:i*tp+tp], P[i*tp:i*tp+tp], gh[i*dh:i*dh+dh], v, k, dq, i+1, scale)
 			}
 			for j := range t {
 				// dK_j = Σ_{i≥j} dS_ij Q_i and dV_j = Σ_{i≥j} P_ij dO_i: column j

@@ -89,3 +89,9 @@ func adamwAVX2(w, grad, m, v *float32, n int, c *[8]float32)
 
 //go:noescape
 func sumSqAVX2(x *float32, n int) float64
+
+//go:noescape
+func attnRowAVX2(row *float32, tp, n int, q, k, v *float32, dh int, out *float32, scale float32)
+
+//go:noescape
+func attnRowGradAVX2(ds, p *float32, tp, n int, gy, v, k *float32, dh int, dq *float32, scale float32)

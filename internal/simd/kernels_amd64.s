@@ -483,6 +483,250 @@ geluGrad_done:
 	VZEROUPPER
 	RET
 
+// DOTROWS: the row loop of dotRowsAVX2. In: DI = dst, CX = n, SI = x,
+// DX = k in bytes (a multiple of 32), R8 = m, R9 = ldm in bytes, Y15 = alpha
+// in every lane. Clobbers AX, CX, DI, R8, R11-R13, Y0-Y5. Once per function
+// (it has labels).
+#define DOTROWS \
+dot_rows4: \
+	CMPQ   CX, $4; \
+	JL     dot_rows1; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	LEAQ   (R8)(R9*1), R11; \
+	LEAQ   (R11)(R9*1), R12; \
+	LEAQ   (R12)(R9*1), R13; \
+	XORQ   AX, AX; \
+dot_inner4: \
+	VMOVUPS     (SI)(AX*1), Y4; \
+	VFMADD231PS (R8)(AX*1), Y4, Y0; \
+	VFMADD231PS (R11)(AX*1), Y4, Y1; \
+	VFMADD231PS (R12)(AX*1), Y4, Y2; \
+	VFMADD231PS (R13)(AX*1), Y4, Y3; \
+	ADDQ        $32, AX; \
+	CMPQ        AX, DX; \
+	JL          dot_inner4; \
+	VHADDPS      Y1, Y0, Y4; \
+	VHADDPS      Y3, Y2, Y5; \
+	VHADDPS      Y5, Y4, Y4; \
+	VEXTRACTF128 $1, Y4, X5; \
+	VADDPS       X5, X4, X4; \
+	VMULPS       X15, X4, X4; \
+	VMOVUPS      X4, (DI); \
+	ADDQ         $16, DI; \
+	LEAQ         (R13)(R9*1), R8; \
+	SUBQ         $4, CX; \
+	JMP          dot_rows4; \
+dot_rows1: \
+	TESTQ  CX, CX; \
+	JZ     dot_done; \
+	VXORPS Y0, Y0, Y0; \
+	XORQ   AX, AX; \
+dot_inner1: \
+	VMOVUPS     (SI)(AX*1), Y4; \
+	VFMADD231PS (R8)(AX*1), Y4, Y0; \
+	ADDQ        $32, AX; \
+	CMPQ        AX, DX; \
+	JL          dot_inner1; \
+	HSUM8(Y0, X0, X5); \
+	VMULSS X15, X0, X0; \
+	VMOVSS X0, (DI); \
+	ADDQ   $4, DI; \
+	ADDQ   R9, R8; \
+	DECQ   CX; \
+	JMP    dot_rows1; \
+dot_done:
+
+// AXPYROWS: the body of axpyRowsAVX2. In: DI = dst, DX = k (floats, a
+// multiple of 8), SI = coef, R9 = inc in bytes, R8 = m, R10 = ldm in bytes,
+// CX = n, BX = add. Clobbers DI, DX, R8, R11-R13, Y0-Y11. Once per
+// function.
+#define AXPYROWS \
+axpy_block32: \
+	CMPQ   DX, $32; \
+	JL     axpy_block16; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7; \
+	MOVQ   SI, R11; \
+	MOVQ   R8, R12; \
+	MOVQ   CX, R13; \
+axpy_j32x2: \
+	CMPQ         R13, $2; \
+	JL           axpy_j32tail; \
+	VBROADCASTSS (R11), Y8; \
+	ADDQ         R9, R11; \
+	VBROADCASTSS (R11), Y9; \
+	ADDQ         R9, R11; \
+	VFMADD231PS  (R12), Y8, Y0; \
+	VFMADD231PS  32(R12), Y8, Y1; \
+	VFMADD231PS  64(R12), Y8, Y2; \
+	VFMADD231PS  96(R12), Y8, Y3; \
+	ADDQ         R10, R12; \
+	VFMADD231PS  (R12), Y9, Y4; \
+	VFMADD231PS  32(R12), Y9, Y5; \
+	VFMADD231PS  64(R12), Y9, Y6; \
+	VFMADD231PS  96(R12), Y9, Y7; \
+	ADDQ         R10, R12; \
+	SUBQ         $2, R13; \
+	JMP          axpy_j32x2; \
+axpy_j32tail: \
+	TESTQ        R13, R13; \
+	JZ           axpy_sum32; \
+	VBROADCASTSS (R11), Y8; \
+	VFMADD231PS  (R12), Y8, Y0; \
+	VFMADD231PS  32(R12), Y8, Y1; \
+	VFMADD231PS  64(R12), Y8, Y2; \
+	VFMADD231PS  96(R12), Y8, Y3; \
+axpy_sum32: \
+	VADDPS Y4, Y0, Y0; \
+	VADDPS Y5, Y1, Y1; \
+	VADDPS Y6, Y2, Y2; \
+	VADDPS Y7, Y3, Y3; \
+	TESTQ  BX, BX; \
+	JZ     axpy_store32; \
+	VADDPS (DI), Y0, Y0; \
+	VADDPS 32(DI), Y1, Y1; \
+	VADDPS 64(DI), Y2, Y2; \
+	VADDPS 96(DI), Y3, Y3; \
+axpy_store32: \
+	VMOVUPS Y0, (DI); \
+	VMOVUPS Y1, 32(DI); \
+	VMOVUPS Y2, 64(DI); \
+	VMOVUPS Y3, 96(DI); \
+	ADDQ    $128, DI; \
+	ADDQ    $128, R8; \
+	SUBQ    $32, DX; \
+	JMP     axpy_block32; \
+axpy_block16: \
+	CMPQ   DX, $16; \
+	JL     axpy_block8; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7; \
+	MOVQ   SI, R11; \
+	MOVQ   R8, R12; \
+	MOVQ   CX, R13; \
+axpy_j16x4: \
+	CMPQ         R13, $4; \
+	JL           axpy_j16tail; \
+	VBROADCASTSS (R11), Y8; \
+	ADDQ         R9, R11; \
+	VBROADCASTSS (R11), Y9; \
+	ADDQ         R9, R11; \
+	VBROADCASTSS (R11), Y10; \
+	ADDQ         R9, R11; \
+	VBROADCASTSS (R11), Y11; \
+	ADDQ         R9, R11; \
+	VFMADD231PS  (R12), Y8, Y0; \
+	VFMADD231PS  32(R12), Y8, Y1; \
+	ADDQ         R10, R12; \
+	VFMADD231PS  (R12), Y9, Y2; \
+	VFMADD231PS  32(R12), Y9, Y3; \
+	ADDQ         R10, R12; \
+	VFMADD231PS  (R12), Y10, Y4; \
+	VFMADD231PS  32(R12), Y10, Y5; \
+	ADDQ         R10, R12; \
+	VFMADD231PS  (R12), Y11, Y6; \
+	VFMADD231PS  32(R12), Y11, Y7; \
+	ADDQ         R10, R12; \
+	SUBQ         $4, R13; \
+	JMP          axpy_j16x4; \
+axpy_j16tail: \
+	TESTQ        R13, R13; \
+	JZ           axpy_sum16; \
+	VBROADCASTSS (R11), Y8; \
+	VFMADD231PS  (R12), Y8, Y0; \
+	VFMADD231PS  32(R12), Y8, Y1; \
+	ADDQ         R9, R11; \
+	ADDQ         R10, R12; \
+	DECQ         R13; \
+	JMP          axpy_j16tail; \
+axpy_sum16: \
+	VADDPS Y2, Y0, Y0; \
+	VADDPS Y3, Y1, Y1; \
+	VADDPS Y6, Y4, Y4; \
+	VADDPS Y7, Y5, Y5; \
+	VADDPS Y4, Y0, Y0; \
+	VADDPS Y5, Y1, Y1; \
+	TESTQ  BX, BX; \
+	JZ     axpy_store16; \
+	VADDPS (DI), Y0, Y0; \
+	VADDPS 32(DI), Y1, Y1; \
+axpy_store16: \
+	VMOVUPS Y0, (DI); \
+	VMOVUPS Y1, 32(DI); \
+	ADDQ    $64, DI; \
+	ADDQ    $64, R8; \
+	SUBQ    $16, DX; \
+	JMP     axpy_block16; \
+axpy_block8: \
+	CMPQ   DX, $8; \
+	JL     axpy_done; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	MOVQ   SI, R11; \
+	MOVQ   R8, R12; \
+	MOVQ   CX, R13; \
+axpy_j8x4: \
+	CMPQ         R13, $4; \
+	JL           axpy_j8tail; \
+	VBROADCASTSS (R11), Y8; \
+	ADDQ         R9, R11; \
+	VBROADCASTSS (R11), Y9; \
+	ADDQ         R9, R11; \
+	VBROADCASTSS (R11), Y10; \
+	ADDQ         R9, R11; \
+	VBROADCASTSS (R11), Y11; \
+	ADDQ         R9, R11; \
+	VFMADD231PS  (R12), Y8, Y0; \
+	ADDQ         R10, R12; \
+	VFMADD231PS  (R12), Y9, Y1; \
+	ADDQ         R10, R12; \
+	VFMADD231PS  (R12), Y10, Y2; \
+	ADDQ         R10, R12; \
+	VFMADD231PS  (R12), Y11, Y3; \
+	ADDQ         R10, R12; \
+	SUBQ         $4, R13; \
+	JMP          axpy_j8x4; \
+axpy_j8tail: \
+	TESTQ        R13, R13; \
+	JZ           axpy_sum8; \
+	VBROADCASTSS (R11), Y8; \
+	VFMADD231PS  (R12), Y8, Y0; \
+	ADDQ         R9, R11; \
+	ADDQ         R10, R12; \
+	DECQ         R13; \
+	JMP          axpy_j8tail; \
+axpy_sum8: \
+	VADDPS Y1, Y0, Y0; \
+	VADDPS Y3, Y2, Y2; \
+	VADDPS Y2, Y0, Y0; \
+	TESTQ  BX, BX; \
+	JZ     axpy_store8; \
+	VADDPS (DI), Y0, Y0; \
+axpy_store8: \
+	VMOVUPS Y0, (DI); \
+	ADDQ    $32, DI; \
+	ADDQ    $32, R8; \
+	SUBQ    $8, DX; \
+	JMP     axpy_block8; \
+axpy_done:
+
 // func dotRowsAVX2(dst *float32, n int, x *float32, k int, m *float32, ldm int, alpha float32)
 // dst[j] = alpha·Σ_c x[c]·m[j·ldm + c] for j < n, c < k (k a multiple of 8).
 // Rows go four at a time; each keeps one 8-lane FMA accumulator over c, and
@@ -499,60 +743,7 @@ TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-52
 	SHLQ         $2, DX
 	SHLQ         $2, R9
 
-dot_rows4:
-	CMPQ   CX, $4
-	JL     dot_rows1
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	LEAQ   (R8)(R9*1), R11
-	LEAQ   (R11)(R9*1), R12
-	LEAQ   (R12)(R9*1), R13
-	XORQ   AX, AX
-
-dot_inner4:
-	VMOVUPS     (SI)(AX*1), Y4
-	VFMADD231PS (R8)(AX*1), Y4, Y0
-	VFMADD231PS (R11)(AX*1), Y4, Y1
-	VFMADD231PS (R12)(AX*1), Y4, Y2
-	VFMADD231PS (R13)(AX*1), Y4, Y3
-	ADDQ        $32, AX
-	CMPQ        AX, DX
-	JL          dot_inner4
-	VHADDPS      Y1, Y0, Y4
-	VHADDPS      Y3, Y2, Y5
-	VHADDPS      Y5, Y4, Y4
-	VEXTRACTF128 $1, Y4, X5
-	VADDPS       X5, X4, X4
-	VMULPS       X15, X4, X4
-	VMOVUPS      X4, (DI)
-	ADDQ         $16, DI
-	LEAQ         (R13)(R9*1), R8
-	SUBQ         $4, CX
-	JMP          dot_rows4
-
-dot_rows1:
-	TESTQ  CX, CX
-	JZ     dot_done
-	VXORPS Y0, Y0, Y0
-	XORQ   AX, AX
-
-dot_inner1:
-	VMOVUPS     (SI)(AX*1), Y4
-	VFMADD231PS (R8)(AX*1), Y4, Y0
-	ADDQ        $32, AX
-	CMPQ        AX, DX
-	JL          dot_inner1
-	HSUM8(Y0, X0, X5)
-	VMULSS X15, X0, X0
-	VMOVSS X0, (DI)
-	ADDQ   $4, DI
-	ADDQ   R9, R8
-	DECQ   CX
-	JMP    dot_rows1
-
-dot_done:
+	DOTROWS
 	VZEROUPPER
 	RET
 
@@ -576,203 +767,7 @@ TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-64
 	SHLQ $2, R9
 	SHLQ $2, R10
 
-axpy_block32:
-	CMPQ   DX, $32
-	JL     axpy_block16
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	MOVQ   SI, R11
-	MOVQ   R8, R12
-	MOVQ   CX, R13
-
-axpy_j32x2:
-	CMPQ         R13, $2
-	JL           axpy_j32tail
-	VBROADCASTSS (R11), Y8
-	ADDQ         R9, R11
-	VBROADCASTSS (R11), Y9
-	ADDQ         R9, R11
-	VFMADD231PS  (R12), Y8, Y0
-	VFMADD231PS  32(R12), Y8, Y1
-	VFMADD231PS  64(R12), Y8, Y2
-	VFMADD231PS  96(R12), Y8, Y3
-	ADDQ         R10, R12
-	VFMADD231PS  (R12), Y9, Y4
-	VFMADD231PS  32(R12), Y9, Y5
-	VFMADD231PS  64(R12), Y9, Y6
-	VFMADD231PS  96(R12), Y9, Y7
-	ADDQ         R10, R12
-	SUBQ         $2, R13
-	JMP          axpy_j32x2
-
-axpy_j32tail:
-	TESTQ        R13, R13
-	JZ           axpy_sum32
-	VBROADCASTSS (R11), Y8
-	VFMADD231PS  (R12), Y8, Y0
-	VFMADD231PS  32(R12), Y8, Y1
-	VFMADD231PS  64(R12), Y8, Y2
-	VFMADD231PS  96(R12), Y8, Y3
-
-axpy_sum32:
-	VADDPS Y4, Y0, Y0
-	VADDPS Y5, Y1, Y1
-	VADDPS Y6, Y2, Y2
-	VADDPS Y7, Y3, Y3
-	TESTQ  BX, BX
-	JZ     axpy_store32
-	VADDPS (DI), Y0, Y0
-	VADDPS 32(DI), Y1, Y1
-	VADDPS 64(DI), Y2, Y2
-	VADDPS 96(DI), Y3, Y3
-
-axpy_store32:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y1, 32(DI)
-	VMOVUPS Y2, 64(DI)
-	VMOVUPS Y3, 96(DI)
-	ADDQ    $128, DI
-	ADDQ    $128, R8
-	SUBQ    $32, DX
-	JMP     axpy_block32
-
-axpy_block16:
-	CMPQ   DX, $16
-	JL     axpy_block8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	MOVQ   SI, R11
-	MOVQ   R8, R12
-	MOVQ   CX, R13
-
-axpy_j16x4:
-	CMPQ         R13, $4
-	JL           axpy_j16tail
-	VBROADCASTSS (R11), Y8
-	ADDQ         R9, R11
-	VBROADCASTSS (R11), Y9
-	ADDQ         R9, R11
-	VBROADCASTSS (R11), Y10
-	ADDQ         R9, R11
-	VBROADCASTSS (R11), Y11
-	ADDQ         R9, R11
-	VFMADD231PS  (R12), Y8, Y0
-	VFMADD231PS  32(R12), Y8, Y1
-	ADDQ         R10, R12
-	VFMADD231PS  (R12), Y9, Y2
-	VFMADD231PS  32(R12), Y9, Y3
-	ADDQ         R10, R12
-	VFMADD231PS  (R12), Y10, Y4
-	VFMADD231PS  32(R12), Y10, Y5
-	ADDQ         R10, R12
-	VFMADD231PS  (R12), Y11, Y6
-	VFMADD231PS  32(R12), Y11, Y7
-	ADDQ         R10, R12
-	SUBQ         $4, R13
-	JMP          axpy_j16x4
-
-axpy_j16tail:
-	TESTQ        R13, R13
-	JZ           axpy_sum16
-	VBROADCASTSS (R11), Y8
-	VFMADD231PS  (R12), Y8, Y0
-	VFMADD231PS  32(R12), Y8, Y1
-	ADDQ         R9, R11
-	ADDQ         R10, R12
-	DECQ         R13
-	JMP          axpy_j16tail
-
-axpy_sum16:
-	VADDPS Y2, Y0, Y0
-	VADDPS Y3, Y1, Y1
-	VADDPS Y6, Y4, Y4
-	VADDPS Y7, Y5, Y5
-	VADDPS Y4, Y0, Y0
-	VADDPS Y5, Y1, Y1
-	TESTQ  BX, BX
-	JZ     axpy_store16
-	VADDPS (DI), Y0, Y0
-	VADDPS 32(DI), Y1, Y1
-
-axpy_store16:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y1, 32(DI)
-	ADDQ    $64, DI
-	ADDQ    $64, R8
-	SUBQ    $16, DX
-	JMP     axpy_block16
-
-axpy_block8:
-	CMPQ   DX, $8
-	JL     axpy_done
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	MOVQ   SI, R11
-	MOVQ   R8, R12
-	MOVQ   CX, R13
-
-axpy_j8x4:
-	CMPQ         R13, $4
-	JL           axpy_j8tail
-	VBROADCASTSS (R11), Y8
-	ADDQ         R9, R11
-	VBROADCASTSS (R11), Y9
-	ADDQ         R9, R11
-	VBROADCASTSS (R11), Y10
-	ADDQ         R9, R11
-	VBROADCASTSS (R11), Y11
-	ADDQ         R9, R11
-	VFMADD231PS  (R12), Y8, Y0
-	ADDQ         R10, R12
-	VFMADD231PS  (R12), Y9, Y1
-	ADDQ         R10, R12
-	VFMADD231PS  (R12), Y10, Y2
-	ADDQ         R10, R12
-	VFMADD231PS  (R12), Y11, Y3
-	ADDQ         R10, R12
-	SUBQ         $4, R13
-	JMP          axpy_j8x4
-
-axpy_j8tail:
-	TESTQ        R13, R13
-	JZ           axpy_sum8
-	VBROADCASTSS (R11), Y8
-	VFMADD231PS  (R12), Y8, Y0
-	ADDQ         R9, R11
-	ADDQ         R10, R12
-	DECQ         R13
-	JMP          axpy_j8tail
-
-axpy_sum8:
-	VADDPS Y1, Y0, Y0
-	VADDPS Y3, Y2, Y2
-	VADDPS Y2, Y0, Y0
-	TESTQ  BX, BX
-	JZ     axpy_store8
-	VADDPS (DI), Y0, Y0
-
-axpy_store8:
-	VMOVUPS Y0, (DI)
-	ADDQ    $32, DI
-	ADDQ    $32, R8
-	SUBQ    $8, DX
-	JMP     axpy_block8
-
-axpy_done:
+	AXPYROWS
 	VZEROUPPER
 	RET
 
@@ -1040,5 +1035,184 @@ sumsq_done:
 	VADDPD       X1, X0, X0
 	VHADDPD      X0, X0, X0
 	VMOVSD       X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func attnRowAVX2(row *float32, tp, n int, q, k, v *float32, dh int, out *float32, scale float32)
+// One query row of causal attention, over one head's packed K and V (rows
+// dh floats apart), with the arithmetic of DotRows, Max, ExpSum, Scale and
+// AxpyRows in turn:
+//
+//	row[j] = scale·(q·k_j) for j < n, −Inf for n ≤ j < tp (tp a multiple of 8)
+//	row ← exp(row − max row)·(1/Σ exp(row − max row))
+//	out = Σ_{j<n} row[j]·v_j
+TEXT ·attnRowAVX2(SB), NOSPLIT, $0-68
+	MOVQ         row+0(FP), DI
+	MOVQ         n+16(FP), CX
+	MOVQ         q+24(FP), SI
+	MOVQ         dh+48(FP), DX
+	SHLQ         $2, DX
+	MOVQ         k+32(FP), R8
+	MOVQ         DX, R9
+	VBROADCASTSS scale+64(FP), Y15
+	DOTROWS
+
+	// −Inf beyond the diagonal (DI points at row[n]).
+	MOVQ tp+8(FP), CX
+	SUBQ n+16(FP), CX
+	JZ   attn_max
+	MOVL $0xff800000, AX
+
+attn_fill:
+	MOVL AX, (DI)
+	ADDQ $4, DI
+	DECQ CX
+	JNZ  attn_fill
+
+attn_max:
+	MOVQ    row+0(FP), SI
+	MOVQ    tp+8(FP), CX
+	SHRQ    $3, CX
+	VMOVUPS (SI), Y0
+	ADDQ    $32, SI
+	DECQ    CX
+	JZ      attn_max_done
+
+attn_max_loop:
+	VMAXPS (SI), Y0, Y0
+	ADDQ   $32, SI
+	DECQ   CX
+	JNZ    attn_max_loop
+
+attn_max_done:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VBROADCASTSS X0, Y14
+
+	// exp(row − max) and its sum.
+	MOVQ   row+0(FP), SI
+	MOVQ   tp+8(FP), CX
+	SHRQ   $3, CX
+	VXORPS Y13, Y13, Y13
+
+attn_exp:
+	VMOVUPS (SI), Y0
+	VSUBPS  Y14, Y0, Y0
+	EXP8(Y0, Y1, Y2, Y3, Y4)
+	VMOVUPS Y0, (SI)
+	VADDPS  Y0, Y13, Y13
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     attn_exp
+	HSUM8(Y13, X13, X12)
+	VMOVSS       c_one<>(SB), X12
+	VDIVSS       X13, X12, X12
+	VBROADCASTSS X12, Y12
+
+	// Normalise.
+	MOVQ row+0(FP), SI
+	MOVQ tp+8(FP), CX
+	SHRQ $3, CX
+
+attn_scale:
+	VMULPS  (SI), Y12, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     attn_scale
+
+	// out = Σ_{j<n} row[j]·v_j.
+	MOVQ out+56(FP), DI
+	MOVQ dh+48(FP), DX
+	MOVQ row+0(FP), SI
+	MOVQ $4, R9
+	MOVQ v+40(FP), R8
+	MOVQ DX, R10
+	SHLQ $2, R10
+	MOVQ n+16(FP), CX
+	XORQ BX, BX
+	AXPYROWS
+	VZEROUPPER
+	RET
+
+// func attnRowGradAVX2(ds, p *float32, tp, n int, gy, v, k *float32, dh int, dq *float32, scale float32)
+// The backward pass of one query row, with the arithmetic of DotRows,
+// SoftmaxGrad and AxpyRows in turn (K and V packed, rows dh floats apart):
+//
+//	ds[j] = gy·v_j for j < n, 0 for n ≤ j < tp         (dP)
+//	ds[j] = p[j]·(ds[j] − Σ_i p[i]·ds[i])·scale         (dS)
+//	dq = Σ_{j<n} ds[j]·k_j
+TEXT ·attnRowGradAVX2(SB), NOSPLIT, $0-76
+	MOVQ         ds+0(FP), DI
+	MOVQ         n+24(FP), CX
+	MOVQ         gy+32(FP), SI
+	MOVQ         dh+56(FP), DX
+	SHLQ         $2, DX
+	MOVQ         v+40(FP), R8
+	MOVQ         DX, R9
+	VBROADCASTSS c_one<>(SB), Y15
+	DOTROWS
+
+	// Zeros beyond the diagonal (DI points at ds[n]).
+	MOVQ tp+16(FP), CX
+	SUBQ n+24(FP), CX
+	JZ   ag_sum
+	XORL AX, AX
+
+ag_fill:
+	MOVL AX, (DI)
+	ADDQ $4, DI
+	DECQ CX
+	JNZ  ag_fill
+
+ag_sum:
+	MOVQ   ds+0(FP), DX
+	MOVQ   p+8(FP), SI
+	MOVQ   tp+16(FP), CX
+	SHRQ   $3, CX
+	VXORPS Y0, Y0, Y0
+	MOVQ   SI, R8
+	MOVQ   DX, R9
+	MOVQ   CX, R10
+
+ag_sum_loop:
+	VMOVUPS     (R8), Y1
+	VFMADD231PS (R9), Y1, Y0
+	ADDQ        $32, R8
+	ADDQ        $32, R9
+	DECQ        R10
+	JNZ         ag_sum_loop
+	HSUM8(Y0, X0, X1)
+	VBROADCASTSS X0, Y0
+	VBROADCASTSS scale+72(FP), Y15
+	MOVQ         DX, DI
+
+ag_ds:
+	VMOVUPS (DX), Y1
+	VSUBPS  Y0, Y1, Y1
+	VMULPS  (SI), Y1, Y1
+	VMULPS  Y15, Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DX
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     ag_ds
+
+	// dq = Σ_{j<n} ds[j]·k_j.
+	MOVQ dq+64(FP), DI
+	MOVQ dh+56(FP), DX
+	MOVQ ds+0(FP), SI
+	MOVQ $4, R9
+	MOVQ k+48(FP), R8
+	MOVQ DX, R10
+	SHLQ $2, R10
+	MOVQ n+24(FP), CX
+	XORQ BX, BX
+	AXPYROWS
 	VZEROUPPER
 	RET

@@ -34,3 +34,11 @@ func axpyRowsAVX2(dst *float32, k int, coef *float32, inc int, m *float32, ldm i
 const noAsm = "simd: assembly kernels not built"
 
 func sumSqAVX2(x *float32, n int) float64 { panic(noAsm) }
+
+func attnRowAVX2(row *float32, tp, n int, q, k, v *float32, dh int, out *float32, scale float32) {
+	panic(noAsm)
+}
+
+func attnRowGradAVX2(ds, p *float32, tp, n int, gy, v, k *float32, dh int, dq *float32, scale float32) {
+	panic(noAsm)
+}

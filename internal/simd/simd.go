@@ -370,3 +370,56 @@ func SumSquares(x []float32) float64 {
 	}
 	return s
 }
+
+// AttentionRow computes one query row of causal softmax attention over one
+// head whose keys and values are packed in k and v (rows of len(q) floats):
+//
+//	row[j] = softmax_j(scale·q·k_j) for j < n, 0 for n ≤ j < len(row)
+//	out = Σ_{j<n} row[j]·v_j
+//
+// len(row) must be a multiple of 8 and at least n; len(out) = len(q). The
+// arithmetic is that of DotRows, Max, ExpSum, Scale and AxpyRows applied
+// in turn, whichever code runs.
+func AttentionRow(row, q, k, v, out []float32, n int, scale float32) {
+	dh, tp := len(q), len(row)
+	if tp%8 != 0 || n < 1 || n > tp || len(out) < dh {
+		panic("simd: AttentionRow: bad lengths")
+	}
+	_ = k[n*dh-1]
+	_ = v[n*dh-1]
+	if useAsm && dh%8 == 0 {
+		attnRowAVX2(&row[0], tp, n, &q[0], &k[0], &v[0], dh, &out[0], scale)
+		return
+	}
+	DotRows(row[:n], q, k, dh, scale)
+	for j := n; j < tp; j++ {
+		row[j] = float32(math.Inf(-1))
+	}
+	sum := ExpSum(row, Max(row[:n]))
+	Scale(row, 1/sum)
+	AxpyRows(out[:dh], row, 1, v, dh, n, false)
+}
+
+// AttentionRowGrad is the backward pass of AttentionRow for one query row:
+// given the row p of probabilities and the output gradient g, it sets
+//
+//	ds[j] = p[j]·(dp[j] − Σ_i p[i]·dp[i])·scale,  dp[j] = g·v_j (j < n, else 0)
+//	dq = Σ_{j<n} ds[j]·k_j
+//
+// with the arithmetic of DotRows, SoftmaxGrad and AxpyRows in turn.
+func AttentionRowGrad(ds, p, g, v, k, dq []float32, n int, scale float32) {
+	dh, tp := len(g), len(p)
+	if tp%8 != 0 || len(ds) != tp || n < 1 || n > tp || len(dq) < dh {
+		panic("simd: AttentionRowGrad: bad lengths")
+	}
+	_ = k[n*dh-1]
+	_ = v[n*dh-1]
+	if useAsm && dh%8 == 0 {
+		attnRowGradAVX2(&ds[0], &p[0], tp, n, &g[0], &v[0], &k[0], dh, &dq[0], scale)
+		return
+	}
+	DotRows(ds[:n], g, v, dh, 1)
+	clear(ds[n:])
+	SoftmaxGrad(ds, p, ds, scale)
+	AxpyRows(dq[:dh], ds, 1, k, dh, n, false)
+}

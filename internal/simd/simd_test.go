@@ -440,3 +440,61 @@ func TestSumSquares(t *testing.T) {
 		}
 	})
 }
+
+// TestAttentionRowMatchesParts checks that the fused attention-row kernels
+// give bit for bit what their parts give in turn.
+func TestAttentionRowMatchesParts(t *testing.T) {
+	if !haveAsm {
+		t.Skip("no assembly kernels on this machine")
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, dh := range []int{8, 16, 24, 32, 40, 64} {
+		for _, tp := range []int{8, 16, 32, 64} {
+			for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9, 15, 31, 33, 64} {
+				if n > tp {
+					continue
+				}
+				q, k, v := randSlice(rng, dh, 1), randSlice(rng, n*dh, 1), randSlice(rng, n*dh, 1)
+				row1, row2 := make([]float32, tp), make([]float32, tp)
+				out1, out2 := make([]float32, dh), make([]float32, dh)
+				AttentionRow(row1, q, k, v, out1, n, 0.3)
+				// The parts, each with its own assembly kernel.
+				DotRows(row2[:n], q, k, dh, 0.3)
+				for j := n; j < tp; j++ {
+					row2[j] = float32(math.Inf(-1))
+				}
+				sum := ExpSum(row2, Max(row2[:n]))
+				Scale(row2, 1/sum)
+				AxpyRows(out2, row2, 1, v, dh, n, false)
+				for j := range row1 {
+					if math.Float32bits(row1[j]) != math.Float32bits(row2[j]) {
+						t.Fatalf("dh=%d tp=%d n=%d: row[%d] fused %v, parts %v", dh, tp, n, j, row1[j], row2[j])
+					}
+				}
+				for c := range out1 {
+					if math.Float32bits(out1[c]) != math.Float32bits(out2[c]) {
+						t.Fatalf("dh=%d tp=%d n=%d: out[%d] fused %v, parts %v", dh, tp, n, c, out1[c], out2[c])
+					}
+				}
+				g := randSlice(rng, dh, 1)
+				ds1, ds2 := make([]float32, tp), make([]float32, tp)
+				dp := make([]float32, tp)
+				dq1, dq2 := make([]float32, dh), make([]float32, dh)
+				AttentionRowGrad(ds1, row1, g, v, k, dq1, n, 0.3)
+				DotRows(dp[:n], g, v, dh, 1)
+				SoftmaxGrad(ds2, row1, dp, 0.3)
+				AxpyRows(dq2, ds2, 1, k, dh, n, false)
+				for j := range ds1 {
+					if math.Float32bits(ds1[j]) != math.Float32bits(ds2[j]) {
+						t.Fatalf("dh=%d tp=%d n=%d: ds[%d] fused %v, parts %v", dh, tp, n, j, ds1[j], ds2[j])
+					}
+				}
+				for c := range dq1 {
+					if math.Float32bits(dq1[c]) != math.Float32bits(dq2[c]) {
+						t.Fatalf("dh=%d tp=%d n=%d: dq[%d] fused %v, parts %v", dh, tp, n, c, dq1[c], dq2[c])
+					}
+				}
+			}
+		}
+	}
+}
