@@ -25,9 +25,13 @@ type BenchResult struct {
 	Params       int     `json:"params"`
 	TokensPerSec float64 `json:"tokens_per_sec"` // Batch·Context / median step time
 	StepMillis   float64 `json:"step_ms"`        // median over the timed steps
-	GFLOPS       float64 `json:"gflops"`         // model FLOPs per second, see FLOPsPerToken
-	FinalLoss    float64 `json:"final_loss"`
-	Steps        int     `json:"steps"`
+	GFLOPS       float64 `json:"gflops"`         // model FLOPs per second at TokensPerSec, see FLOPsPerToken
+	// TokensPerSecWall is all timed tokens over the timed steps' total
+	// time: unlike the median it counts slow steps (garbage collection,
+	// a busy machine).
+	TokensPerSecWall float64 `json:"tokens_per_sec_wall"`
+	FinalLoss        float64 `json:"final_loss"`
+	Steps            int     `json:"steps"`
 }
 
 // FLOPsPerToken is the training cost of one token: six times the forward
@@ -96,6 +100,11 @@ func Bench(ctx context.Context, cfg BenchConfig, progress func(done int)) (Bench
 		}
 	}
 	if len(times) > 0 {
+		var total time.Duration
+		for _, d := range times {
+			total += d
+		}
+		res.TokensPerSecWall = float64(cfg.Batch*t*len(times)) / total.Seconds()
 		slices.Sort(times)
 		med := times[len(times)/2]
 		res.StepMillis = float64(med) / 1e6
