@@ -38,7 +38,7 @@ type benchJSON struct {
 	PeakRSSMB       float64 `json:"peak_rss_mb"`
 	CPUSeconds      float64 `json:"cpu_seconds"`
 	ForeignCPUCores float64 `json:"foreign_cpu_cores"`
-	Config    struct {
+	Config          struct {
 		Vocab, D, Layers, Heads, Context, Batch int
 	} `json:"config"`
 	GOMAXPROCS int `json:"gomaxprocs"`
