@@ -47,54 +47,28 @@ func (c ModelConfig) FLOPsPerToken() float64 {
 // default AdamW settings, exactly as a training step does, and times the
 // steps after the warm-up. The same recipe drives bench/torch_train.py.
 func Bench(ctx context.Context, cfg BenchConfig, progress func(done int)) (BenchResult, error) {
-	m, err := NewModel(cfg.Model, cfg.Seed)
+	r, err := newBenchLoop(cfg)
 	if err != nil {
 		return BenchResult{}, err
 	}
-	d := DefaultConfig()
-	opt := &AdamW{Beta1: d.Beta1, Beta2: d.Beta2, Eps: d.Eps, WeightDecay: d.WeightDecay}
-	params := m.Params()
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0xbe7c))
 	t := cfg.Model.Context
 	var times []time.Duration
 	var res BenchResult
 	res.Params, res.Steps = cfg.Model.NumParams(), cfg.Steps
-	nll := objectives.NLL()
-	ws := &workspace{}
 	for s := range cfg.Warmup + cfg.Steps {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		b := Batch{Seqs: cfg.Batch}
-		for range cfg.Batch {
-			var block [8]int
-			for i := range block {
-				block[i] = rng.IntN(cfg.Model.Vocab)
-			}
-			for i := range t {
-				b.IDs = append(b.IDs, block[i%8])
-				b.Targets = append(b.Targets, block[(i+1)%8])
-				b.Mask = append(b.Mask, true)
-			}
-		}
+		b := r.batch()
 		start := time.Now()
-		ws.reset()
-		loss, st, err := m.loss(b, nll, ws)
+		loss, err := r.step(b)
 		if err != nil {
-			return res, err
-		}
-		if err := ag.Backward(loss); err != nil {
-			return res, err
-		}
-		clipGradients(params, d.Clip)
-		opt.LR, opt.T = 1e-3, s+1
-		if err := optimize(opt, params); err != nil {
 			return res, err
 		}
 		if s >= cfg.Warmup {
 			times = append(times, time.Since(start))
 		}
-		res.FinalLoss = st.Loss
+		res.FinalLoss = loss
 		if progress != nil {
 			progress(s + 1)
 		}
@@ -112,4 +86,67 @@ func Bench(ctx context.Context, cfg BenchConfig, progress func(done int)) (Bench
 		res.GFLOPS = res.TokensPerSec * cfg.Model.FLOPsPerToken() / 1e9
 	}
 	return res, nil
+}
+
+// benchLoop is Bench's training loop, one step at a time.
+type benchLoop struct {
+	cfg    BenchConfig
+	m      *Model
+	opt    *AdamW
+	clip   float64
+	params []NamedParam
+	rng    *rand.Rand
+	ws     *workspace
+	steps  int
+}
+
+func newBenchLoop(cfg BenchConfig) (*benchLoop, error) {
+	m, err := NewModel(cfg.Model, cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	d := DefaultConfig()
+	return &benchLoop{
+		cfg: cfg, m: m, clip: d.Clip, params: m.Params(), ws: &workspace{},
+		opt: &AdamW{Beta1: d.Beta1, Beta2: d.Beta2, Eps: d.Eps, WeightDecay: d.WeightDecay},
+		rng: rand.New(rand.NewPCG(cfg.Seed, 0xbe7c)),
+	}, nil
+}
+
+// batch draws the next synthetic batch.
+func (r *benchLoop) batch() Batch {
+	t := r.cfg.Model.Context
+	b := Batch{Seqs: r.cfg.Batch}
+	for range r.cfg.Batch {
+		var block [8]int
+		for i := range block {
+			block[i] = r.rng.IntN(r.cfg.Model.Vocab)
+		}
+		for i := range t {
+			b.IDs = append(b.IDs, block[i%8])
+			b.Targets = append(b.Targets, block[(i+1)%8])
+			b.Mask = append(b.Mask, true)
+		}
+	}
+	return b
+}
+
+// step takes one training step on b at learning rate 10⁻³ and returns the
+// loss.
+func (r *benchLoop) step(b Batch) (float64, error) {
+	r.ws.reset()
+	loss, st, err := r.m.loss(b, objectives.NLL(), r.ws)
+	if err != nil {
+		return 0, err
+	}
+	if err := ag.Backward(loss); err != nil {
+		return 0, err
+	}
+	clipGradients(r.params, r.clip)
+	r.steps++
+	r.opt.LR, r.opt.T = 1e-3, r.steps
+	if err := optimize(r.opt, r.params); err != nil {
+		return 0, err
+	}
+	return st.Loss, nil
 }
