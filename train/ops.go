@@ -19,12 +19,14 @@ import (
 // The inner loops are the vector kernels of internal/simd; buffers come from
 // the step's workspace (see act.go).
 //
-// Determinism: every parallel loop partitions the *output* among workers and
-// never splits a reduction, and the simd kernels treat an element the same
-// wherever a chunk boundary falls, so results do not depend on the number
-// of workers. Each node of the graph has at most two consumers, so spago's
-// concurrent gradient accumulation (a + b = b + a in floating point) cannot
-// reorder a sum either.
+// Determinism: every parallel loop partitions the *output* among workers,
+// the simd kernels treat an element the same wherever a chunk boundary
+// falls, and the only reductions that are split — the column sums of bias
+// and gain gradients — are split into fixed blocks of rows (rowBlock) that
+// do not depend on the workers, so results do not depend on the number of
+// workers. Each node of the graph has at most two consumers, so the
+// concurrent gradient accumulation of spago's backward goroutines (a + b =
+// b + a in floating point) cannot reorder a sum either.
 
 func newMat(r, c int) *mat.Dense[float32] {
 	return mat.NewDense[float32](mat.WithShape(r, c))
@@ -506,11 +508,4 @@ func (o *lossOp) Backward(gy mat.Tensor) error {
 }
 
 // run wraps an AutoGradFunction in a graph node and evaluates it.
-func run(fn ag.AutoGradFunction) *ag.Operator {
-	if runHook != nil {
-		fn = runHook(fn)
-	}
-	return ag.NewOperator(fn).Run()
-}
-
-var runHook func(ag.AutoGradFunction) ag.AutoGradFunction
+func run(fn ag.AutoGradFunction) *ag.Operator { return ag.NewOperator(fn).Run() }
