@@ -23,8 +23,9 @@
 #
 # Settings: RUNS, STEPS (timed steps per run, default 100), WARMUP (default
 # 5), SELECTOR (default /tmp/selector, built from this checkout unless
-# NOBUILD=1), PY (default /usr/bin/python3), QUIET_IDLE, QUIET_MAX, TRIES,
-# FOREIGN_MAX.
+# NOBUILD=1), BASELINE (optional: another selector binary, e.g. one built
+# from an earlier commit, run in every round too and reported as "before"),
+# PY (default /usr/bin/python3), QUIET_IDLE, QUIET_MAX, TRIES, FOREIGN_MAX.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,15 +50,18 @@ trap 'rm -f "$out"' EXIT
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(go version | cut -d' ' -f3)"
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg); runs=$RUNS steps=$STEPS warmup=$WARMUP"
 
-# capsel_run V D L H T B: one `selector bench train`, retried while the
-# machine was busy; prints "idle% JSON".
+# capsel_run BIN V D L H T B: one `BIN bench train`, retried while the
+# machine was busy; prints "idle% JSON". (A binary too old to report
+# foreign_cpu_cores counts as undisturbed.)
 capsel_run() {
-  local best="" bestf=1e9 idle line f try
+  local bin=$1 best="" bestf=1e9 idle line f try
+  shift
   for ((try = 1; try <= ${TRIES:-6}; try++)); do
     idle=$(wait_quiet)
-    line=$("$SELECTOR" bench train --vocab "$1" --d "$2" --layers "$3" --heads "$4" --context "$5" --batch "$6" \
+    line=$("$bin" bench train --vocab "$1" --d "$2" --layers "$3" --heads "$4" --context "$5" --batch "$6" \
       --steps "$STEPS" --warmup "$WARMUP" --json | tr -d '\n ')
     f=$(sed -n 's/.*"foreign_cpu_cores":\([-0-9.e]*\).*/\1/p' <<<"$line")
+    f=${f:-0}
     if awk -v f="$f" -v b="$bestf" 'BEGIN { exit !(f < b) }'; then
       best="$idle $line" bestf=$f
     fi
@@ -72,7 +76,10 @@ capsel_run() {
 for run in $(seq 1 "$RUNS"); do
   for size in "${sizes[@]}"; do
     read -r name V D L H T B <<<"$size"
-    echo "$name capsel $(capsel_run "$V" "$D" "$L" "$H" "$T" "$B")" | tee -a "$out"
+    echo "$name capsel $(capsel_run "$SELECTOR" "$V" "$D" "$L" "$H" "$T" "$B")" | tee -a "$out"
+    if [ -n "${BASELINE:-}" ]; then
+      echo "$name before $(capsel_run "$BASELINE" "$V" "$D" "$L" "$H" "$T" "$B")" | tee -a "$out"
+    fi
     RUNS=1 "$here/torch_anchor.sh" "$V" "$D" "$L" "$H" "$T" "$B" "$STEPS" |
       grep -E '^t[12]-[a-z0-9]+ [0-9]+ [{]' | sed "s/^/$name /" | tee -a "$out"
   done
@@ -108,16 +115,17 @@ for size, by in runs.items():
     print(f"{'program':<18} {'runs':>4} {'wall tok/s':>11} {'min':>8} {'max':>8} {'median-step tok/s':>17} {'GFLOP/s':>8} {'% peak':>7} {'RSS MB':>7} {'foreign':>8}")
     rows = {}
     for who, rs in by.items():
-        wall_key = "tokens_per_sec_wall" if who == "capsel" else "tokens_per_sec"
-        step_key = "tokens_per_sec" if who == "capsel" else "tokens_per_sec_median_step"
-        wall = [r[wall_key] for r in rs]
+        go = who in ("capsel", "before")
+        # An older selector reports only the median-step figure.
+        wall = [r.get("tokens_per_sec_wall", r["tokens_per_sec"]) if go else r["tokens_per_sec"] for r in rs]
+        step_key = "tokens_per_sec" if go else "tokens_per_sec_median_step"
         rows[who] = dict(wall=statistics.median(wall), step=med(rs, step_key), rss=med(rs, "peak_rss_mb"),
-                         foreign=max(r["foreign_cpu_cores"] for r in rs), n=len(rs), lo=min(wall), hi=max(wall))
+                         foreign=max(r.get("foreign_cpu_cores", -1) for r in rs), n=len(rs), lo=min(wall), hi=max(wall))
         g = rows[who]["wall"] * fpt / 1e9
-        name = "capsel (Go)" if who == "capsel" else f"torch {who}"
+        name = {"capsel": "capsel (Go)", "before": "capsel before"}.get(who, f"torch {who}")
         print(f"{name:<18} {len(rs):>4} {rows[who]['wall']:>11.0f} {min(wall):>8.0f} {max(wall):>8.0f} "
               f"{rows[who]['step']:>17.0f} {g:>8.1f} {100*g/peak:>6.1f}% {rows[who]['rss']:>7.1f} {rows[who]['foreign']:>8.2f}")
-    torch = {k: x for k, x in rows.items() if k != "capsel"}
+    torch = {k: x for k, x in rows.items() if k not in ("capsel", "before")}
     if "capsel" not in rows or not torch:
         continue
     c = rows["capsel"]
@@ -127,6 +135,10 @@ for size, by in runs.items():
     print(f"anchor (fastest setting by median): {aw} (wall), {am} (median step)")
     print(f"ratio capsel/anchor: wall {rw:.2f}x, median step {rm:.2f}x; target >= {targets[size]:.1f}x: "
           f"{'MET' if min(rw, rm) >= targets[size] else 'MISSED'}")
+    if "before" in rows:
+        bb = rows["before"]
+        print(f"before (BASELINE): wall {bb['wall']/torch[aw]['wall']:.2f}x, median step {bb['step']/torch[am]['step']:.2f}x "
+              f"of the anchor; speed-up {c['wall']/bb['wall']:.2f}x (wall), {c['step']/bb['step']:.2f}x (median step)")
     print(f"GFLOP/s: capsel {c['wall']*fpt/1e9:.1f} ({100*c['wall']*fpt/1e9/peak:.1f}% of {peak:.0f}), "
           f"anchor {torch[aw]['wall']*fpt/1e9:.1f} ({100*torch[aw]['wall']*fpt/1e9/peak:.1f}%)")
     print(f"peak RSS: capsel {c['rss']:.1f} MB, anchor {torch[aw]['rss']:.1f} MB: "
