@@ -162,7 +162,12 @@ func (r refParams) loss(t *testing.T, b Batch, obj objectives.Objective) float64
 
 // tinyModel has random weights large enough that every gradient matters.
 func tinyModel(t *testing.T, seed uint64) (*Model, Batch) {
-	cfg := ModelConfig{Vocab: 7, D: 8, Layers: 2, Heads: 2, Context: 5}
+	return tinyModelOf(t, seed, ModelConfig{Vocab: 7, D: 8, Layers: 2, Heads: 2, Context: 5})
+}
+
+// tinyModelOf is tinyModel with another architecture: three sequences, the
+// last one padded from position 3.
+func tinyModelOf(t *testing.T, seed uint64, cfg ModelConfig) (*Model, Batch) {
 	m, err := NewModel(cfg, seed)
 	if err != nil {
 		t.Fatal(err)
@@ -188,58 +193,72 @@ func tinyModel(t *testing.T, seed uint64) (*Model, Batch) {
 func TestModelGradients(t *testing.T) {
 	for _, spec := range []string{"nll", "p", "GeneralFamily-0.5", "OnlyTopLogP-0.2", "focal-2", "blend-0.3"} {
 		t.Run(spec, func(t *testing.T) {
-			obj := objectives.MustParse(spec)
 			m, b := tinyModel(t, 3)
-			loss, st, err := m.Loss(b, obj)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if obj.Thresholded() && (st.Kept == 0 || st.Kept == st.Scored) {
-				t.Fatalf("threshold keeps %d of %d tokens: the check would not exercise the mask", st.Kept, st.Scored)
-			}
-			if err := ag.Backward(loss); err != nil {
-				t.Fatal(err)
-			}
-			ref := toRef(m)
-			// The float32 forward agrees with the float64 reference to float32 accuracy.
-			if want := ref.loss(t, b, obj); math.Abs(float64(vals(loss)[0])-want) > 1e-5*math.Max(1, math.Abs(want)) {
-				t.Fatalf("loss %v, float64 reference %v", vals(loss)[0], want)
-			}
-			var gmax float64
-			grads := map[string][]float32{}
-			for _, np := range m.Params() {
-				if np.Param.Grad() == nil {
-					t.Fatalf("%s has no gradient", np.Name)
-				}
-				g := mat.Data[float32](np.Param.Grad())
-				grads[np.Name] = g
-				for _, v := range g {
-					gmax = math.Max(gmax, math.Abs(float64(v)))
-				}
-			}
-			checked, worst := 0, 0.0
-			for _, np := range m.Params() {
-				w := ref.p[np.Name]
-				for i := range w {
-					old := w[i]
-					w[i] = old + 1e-6
-					up := ref.loss(t, b, obj)
-					w[i] = old - 1e-6
-					down := ref.loss(t, b, obj)
-					w[i] = old
-					fd := (up - down) / 2e-6
-					got := float64(grads[np.Name][i])
-					// float32 backward: relative error ~1e-6 per operation over a
-					// few dozen operations: 1e-5 of the largest gradient (measured: ≤ 3e-7).
-					err := math.Abs(got - fd)
-					if err > 1e-5*gmax+1e-4*math.Abs(fd) {
-						t.Errorf("%s[%d]: analytic %v, finite differences %v", np.Name, i, got, fd)
-					}
-					worst = math.Max(worst, err/gmax)
-					checked++
-				}
-			}
-			t.Logf("%s: %d gradients checked, worst |error|/max|g| = %.2g", spec, checked, worst)
+			checkGradients(t, m, b, spec)
 		})
 	}
+	// Head width 8 and width 16 run the vector kernels (the model above, with
+	// heads of 4, runs their portable fallbacks), and a context of 9 pads the
+	// attention rows to 16.
+	t.Run("vector-kernels", func(t *testing.T) {
+		m, b := tinyModelOf(t, 5, ModelConfig{Vocab: 11, D: 16, Layers: 1, Heads: 2, Context: 9})
+		checkGradients(t, m, b, "nll")
+	})
+}
+
+// checkGradients compares the model's gradients of the objective spec on b
+// with central finite differences of the float64 reference.
+func checkGradients(t *testing.T, m *Model, b Batch, spec string) {
+	t.Helper()
+	obj := objectives.MustParse(spec)
+	loss, st, err := m.Loss(b, obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obj.Thresholded() && (st.Kept == 0 || st.Kept == st.Scored) {
+		t.Fatalf("threshold keeps %d of %d tokens: the check would not exercise the mask", st.Kept, st.Scored)
+	}
+	if err := ag.Backward(loss); err != nil {
+		t.Fatal(err)
+	}
+	ref := toRef(m)
+	// The float32 forward agrees with the float64 reference to float32 accuracy.
+	if want := ref.loss(t, b, obj); math.Abs(float64(vals(loss)[0])-want) > 1e-5*math.Max(1, math.Abs(want)) {
+		t.Fatalf("loss %v, float64 reference %v", vals(loss)[0], want)
+	}
+	var gmax float64
+	grads := map[string][]float32{}
+	for _, np := range m.Params() {
+		if np.Param.Grad() == nil {
+			t.Fatalf("%s has no gradient", np.Name)
+		}
+		g := mat.Data[float32](np.Param.Grad())
+		grads[np.Name] = g
+		for _, v := range g {
+			gmax = math.Max(gmax, math.Abs(float64(v)))
+		}
+	}
+	checked, worst := 0, 0.0
+	for _, np := range m.Params() {
+		w := ref.p[np.Name]
+		for i := range w {
+			old := w[i]
+			w[i] = old + 1e-6
+			up := ref.loss(t, b, obj)
+			w[i] = old - 1e-6
+			down := ref.loss(t, b, obj)
+			w[i] = old
+			fd := (up - down) / 2e-6
+			got := float64(grads[np.Name][i])
+			// float32 backward: relative error ~1e-6 per operation over a
+			// few dozen operations: 1e-5 of the largest gradient (measured: ≤ 3e-7).
+			err := math.Abs(got - fd)
+			if err > 1e-5*gmax+1e-4*math.Abs(fd) {
+				t.Errorf("%s[%d]: analytic %v, finite differences %v", np.Name, i, got, fd)
+			}
+			worst = math.Max(worst, err/gmax)
+			checked++
+		}
+	}
+	t.Logf("%s: %d gradients checked, worst |error|/max|g| = %.2g", spec, checked, worst)
 }

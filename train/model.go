@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"github.com/nlpodyssey/spago/ag"
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
 
@@ -186,38 +185,43 @@ func (m *Model) checkBatch(b Batch) error {
 }
 
 // Logits runs the model on a batch and returns the n×V logits node.
-func (m *Model) Logits(b Batch) (mat.Tensor, error) {
+func (m *Model) Logits(b Batch) (mat.Tensor, error) { return m.logits(b, nil) }
+
+// logits runs the model with its buffers from ws (fresh memory when nil).
+func (m *Model) logits(b Batch, ws *workspace) (mat.Tensor, error) {
 	if err := m.checkBatch(b); err != nil {
 		return nil, err
 	}
 	c := m.Cfg
 	n, d := b.Seqs*c.Context, c.D
-	var x mat.Tensor = run(&embedOp{tok: m.TokEmb, pos: m.PosEmb, ids: b.IDs, t: c.Context, d: d})
+	var x mat.Tensor = run(&embedOp{tok: m.TokEmb, pos: m.PosEmb, ids: b.IDs, t: c.Context, d: d, ws: ws})
 	for _, bl := range m.Blocks {
-		h := run(&layerNormOp{x: x, g: bl.Ln1G, b: bl.Ln1B, n: n, d: d})
-		qkv := run(&linearOp{x: h, w: bl.Wqkv, b: bl.Bqkv, n: n, in: d, out: 3 * d})
-		a := run(&attentionOp{qkv: qkv, seqs: b.Seqs, t: c.Context, d: d, heads: c.Heads})
-		a = run(&linearOp{x: a, w: bl.Wo, b: bl.Bo, n: n, in: d, out: d})
-		x = ag.Add(x, a)
-		h = run(&layerNormOp{x: x, g: bl.Ln2G, b: bl.Ln2B, n: n, d: d})
-		h = run(&linearOp{x: h, w: bl.W1, b: bl.B1, n: n, in: d, out: 4 * d})
-		h = run(&geluOp{x: h, n: n, d: 4 * d})
-		h = run(&linearOp{x: h, w: bl.W2, b: bl.B2, n: n, in: 4 * d, out: d})
-		x = ag.Add(x, h)
+		h := run(&layerNormOp{x: x, g: bl.Ln1G, b: bl.Ln1B, n: n, d: d, ws: ws})
+		qkv := run(&linearOp{x: h, w: bl.Wqkv, b: bl.Bqkv, n: n, in: d, out: 3 * d, ws: ws})
+		a := run(&attentionOp{qkv: qkv, seqs: b.Seqs, t: c.Context, d: d, heads: c.Heads, ws: ws})
+		x = run(&linearOp{x: a, w: bl.Wo, b: bl.Bo, res: x, n: n, in: d, out: d, ws: ws}) // x + Wo·a
+		h = run(&layerNormOp{x: x, g: bl.Ln2G, b: bl.Ln2B, n: n, d: d, ws: ws})
+		h = run(&linearOp{x: h, w: bl.W1, b: bl.B1, gelu: true, n: n, in: d, out: 4 * d, ws: ws})
+		x = run(&linearOp{x: h, w: bl.W2, b: bl.B2, res: x, n: n, in: 4 * d, out: d, ws: ws}) // x + W₂·h
 	}
-	x = run(&layerNormOp{x: x, g: m.LnfG, b: m.LnfB, n: n, d: d})
-	return run(&linearOp{x: x, w: m.Head, b: m.HeadB, n: n, in: d, out: c.Vocab}), nil
+	x = run(&layerNormOp{x: x, g: m.LnfG, b: m.LnfB, n: n, d: d, ws: ws})
+	return run(&linearOp{x: x, w: m.Head, b: m.HeadB, n: n, in: d, out: c.Vocab, ws: ws}), nil
 }
 
 // Loss runs the model and the objective on a batch. It returns the scalar
 // loss node (call ag.Backward on it) and the batch statistics, whose MeanP
 // is the paper's Eq. 5 on this batch.
 func (m *Model) Loss(b Batch, obj objectives.Objective) (mat.Tensor, objectives.BatchStats, error) {
-	logits, err := m.Logits(b)
+	return m.loss(b, obj, nil)
+}
+
+// loss is Loss with the step's buffers from ws.
+func (m *Model) loss(b Batch, obj objectives.Objective, ws *workspace) (mat.Tensor, objectives.BatchStats, error) {
+	logits, err := m.logits(b, ws)
 	if err != nil {
 		return nil, objectives.BatchStats{}, err
 	}
-	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: m.Cfg.Vocab}
+	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: m.Cfg.Vocab, ws: ws}
 	op.logprobs()
 	if err := op.apply(obj); err != nil {
 		return nil, objectives.BatchStats{}, err

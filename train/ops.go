@@ -3,12 +3,11 @@ package train
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/nlpodyssey/spago/ag"
 	"github.com/nlpodyssey/spago/mat"
 
+	"github.com/capsel/capsel/internal/simd"
 	"github.com/capsel/capsel/objectives"
 )
 
@@ -17,38 +16,20 @@ import (
 // graph nodes rather than one per token or per element. Activations are
 // row-major float32 matrices with one row per token (N = batch·context rows):
 // a token's features, and a sequence's T consecutive tokens, are contiguous.
+// The inner loops are the vector kernels of internal/simd; buffers come from
+// the step's workspace (see act.go).
 //
-// Determinism: every parallel loop partitions the *output* among workers and
-// never splits a reduction, so results do not depend on the number of
-// workers. Each node of the graph has at most two consumers, so spago's
-// concurrent gradient accumulation (a + b = b + a in floating point) cannot
-// reorder a sum either.
+// Determinism: every parallel loop partitions the *output* among workers,
+// the simd kernels treat an element the same wherever a chunk boundary
+// falls, and the only reductions that are split — the column sums of bias
+// and gain gradients — are split into fixed blocks of rows (rowBlock) that
+// do not depend on the workers, so results do not depend on the number of
+// workers. Each node of the graph has at most two consumers, so the
+// concurrent gradient accumulation of spago's backward goroutines (a + b =
+// b + a in floating point) cannot reorder a sum either.
 
 func newMat(r, c int) *mat.Dense[float32] {
 	return mat.NewDense[float32](mat.WithShape(r, c))
-}
-
-// vals returns the row-major data of a node's value without copying.
-func vals(t mat.Tensor) []float32 { return mat.Data[float32](t.Value()) }
-
-// parallelFor runs fn over [0, n) split into contiguous chunks, one per
-// worker. Chunks are disjoint, so fn must write only to its own indices.
-func parallelFor(n int, fn func(lo, hi int)) {
-	w := min(runtime.GOMAXPROCS(0), n)
-	if w <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for i := range w {
-		lo, hi := i*n/w, (i+1)*n/w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
 }
 
 // ---- embedding --------------------------------------------------------------
@@ -58,6 +39,7 @@ type embedOp struct {
 	tok, pos mat.Tensor
 	ids      []int
 	t, d     int
+	ws       *workspace
 }
 
 func (o *embedOp) Operands() []mat.Tensor { return []mat.Tensor{o.tok, o.pos} }
@@ -65,15 +47,11 @@ func (o *embedOp) Operands() []mat.Tensor { return []mat.Tensor{o.tok, o.pos} }
 func (o *embedOp) Forward() (mat.Tensor, error) {
 	tok, pos := vals(o.tok), vals(o.pos)
 	d := o.d
-	y := newMat(len(o.ids), d)
-	yd := mat.Data[float32](y)
+	y := o.ws.act(len(o.ids), d)
 	for i, id := range o.ids {
-		tr := tok[id*d : id*d+d]
-		pr := pos[(i%o.t)*d : (i%o.t)*d+d]
-		out := yd[i*d : i*d+d]
-		for j := range out {
-			out[j] = tr[j] + pr[j]
-		}
+		out := y.data[i*d : i*d+d]
+		copy(out, tok[id*d:id*d+d])
+		simd.Add(out, pos[(i%o.t)*d:(i%o.t)*d+d])
 	}
 	return y, nil
 }
@@ -82,32 +60,21 @@ func (o *embedOp) Backward(gy mat.Tensor) error {
 	g := vals(gy)
 	d := o.d
 	if o.tok.RequiresGrad() {
-		shape := o.tok.Shape()
-		dt := newMat(shape[0], shape[1])
-		dd := mat.Data[float32](dt)
-		for i, id := range o.ids { // in row order: deterministic
-			row := dd[id*d : id*d+d]
-			gr := g[i*d : i*d+d]
-			for j := range row {
-				row[j] += gr[j]
+		o.ws.addParamGrad(o.tok, func(dd []float32) {
+			for i, id := range o.ids { // in row order: deterministic
+				simd.Add(dd[id*d:id*d+d], g[i*d:i*d+d])
 			}
-		}
-		o.tok.AccGrad(dt)
+		})
 	}
 	if o.pos.RequiresGrad() {
-		shape := o.pos.Shape()
-		dp := newMat(shape[0], shape[1])
-		dd := mat.Data[float32](dp)
-		for i := range o.ids {
-			p := i % o.t
-			row := dd[p*d : p*d+d]
-			gr := g[i*d : i*d+d]
-			for j := range row {
-				row[j] += gr[j]
+		o.ws.addParamGrad(o.pos, func(dd []float32) {
+			for i := range o.ids {
+				p := i % o.t
+				simd.Add(dd[p*d:p*d+d], g[i*d:i*d+d])
 			}
-		}
-		o.pos.AccGrad(dp)
+		})
 	}
+	o.ws.releaseMat(gy)
 	return nil
 }
 
@@ -119,6 +86,7 @@ const lnEps = 1e-5
 type layerNormOp struct {
 	x, g, b mat.Tensor
 	n, d    int
+	ws      *workspace
 	xhat    []float32
 	rstd    []float32
 }
@@ -128,32 +96,17 @@ func (o *layerNormOp) Operands() []mat.Tensor { return []mat.Tensor{o.x, o.g, o.
 func (o *layerNormOp) Forward() (mat.Tensor, error) {
 	x, g, b := vals(o.x), vals(o.g), vals(o.b)
 	n, d := o.n, o.d
-	o.xhat = make([]float32, n*d)
-	o.rstd = make([]float32, n)
-	y := newMat(n, d)
-	yd := mat.Data[float32](y)
+	o.xhat = o.ws.floats(n * d)
+	o.rstd = o.ws.floats(n)
+	y := o.ws.act(n, d)
 	parallelFor(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr := x[i*d : i*d+d]
-			var s float32
-			for _, v := range xr {
-				s += v
-			}
-			mu := s / float32(d)
-			var ss float32
-			for _, v := range xr {
-				c := v - mu
-				ss += c * c
-			}
-			r := float32(1 / math.Sqrt(float64(ss/float32(d))+lnEps))
+			mu := simd.Sum(xr) / float32(d)
+			v := simd.SumSqDev(xr, mu) / float32(d)
+			r := float32(1 / math.Sqrt(float64(v)+lnEps))
 			o.rstd[i] = r
-			xh := o.xhat[i*d : i*d+d]
-			yr := yd[i*d : i*d+d]
-			for j, v := range xr {
-				h := (v - mu) * r
-				xh[j] = h
-				yr[j] = h*g[j] + b[j]
-			}
+			simd.LayerNormApply(o.xhat[i*d:i*d+d], y.data[i*d:i*d+d], xr, g, b, mu, r)
 		}
 	})
 	return y, nil
@@ -162,138 +115,190 @@ func (o *layerNormOp) Forward() (mat.Tensor, error) {
 func (o *layerNormOp) Backward(gy mat.Tensor) error {
 	dy, g := vals(gy), vals(o.g)
 	n, d := o.n, o.d
-	if o.x.RequiresGrad() {
-		dx := newMat(n, d)
-		dxd := mat.Data[float32](dx)
-		parallelFor(n, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
+	needX := o.x.RequiresGrad()
+	needGB := o.g.RequiresGrad() || o.b.RequiresGrad()
+	var dx *mat.Dense[float32]
+	var dxd []float32
+	if needX {
+		dx, dxd = o.ws.grad(n, d, false)
+	}
+	// Rows in fixed blocks: each block computes its rows of dx and its
+	// partial sums of dg and db; the partials are then added in block order.
+	nb := (n + rowBlock - 1) / rowBlock
+	var pg, pb []float32
+	if needGB {
+		pg, pb = o.ws.floats(nb*d), o.ws.floats(nb*d)
+	}
+	parallelFor(nb, func(lo, hi int) {
+		for blk := lo; blk < hi; blk++ {
+			r0, r1 := blk*rowBlock, min(n, (blk+1)*rowBlock)
+			if needGB {
+				clear(pg[blk*d : blk*d+d])
+				clear(pb[blk*d : blk*d+d])
+			}
+			for i := r0; i < r1; i++ {
 				dr, xh := dy[i*d:i*d+d], o.xhat[i*d:i*d+d]
-				var m1, m2 float32 // mean(dxhat), mean(dxhat·xhat)
-				for j := range dr {
-					dh := dr[j] * g[j]
-					m1 += dh
-					m2 += dh * xh[j]
+				if needX {
+					m1, m2 := simd.LayerNormGradSums(dr, g, xh) // Σ dxhat, Σ dxhat·xhat
+					simd.LayerNormGradApply(dxd[i*d:i*d+d], dr, g, xh, o.rstd[i], m1/float32(d), m2/float32(d))
 				}
-				m1 /= float32(d)
-				m2 /= float32(d)
-				r := o.rstd[i]
-				out := dxd[i*d : i*d+d]
-				for j := range dr {
-					out[j] = r * (dr[j]*g[j] - m1 - xh[j]*m2)
+				if needGB {
+					simd.MulAdd(pg[blk*d:blk*d+d], dr, xh)
+					simd.Add(pb[blk*d:blk*d+d], dr)
 				}
 			}
-		})
+		}
+	})
+	if o.g.RequiresGrad() {
+		o.ws.addParamGrad(o.g, func(dst []float32) { addRows(dst, pg, nb) })
+	}
+	if o.b.RequiresGrad() {
+		o.ws.addParamGrad(o.b, func(dst []float32) { addRows(dst, pb, nb) })
+	}
+	if needX {
 		o.x.AccGrad(dx)
 	}
-	if o.g.RequiresGrad() || o.b.RequiresGrad() {
-		dg, db := newMat(1, d), newMat(1, d)
-		dgd, dbd := mat.Data[float32](dg), mat.Data[float32](db)
-		parallelFor(d, func(lo, hi int) {
-			for i := range n {
-				dr, xh := dy[i*d:i*d+d], o.xhat[i*d:i*d+d]
-				for j := lo; j < hi; j++ {
-					dgd[j] += dr[j] * xh[j]
-					dbd[j] += dr[j]
-				}
-			}
-		})
-		if o.g.RequiresGrad() {
-			o.g.AccGrad(dg)
-		}
-		if o.b.RequiresGrad() {
-			o.b.AccGrad(db)
-		}
-	}
+	o.ws.release(pg)
+	o.ws.release(pb)
+	o.ws.release(o.xhat)
+	o.ws.release(o.rstd)
+	o.ws.releaseMat(gy)
 	return nil
+}
+
+// rowBlock is the number of rows whose column sums (bias and gain
+// gradients) one partial sum covers. It is fixed, so the association of
+// those sums depends on the number of rows only, never on the workers.
+const rowBlock = 32
+
+// addRows adds the rows of the rows×len(dst) matrix m to dst, in order.
+func addRows(dst, m []float32, rows int) {
+	c := len(dst)
+	for r := range rows {
+		simd.Add(dst, m[r*c:r*c+c])
+	}
+}
+
+// blockSums sets row blk of part (nb×c) to the sum, in row order, of the
+// rows of block blk of the n×c matrix g.
+func blockSums(part, g []float32, blk, n, c int) {
+	p := part[blk*c : blk*c+c]
+	r0, r1 := blk*rowBlock, min(n, (blk+1)*rowBlock)
+	copy(p, g[r0*c:r0*c+c])
+	for i := r0 + 1; i < r1; i++ {
+		simd.Add(p, g[i*c:i*c+c])
+	}
 }
 
 // ---- linear -----------------------------------------------------------------
 
-// linearOp: Y = X·W + b, X n×in, W in×out, b 1×out.
+// linearOp: Y = X·W + b, X n×in, W in×out, b 1×out; with gelu set,
+// Y = GELU(X·W + b); with res set (a node n×out), Y = res + X·W + b, the
+// residual connection folded into the projection that ends a block branch.
 type linearOp struct {
 	x, w, b    mat.Tensor
+	res        mat.Tensor // optional residual input
+	gelu       bool
 	n, in, out int
+	ws         *workspace
+	pre        []float32 // with gelu: X·W + b, kept for the backward pass
 }
 
-func (o *linearOp) Operands() []mat.Tensor { return []mat.Tensor{o.x, o.w, o.b} }
+func (o *linearOp) Operands() []mat.Tensor {
+	if o.res != nil {
+		return []mat.Tensor{o.x, o.w, o.b, o.res}
+	}
+	return []mat.Tensor{o.x, o.w, o.b}
+}
 
 func (o *linearOp) Forward() (mat.Tensor, error) {
 	x, w, b := vals(o.x), vals(o.w), vals(o.b)
-	y := newMat(o.n, o.out)
-	yd := mat.Data[float32](y)
-	for i := range o.n {
-		copy(yd[i*o.out:(i+1)*o.out], b)
+	y := o.ws.act(o.n, o.out)
+	c := y.data
+	if o.gelu {
+		o.pre = o.ws.floats(o.n * o.out)
+		c = o.pre
 	}
-	sgemm(false, false, o.n, o.out, o.in, 1, x, o.in, w, o.out, 1, yd, o.out)
+	var res []float32
+	if o.res != nil {
+		res = vals(o.res)
+	}
+	parallelFor(o.n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := c[i*o.out : (i+1)*o.out]
+			if res != nil {
+				copy(row, res[i*o.out:(i+1)*o.out])
+				simd.Add(row, b)
+			} else {
+				copy(row, b)
+			}
+		}
+	})
+	sgemm(false, false, o.n, o.out, o.in, 1, x, o.in, w, o.out, 1, c, o.out)
+	if o.gelu {
+		parallelFor(o.n, func(lo, hi int) {
+			simd.GELU(y.data[lo*o.out:hi*o.out], o.pre[lo*o.out:hi*o.out])
+		})
+	}
 	return y, nil
 }
 
 func (o *linearOp) Backward(gy mat.Tensor) error {
 	g := vals(gy)
-	if o.x.RequiresGrad() {
-		dx := newMat(o.n, o.in)
-		sgemm(false, true, o.n, o.in, o.out, 1, g, o.out, vals(o.w), o.out, 0, mat.Data[float32](dx), o.in)
-		o.x.AccGrad(dx)
+	n, out := o.n, o.out
+	needB := o.b.RequiresGrad()
+	// Row blocks: through the activation first (g ← g ⊙ GELU′(X·W + b)),
+	// then each block's column sums for the bias gradient.
+	nb := (n + rowBlock - 1) / rowBlock
+	var part []float32
+	if needB {
+		part = o.ws.floats(nb * out)
 	}
-	if o.w.RequiresGrad() {
-		dw := newMat(o.in, o.out)
-		sgemm(true, false, o.in, o.out, o.n, 1, vals(o.x), o.in, g, o.out, 0, mat.Data[float32](dw), o.out)
-		o.w.AccGrad(dw)
-	}
-	if o.b.RequiresGrad() {
-		db := newMat(1, o.out)
-		dbd := mat.Data[float32](db)
-		parallelFor(o.out, func(lo, hi int) {
-			for i := range o.n {
-				gr := g[i*o.out : (i+1)*o.out]
-				for j := lo; j < hi; j++ {
-					dbd[j] += gr[j]
+	if o.gelu {
+		dpre := o.ws.floats(n * out)
+		parallelFor(nb, func(lo, hi int) {
+			s, e := lo*rowBlock*out, min(n, hi*rowBlock)*out
+			simd.GELUGrad(dpre[s:e], o.pre[s:e], g[s:e])
+			if needB {
+				for blk := lo; blk < hi; blk++ {
+					blockSums(part, dpre, blk, n, out)
 				}
 			}
 		})
-		o.b.AccGrad(db)
+		g = dpre
+	} else if needB {
+		parallelFor(nb, func(lo, hi int) {
+			for blk := lo; blk < hi; blk++ {
+				blockSums(part, g, blk, n, out)
+			}
+		})
 	}
-	return nil
-}
-
-// ---- GELU -------------------------------------------------------------------
-
-const geluC = 0.7978845608028654 // √(2/π)
-
-// geluOp: y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))), the tanh approximation.
-type geluOp struct {
-	x    mat.Tensor
-	n, d int
-}
-
-func (o *geluOp) Operands() []mat.Tensor { return []mat.Tensor{o.x} }
-
-func (o *geluOp) Forward() (mat.Tensor, error) {
-	x := vals(o.x)
-	y := newMat(o.n, o.d)
-	yd := mat.Data[float32](y)
-	parallelFor(len(x), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			v := float64(x[i])
-			yd[i] = float32(0.5 * v * (1 + math.Tanh(geluC*(v+0.044715*v*v*v))))
-		}
-	})
-	return y, nil
-}
-
-func (o *geluOp) Backward(gy mat.Tensor) error {
-	x, g := vals(o.x), vals(gy)
-	dx := newMat(o.n, o.d)
-	dd := mat.Data[float32](dx)
-	parallelFor(len(x), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			v := float64(x[i])
-			t := math.Tanh(geluC * (v + 0.044715*v*v*v))
-			der := 0.5*(1+t) + 0.5*v*(1-t*t)*geluC*(1+3*0.044715*v*v)
-			dd[i] = g[i] * float32(der)
-		}
-	})
-	o.x.AccGrad(dx)
+	if needB {
+		o.ws.addParamGrad(o.b, func(dst []float32) { addRows(dst, part, nb) })
+	}
+	if o.x.RequiresGrad() {
+		dx, dxd := o.ws.grad(n, o.in, false)
+		sgemm(false, true, n, o.in, out, 1, g, out, vals(o.w), out, 0, dxd, o.in)
+		o.x.AccGrad(dx)
+	}
+	if o.w.RequiresGrad() {
+		x := vals(o.x)
+		o.ws.addParamGrad(o.w, func(dst []float32) {
+			sgemm(true, false, o.in, out, n, 1, x, o.in, g, out, 1, dst, out)
+		})
+	}
+	if o.gelu {
+		o.ws.release(g) // the gradient through the activation
+		o.ws.release(o.pre)
+	}
+	o.ws.release(part)
+	// The residual's gradient is the output gradient itself, handed on
+	// last: after this the operator no longer reads it (see act).
+	if o.res != nil && o.res.RequiresGrad() {
+		o.res.AccGrad(gy.(mat.Matrix))
+	} else {
+		o.ws.releaseMat(gy)
+	}
 	return nil
 }
 
@@ -306,113 +311,101 @@ func (o *geluOp) Backward(gy mat.Tensor) error {
 //
 // P is kept for the backward pass:
 //
-//	dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),
-//	dQ = dS·K/√dₕ,  dK = dSᵀ·Q/√dₕ
+//	dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P))/√dₕ,
+//	dQ = dS·K,  dK = dSᵀ·Q
+//
+// Each (s, h) pair is independent; rows of P are padded to a multiple of 8
+// (tp) with zeros beyond the diagonal, so that the vector kernels work on
+// whole rows and the transposed products can walk P's columns.
 type attentionOp struct {
 	qkv        mat.Tensor
 	seqs, t, d int
 	heads      int
-	probs      []float32 // seqs·heads·t·t, row-major per (s, h)
+	ws         *workspace
+	probs      []float32 // seqs·heads·t·tp, row-major per (s, h)
 }
 
 func (o *attentionOp) Operands() []mat.Tensor { return []mat.Tensor{o.qkv} }
 
+// tp is the padded row length of P.
+func (o *attentionOp) tp() int { return (o.t + 7) &^ 7 }
+
 func (o *attentionOp) Forward() (mat.Tensor, error) {
 	qkv := vals(o.qkv)
-	t, d, H := o.t, o.d, o.heads
+	t, d, H, tp := o.t, o.d, o.heads, o.tp()
 	dh := d / H
 	scale := float32(1 / math.Sqrt(float64(dh)))
-	ld := 3 * d
-	o.probs = make([]float32, o.seqs*H*t*t)
-	y := newMat(o.seqs*t, d)
-	yd := mat.Data[float32](y)
+	o.probs = o.ws.floats(o.seqs * H * t * tp)
+	y := o.ws.act(o.seqs*t, d)
 	parallelFor(o.seqs*H, func(lo, hi int) {
+		pk := o.ws.floats(3 * t * dh)
+		q, k, v := pk[:t*dh], pk[t*dh:2*t*dh], pk[2*t*dh:]
 		for sh := lo; sh < hi; sh++ {
 			s, h := sh/H, sh%H
 			base := s * t
-			P := o.probs[sh*t*t : (sh+1)*t*t]
+			o.pack(q, qkv, base, h*dh, dh)
+			o.pack(k, qkv, base, d+h*dh, dh)
+			o.pack(v, qkv, base, 2*d+h*dh, dh)
+			P := o.probs[sh*t*tp : (sh+1)*t*tp]
 			for i := range t {
-				qi := qkv[(base+i)*ld+h*dh : (base+i)*ld+h*dh+dh]
-				row := P[i*t : i*t+t]
-				mx := float32(math.Inf(-1))
-				for j := 0; j <= i; j++ {
-					kj := qkv[(base+j)*ld+d+h*dh : (base+j)*ld+d+h*dh+dh]
-					var dot float32
-					for c := range dh {
-						dot += qi[c] * kj[c]
-					}
-					dot *= scale
-					row[j] = dot
-					mx = max(mx, dot)
-				}
-				var sum float32
-				for j := 0; j <= i; j++ {
-					e := float32(math.Exp(float64(row[j] - mx)))
-					row[j] = e
-					sum += e
-				}
-				inv := 1 / sum
-				out := yd[(base+i)*d+h*dh : (base+i)*d+h*dh+dh]
-				for j := 0; j <= i; j++ {
-					row[j] *= inv
-					pj := row[j]
-					vj := qkv[(base+j)*ld+2*d+h*dh : (base+j)*ld+2*d+h*dh+dh]
-					for c := range dh {
-						out[c] += pj * vj[c]
-					}
-				}
+				out := y.data[(base+i)*d+h*dh : (base+i)*d+h*dh+dh]
+				simd.AttentionRow(P[i*tp:i*tp+tp], q[i*dh:i*dh+dh], k, v, out, i+1, scale)
 			}
 		}
+		o.ws.release(pk)
 	})
 	return y, nil
 }
 
+// pack copies the t rows from row base of the n×3d matrix qkv, columns
+// [c, c+dh), into the contiguous t×dh matrix dst, so that one head's
+// products work in a few kilobytes of cache.
+func (o *attentionOp) pack(dst, qkv []float32, base, c, dh int) {
+	ld := 3 * o.d
+	for i := range o.t {
+		copy(dst[i*dh:i*dh+dh], qkv[(base+i)*ld+c:])
+	}
+}
+
 func (o *attentionOp) Backward(gy mat.Tensor) error {
 	qkv, g := vals(o.qkv), vals(gy)
-	t, d, H := o.t, o.d, o.heads
+	t, d, H, tp := o.t, o.d, o.heads, o.tp()
 	dh := d / H
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	ld := 3 * d
-	dqkv := newMat(o.seqs*t, ld)
-	dd := mat.Data[float32](dqkv)
+	dqkv, dd := o.ws.grad(o.seqs*t, ld, false)
 	parallelFor(o.seqs*H, func(lo, hi int) {
-		dP := make([]float32, t)
+		buf := o.ws.floats(t*tp + 4*t*dh)
+		dS, pk := buf[:t*tp], buf[t*tp:]
+		q, k, v, gh := pk[:t*dh], pk[t*dh:2*t*dh], pk[2*t*dh:3*t*dh], pk[3*t*dh:]
 		for sh := lo; sh < hi; sh++ {
 			s, h := sh/H, sh%H
 			base := s * t
-			P := o.probs[sh*t*t : (sh+1)*t*t]
+			o.pack(q, qkv, base, h*dh, dh)
+			o.pack(k, qkv, base, d+h*dh, dh)
+			o.pack(v, qkv, base, 2*d+h*dh, dh)
 			for i := range t {
-				gi := g[(base+i)*d+h*dh : (base+i)*d+h*dh+dh]
-				row := P[i*t : i*t+t]
-				// dP_ij = dO_i·V_j; dV_j += P_ij·dO_i.
-				var dot float32
-				for j := 0; j <= i; j++ {
-					vj := qkv[(base+j)*ld+2*d+h*dh : (base+j)*ld+2*d+h*dh+dh]
-					dvj := dd[(base+j)*ld+2*d+h*dh : (base+j)*ld+2*d+h*dh+dh]
-					var a float32
-					pij := row[j]
-					for c := range dh {
-						a += gi[c] * vj[c]
-						dvj[c] += pij * gi[c]
-					}
-					dP[j] = a
-					dot += a * pij
-				}
-				qi := qkv[(base+i)*ld+h*dh : (base+i)*ld+h*dh+dh]
-				dqi := dd[(base+i)*ld+h*dh : (base+i)*ld+h*dh+dh]
-				for j := 0; j <= i; j++ {
-					ds := row[j] * (dP[j] - dot) * scale
-					kj := qkv[(base+j)*ld+d+h*dh : (base+j)*ld+d+h*dh+dh]
-					dkj := dd[(base+j)*ld+d+h*dh : (base+j)*ld+d+h*dh+dh]
-					for c := range dh {
-						dqi[c] += ds * kj[c]
-						dkj[c] += ds * qi[c]
-					}
-				}
+				copy(gh[i*dh:i*dh+dh], g[(base+i)*d+h*dh:])
+			}
+			P := o.probs[sh*t*tp : (sh+1)*t*tp]
+			for i := range t {
+				// dP_ij = dO_i·V_j for j ≤ i, then dS's row and dQ_i = Σ_j dS_ij K_j.
+				dq := dd[(base+i)*ld+h*dh : (base+i)*ld+h*dh+dh]
+				simd.AttentionRowGrad(dS[i*tp:i*tp+tp], P[i*tp:i*tp+tp], gh[i*dh:i*dh+dh], v, k, dq, i+1, scale)
+			}
+			for j := range t {
+				// dK_j = Σ_{i≥j} dS_ij Q_i and dV_j = Σ_{i≥j} P_ij dO_i: column j
+				// of dS and P, read with stride tp.
+				r := (base + j) * ld
+				simd.AxpyRows(dd[r+d+h*dh:r+d+h*dh+dh], dS[j*tp+j:], tp, q[j*dh:], dh, t-j, false)
+				simd.AxpyRows(dd[r+2*d+h*dh:r+2*d+h*dh+dh], P[j*tp+j:], tp, gh[j*dh:], dh, t-j, false)
 			}
 		}
+		o.ws.release(buf)
 	})
 	o.qkv.AccGrad(dqkv)
+	o.ws.release(o.probs)
+	o.ws.releaseMat(gy)
 	return nil
 }
 
@@ -431,6 +424,7 @@ type lossOp struct {
 	mask    []bool
 	obj     objectives.Objective
 	n, v    int
+	ws      *workspace
 
 	logp  []float64
 	lse   []float32
@@ -456,15 +450,8 @@ func (o *lossOp) logprobs() {
 	parallelFor(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			row := z[i*v : i*v+v]
-			mx := row[0]
-			for _, x := range row {
-				mx = max(mx, x)
-			}
-			var s float64
-			for _, x := range row {
-				s += math.Exp(float64(x - mx))
-			}
-			l := float64(mx) + math.Log(s)
+			mx := simd.Max(row)
+			l := float64(mx) + math.Log(float64(simd.SumExp(row, mx)))
 			o.lse[i] = float32(l)
 			o.logp[i] = math.Min(float64(row[o.targets[i]])-l, 0)
 		}
@@ -503,19 +490,16 @@ func (o *lossOp) Backward(gy mat.Tensor) error {
 	z := vals(o.logits)
 	gs := float64(vals(gy)[0])
 	n, v := o.n, o.v
-	dz := newMat(n, v)
-	dd := mat.Data[float32](dz)
+	dz, dd := o.ws.grad(n, v, false)
 	parallelFor(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			sc := o.scale[i] * gs
+			out := dd[i*v : i*v+v]
 			if sc == 0 {
+				clear(out)
 				continue
 			}
-			row, out := z[i*v:i*v+v], dd[i*v:i*v+v]
-			l := o.lse[i]
-			for k, x := range row {
-				out[k] = float32(sc * math.Exp(float64(x-l)))
-			}
+			simd.ExpScale(out, z[i*v:i*v+v], o.lse[i], float32(sc))
 			out[o.targets[i]] -= float32(sc)
 		}
 	})

@@ -8,6 +8,8 @@ import (
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/optimizers"
+
+	"github.com/capsel/capsel/internal/simd"
 )
 
 // AdamW is decoupled-weight-decay Adam (Loshchilov and Hutter 2019) with
@@ -39,7 +41,11 @@ type AdamState struct {
 
 var _ optimizers.OptimizationStrategy = (*AdamW)(nil)
 
-// OptimizeParams updates one parameter and clears its gradient.
+// OptimizeParams updates one parameter and clears its gradient. Clearing
+// sets the gradient to zeros rather than dropping it — equivalent for spago
+// ("a matrix full of zeros and the nil value are considered equivalent",
+// mat.Tensor.Grad) — so that the next backward pass adds into the same
+// buffer instead of spago cloning a fresh one for every parameter.
 func (a *AdamW) OptimizeParams(p *nn.Param) error {
 	w := mat.Data[float32](p)
 	g := mat.Data[float32](p.Grad())
@@ -52,20 +58,17 @@ func (a *AdamW) OptimizeParams(p *nn.Param) error {
 		p.State = st
 	}
 	t := float64(a.T)
-	bc1 := float32(1 - math.Pow(a.Beta1, t))
-	bc2 := float32(math.Sqrt(1 - math.Pow(a.Beta2, t)))
-	lr, decay := float32(a.LR), float32(1-a.LR*a.WeightDecay)
-	b1, b2, eps := float32(a.Beta1), float32(a.Beta2), float32(a.Eps)
-	stepSize := lr / bc1
-	for i := range w {
-		gi := g[i]
-		m := b1*st.M[i] + (1-b1)*gi
-		v := b2*st.V[i] + (1-b2)*gi*gi
-		st.M[i], st.V[i] = m, v
-		denom := float32(math.Sqrt(float64(v)))/bc2 + eps
-		w[i] = w[i]*decay - stepSize*m/denom
+	b1, b2 := float32(a.Beta1), float32(a.Beta2)
+	c := simd.AdamW{
+		Beta1: b1, OneMinusBeta1: 1 - b1,
+		Beta2: b2, OneMinusBeta2: 1 - b2,
+		BiasCorr2: float32(math.Sqrt(1 - math.Pow(a.Beta2, t))),
+		Eps:       float32(a.Eps),
+		Decay:     float32(1 - a.LR*a.WeightDecay),
+		Step:      float32(a.LR) / float32(1-math.Pow(a.Beta1, t)),
 	}
-	p.ZeroGrad()
+	c.Update(w, g, st.M, st.V)
+	clear(g)
 	return nil
 }
 
@@ -100,15 +103,14 @@ func Schedule(base float64, s, total int, warmup float64) float64 {
 
 // clipGradients scales every gradient so that their global L2 norm is at
 // most maxNorm (PyTorch's clip_grad_norm_: factor maxNorm/(norm + 1e-6) when
-// it is below 1). It returns the norm before clipping. The norm is summed in
-// float64 in parameter order, so it is deterministic.
+// it is below 1). It returns the norm before clipping. The squares are
+// summed in float64, parameter by parameter in order (within a parameter in
+// a fixed vector-lane order), so the norm is deterministic.
 func clipGradients(params []NamedParam, maxNorm float64) float64 {
 	var ss float64
 	for _, np := range params {
-		if g := np.Param.Grad(); g != nil {
-			for _, v := range mat.Data[float32](g) {
-				ss += float64(v) * float64(v)
-			}
+		if np.Param.HasGrad() {
+			ss += simd.SumSquares(mat.Data[float32](np.Param.Grad()))
 		}
 	}
 	norm := math.Sqrt(ss)
@@ -116,11 +118,8 @@ func clipGradients(params []NamedParam, maxNorm float64) float64 {
 		if c := maxNorm / (norm + 1e-6); c < 1 {
 			cf := float32(c)
 			for _, np := range params {
-				if g := np.Param.Grad(); g != nil {
-					d := mat.Data[float32](g)
-					for i := range d {
-						d[i] *= cf
-					}
+				if np.Param.HasGrad() {
+					simd.Scale(mat.Data[float32](np.Param.Grad()), cf)
 				}
 			}
 		}

@@ -282,8 +282,11 @@ func TestAdamWStep(t *testing.T) {
 			t.Errorf("w[%d] = %v, want %v", i, w, want[i])
 		}
 	}
-	if p.HasGrad() {
-		t.Error("gradient not cleared")
+	// Cleared: all zeros (the buffer is kept for the next step).
+	for _, g := range mat.Data[float32](p.Grad()) {
+		if g != 0 {
+			t.Error("gradient not cleared")
+		}
 	}
 }
 

@@ -27,6 +27,7 @@ type Trainer struct {
 	samp     *sampler
 	step     int
 	auto     AutoState
+	ws       *workspace // the buffers of a step, reused by the next
 }
 
 // AutoState is the adaptive objectives' state, saved in checkpoints.
@@ -103,6 +104,7 @@ func (t *Trainer) setup(data []Example) error {
 	t.params = t.model.Params()
 	t.opt = &AdamW{LR: t.cfg.LR, Beta1: t.cfg.Beta1, Beta2: t.cfg.Beta2, Eps: t.cfg.Eps, WeightDecay: t.cfg.WeightDecay}
 	t.samp = &sampler{n: len(t.rows), batch: t.cfg.Batch, seed: t.cfg.Seed}
+	t.ws = &workspace{}
 	return nil
 }
 
@@ -144,11 +146,12 @@ func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
 	}
 	k := t.step
 	b := makeBatch(t.rows, t.samp.indices(k))
-	logits, err := t.model.Logits(b)
+	t.ws.reset() // the previous step's graph is gone
+	logits, err := t.model.logits(b, t.ws)
 	if err != nil {
 		return StepInfo{}, err
 	}
-	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: t.model.Cfg.Vocab}
+	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: t.model.Cfg.Vocab, ws: t.ws}
 	op.logprobs()
 	info := StepInfo{Step: k + 1, Steps: t.cfg.Steps, MeanP: op.meanP()}
 	obj := t.obj

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/capsel/capsel/train"
 )
@@ -18,9 +19,12 @@ var cmdBench = &command{
 	long: `Measures training tokens per second of the trainer on synthetic data (each
 sequence a random block of 8 tokens repeated), with NLL and AdamW, exactly as a
 training step runs. The median step time over --steps timed steps (after
---warmup untimed ones) gives tokens_per_sec = batch·context / median;
-gflops counts the model's training FLOPs (6 × the forward multiply-adds);
-peak_rss_mb is the process's high-water resident memory.
+--warmup untimed ones) gives tokens_per_sec = batch·context / median, and
+their total time tokens_per_sec_wall; gflops counts the model's training
+FLOPs (6 × the forward multiply-adds) at tokens_per_sec; peak_rss_mb is the
+process's high-water resident memory, cpu_seconds its CPU time, and
+foreign_cpu_cores the CPU other processes used meanwhile, in cores (from
+/proc/stat; -1 where it is missing).
 
   selector bench train --vocab 64 --d 64 --layers 2 --heads 4 --context 32 --batch 16 --json
 
@@ -31,8 +35,10 @@ func init() { cmdBench.run = runBench }
 
 type benchJSON struct {
 	train.BenchResult
-	PeakRSSMB float64 `json:"peak_rss_mb"`
-	Config    struct {
+	PeakRSSMB       float64 `json:"peak_rss_mb"`
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	ForeignCPUCores float64 `json:"foreign_cpu_cores"`
+	Config          struct {
 		Vocab, D, Layers, Heads, Context, Batch int
 	} `json:"config"`
 	GOMAXPROCS int `json:"gomaxprocs"`
@@ -68,12 +74,17 @@ func runBench(e *env, args []string) error {
 		return f.usagef("--batch and --steps must be ≥ 1, --warmup ≥ 0")
 	}
 	bar := newProgressBar(e, "bench", c.Warmup+c.Steps)
+	busy0, cpu0, t0 := busySeconds(), cpuSeconds(), time.Now()
 	res, err := train.Bench(e.ctx, c, func(done int) { bar.update(done, 0, "", "") })
+	busy1, cpu1, elapsed := busySeconds(), cpuSeconds(), time.Since(t0).Seconds()
 	bar.finish()
 	if err != nil {
 		return err
 	}
-	out := benchJSON{BenchResult: res, PeakRSSMB: peakRSSMB(), GOMAXPROCS: gomaxprocs()}
+	out := benchJSON{BenchResult: res, PeakRSSMB: peakRSSMB(), GOMAXPROCS: gomaxprocs(), CPUSeconds: cpu1 - cpu0, ForeignCPUCores: -1}
+	if busy0 >= 0 && busy1 >= 0 && elapsed > 0 {
+		out.ForeignCPUCores = max(0, (busy1-busy0-(cpu1-cpu0))/elapsed)
+	}
 	out.Config.Vocab, out.Config.D, out.Config.Layers, out.Config.Heads, out.Config.Context, out.Config.Batch =
 		c.Model.Vocab, c.Model.D, c.Model.Layers, c.Model.Heads, c.Model.Context, c.Batch
 	if *asJSON {
@@ -104,3 +115,51 @@ func peakRSSMB() float64 {
 }
 
 func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
+
+// cpuSeconds is the process's user and system CPU time, from
+// /proc/self/stat (fields 14 and 15, in ticks of 1/100 s); 0 where /proc is
+// missing.
+func cpuSeconds() float64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	k, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return (u + k) / 100
+}
+
+// busySeconds is the CPU time the whole machine has spent busy since boot
+// (the first line of /proc/stat minus idle and iowait, at the usual 100
+// ticks per second), or -1 where /proc/stat is missing.
+func busySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	var total float64
+	for i, s := range f[1:9] {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return -1
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			total += v
+		}
+	}
+	return total / 100
+}
