@@ -65,14 +65,36 @@ func (r *Runner) emit(ev Event) {
 	}
 }
 
+// dir is the cache directory of this setup and this build: the key hashes
+// the setup and the running executable, so that neither a changed setup nor
+// changed code reads results computed by something else.
 func (r *Runner) dir() string {
 	if r.Cache == "" {
 		return ""
 	}
 	b, _ := json.Marshal(r.Setup)
-	h := sha256.Sum256(b)
-	return filepath.Join(r.Cache, hex.EncodeToString(h[:6]))
+	h := sha256.New()
+	h.Write(b)
+	h.Write([]byte(buildID()))
+	return filepath.Join(r.Cache, hex.EncodeToString(h.Sum(nil)[:6]))
 }
+
+var buildID = sync.OnceValue(func() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+})
 
 // Base returns the base model at a coverage, pretraining it unless cached.
 func (r *Runner) Base(ctx context.Context, coverage float64) (*train.Checkpoint, error) {
