@@ -2,33 +2,9 @@
 
 package simd
 
-// cpuid executes CPUID with the given leaf (EAX) and sub-leaf (ECX).
-func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+import "github.com/capsel/capsel/internal/cpu"
 
-// xgetbv0 reads extended control register XCR0.
-func xgetbv0() (eax, edx uint32)
-
-// hasAVX2FMA reports whether the CPU has AVX2 and FMA3 and the OS saves the
-// YMM registers (Intel SDM vol. 2A, CPUID leaf 1 ECX bits 12, 27, 28 and
-// leaf 7 EBX bit 5; vol. 1 §13.3, XCR0 bits 1 and 2).
-func hasAVX2FMA() bool {
-	maxLeaf, _, _, _ := cpuid(0, 0)
-	if maxLeaf < 7 {
-		return false
-	}
-	_, _, ecx1, _ := cpuid(1, 0)
-	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
-	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
-		return false
-	}
-	if xcr0, _ := xgetbv0(); xcr0&0b110 != 0b110 {
-		return false
-	}
-	_, ebx7, _, _ := cpuid(7, 0)
-	return ebx7&(1<<5) != 0
-}
-
-var haveAsm = hasAVX2FMA()
+var haveAsm = cpu.HasAVX2FMA
 
 // The kernels in kernels_amd64.s. Lengths n and k are multiples of 8
 // unless stated otherwise; the callers in simd.go guarantee it.
