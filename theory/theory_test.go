@@ -283,8 +283,8 @@ func TestStepNormalised(t *testing.T) {
 		t.Fatal(err)
 	}
 	norm := math.Sqrt(0.4*0.4 + 0.3*0.3 + 0.1*0.1)
-	if math.Abs(e.GradNorm-0.6*norm) > 1e-15 {
-		t.Errorf("GradNorm = %v, want 0.6·‖e − q‖ = %v", e.GradNorm, 0.6*norm)
+	if math.Abs(e.GradNorm-0.6*norm) > 1e-15 || math.Abs(GradNorm(objectives.P(), q, 0)-0.6*norm) > 1e-15 {
+		t.Errorf("GradNorm = %v (per context %v), want 0.6·‖e − q‖ = %v", e.GradNorm, GradNorm(objectives.P(), q, 0), 0.6*norm)
 	}
 	// Ṙ = q·s·‖e − q‖², so Ṙ/‖∇L‖ = q·‖e − q‖ for every objective on a clean context.
 	if math.Abs(e.Normalised-0.6*norm) > 1e-15 || math.Abs(e.Observed-e.Rate) > 1e-15 {
