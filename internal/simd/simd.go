@@ -28,15 +28,22 @@ func ExpSum(x []float32, shift float32) float32 {
 		s = expSumAVX2(&x[0], n, shift)
 	}
 	if t := x[n:]; len(t) > 0 {
-		var pad [8]float32
-		for i := range pad {
-			pad[i] = float32(math.Inf(-1))
-		}
-		copy(pad[:], t)
+		pad := negInfPad(t)
 		s += expSumAVX2(&pad[0], 8, shift)
 		copy(t, pad[:])
 	}
 	return s
+}
+
+// negInfPad returns a tail of fewer than 8 values padded with −Inf, whose
+// exponentials are 0, so a whole-vector kernel can run on it.
+func negInfPad(t []float32) [8]float32 {
+	var pad [8]float32
+	for i := range pad {
+		pad[i] = float32(math.Inf(-1))
+	}
+	copy(pad[:], t)
+	return pad
 }
 
 // SumExp returns Σᵢ exp(x[i] − shift) without writing x.
@@ -50,11 +57,7 @@ func SumExp(x []float32, shift float32) float32 {
 		s = sumExpAVX2(&x[0], n, shift)
 	}
 	if t := x[n:]; len(t) > 0 {
-		var pad [8]float32
-		for i := range pad {
-			pad[i] = float32(math.Inf(-1))
-		}
-		copy(pad[:], t)
+		pad := negInfPad(t)
 		s += sumExpAVX2(&pad[0], 8, shift)
 	}
 	return s
