@@ -7,6 +7,8 @@ import (
 	"github.com/nlpodyssey/spago/ag"
 	"github.com/nlpodyssey/spago/mat"
 
+	"github.com/capsel/capsel/internal/gemm"
+	"github.com/capsel/capsel/internal/par"
 	"github.com/capsel/capsel/internal/simd"
 	"github.com/capsel/capsel/objectives"
 )
@@ -99,7 +101,7 @@ func (o *layerNormOp) Forward() (mat.Tensor, error) {
 	o.xhat = o.ws.floats(n * d)
 	o.rstd = o.ws.floats(n)
 	y := o.ws.act(n, d)
-	parallelFor(n, func(lo, hi int) {
+	par.For(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr := x[i*d : i*d+d]
 			mu := simd.Sum(xr) / float32(d)
@@ -129,7 +131,7 @@ func (o *layerNormOp) Backward(gy mat.Tensor) error {
 	if needGB {
 		pg, pb = o.ws.floats(nb*d), o.ws.floats(nb*d)
 	}
-	parallelFor(nb, func(lo, hi int) {
+	par.For(nb, func(lo, hi int) {
 		for blk := lo; blk < hi; blk++ {
 			r0, r1 := blk*rowBlock, min(n, (blk+1)*rowBlock)
 			if needGB {
@@ -223,7 +225,7 @@ func (o *linearOp) Forward() (mat.Tensor, error) {
 	if o.res != nil {
 		res = vals(o.res)
 	}
-	parallelFor(o.n, func(lo, hi int) {
+	par.For(o.n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			row := c[i*o.out : (i+1)*o.out]
 			if res != nil {
@@ -234,9 +236,9 @@ func (o *linearOp) Forward() (mat.Tensor, error) {
 			}
 		}
 	})
-	sgemm(false, false, o.n, o.out, o.in, 1, x, o.in, w, o.out, 1, c, o.out)
+	gemm.Sgemm(false, false, o.n, o.out, o.in, 1, x, o.in, w, o.out, 1, c, o.out)
 	if o.gelu {
-		parallelFor(o.n, func(lo, hi int) {
+		par.For(o.n, func(lo, hi int) {
 			simd.GELU(y.data[lo*o.out:hi*o.out], o.pre[lo*o.out:hi*o.out])
 		})
 	}
@@ -256,7 +258,7 @@ func (o *linearOp) Backward(gy mat.Tensor) error {
 	}
 	if o.gelu {
 		dpre := o.ws.floats(n * out)
-		parallelFor(nb, func(lo, hi int) {
+		par.For(nb, func(lo, hi int) {
 			s, e := lo*rowBlock*out, min(n, hi*rowBlock)*out
 			simd.GELUGrad(dpre[s:e], o.pre[s:e], g[s:e])
 			if needB {
@@ -267,7 +269,7 @@ func (o *linearOp) Backward(gy mat.Tensor) error {
 		})
 		g = dpre
 	} else if needB {
-		parallelFor(nb, func(lo, hi int) {
+		par.For(nb, func(lo, hi int) {
 			for blk := lo; blk < hi; blk++ {
 				blockSums(part, g, blk, n, out)
 			}
@@ -278,13 +280,13 @@ func (o *linearOp) Backward(gy mat.Tensor) error {
 	}
 	if o.x.RequiresGrad() {
 		dx, dxd := o.ws.grad(n, o.in, false)
-		sgemm(false, true, n, o.in, out, 1, g, out, vals(o.w), out, 0, dxd, o.in)
+		gemm.Sgemm(false, true, n, o.in, out, 1, g, out, vals(o.w), out, 0, dxd, o.in)
 		o.x.AccGrad(dx)
 	}
 	if o.w.RequiresGrad() {
 		x := vals(o.x)
 		o.ws.addParamGrad(o.w, func(dst []float32) {
-			sgemm(true, false, o.in, out, n, 1, x, o.in, g, out, 1, dst, out)
+			gemm.Sgemm(true, false, o.in, out, n, 1, x, o.in, g, out, 1, dst, out)
 		})
 	}
 	if o.gelu {
@@ -337,7 +339,7 @@ func (o *attentionOp) Forward() (mat.Tensor, error) {
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	o.probs = o.ws.floats(o.seqs * H * t * tp)
 	y := o.ws.act(o.seqs*t, d)
-	parallelFor(o.seqs*H, func(lo, hi int) {
+	par.For(o.seqs*H, func(lo, hi int) {
 		pk := o.ws.floats(3 * t * dh)
 		q, k, v := pk[:t*dh], pk[t*dh:2*t*dh], pk[2*t*dh:]
 		for sh := lo; sh < hi; sh++ {
@@ -374,7 +376,7 @@ func (o *attentionOp) Backward(gy mat.Tensor) error {
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	ld := 3 * d
 	dqkv, dd := o.ws.grad(o.seqs*t, ld, false)
-	parallelFor(o.seqs*H, func(lo, hi int) {
+	par.For(o.seqs*H, func(lo, hi int) {
 		buf := o.ws.floats(t*tp + 4*t*dh)
 		dS, pk := buf[:t*tp], buf[t*tp:]
 		q, k, v, gh := pk[:t*dh], pk[t*dh:2*t*dh], pk[2*t*dh:3*t*dh], pk[3*t*dh:]
@@ -447,7 +449,7 @@ func (o *lossOp) logprobs() {
 	n, v := o.n, o.v
 	o.logp = make([]float64, n)
 	o.lse = make([]float32, n)
-	parallelFor(n, func(lo, hi int) {
+	par.For(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			row := z[i*v : i*v+v]
 			mx := simd.Max(row)
@@ -491,7 +493,7 @@ func (o *lossOp) Backward(gy mat.Tensor) error {
 	gs := float64(vals(gy)[0])
 	n, v := o.n, o.v
 	dz, dd := o.ws.grad(n, v, false)
-	parallelFor(n, func(lo, hi int) {
+	par.For(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			sc := o.scale[i] * gs
 			out := dd[i*v : i*v+v]

@@ -9,6 +9,7 @@ import (
 	"github.com/nlpodyssey/spago/nn"
 	"github.com/nlpodyssey/spago/optimizers"
 
+	"github.com/capsel/capsel/internal/par"
 	"github.com/capsel/capsel/internal/simd"
 )
 
@@ -78,7 +79,7 @@ func (a *AdamW) OptimizeParams(p *nn.Param) error {
 // success, so the next forward pass would race with the weight updates.
 func optimize(s optimizers.OptimizationStrategy, params []NamedParam) error {
 	errs := make([]error, len(params))
-	parallelFor(len(params), func(lo, hi int) {
+	par.For(len(params), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			if params[i].Param.HasGrad() {
 				errs[i] = s.OptimizeParams(params[i].Param)

@@ -39,11 +39,11 @@ func withKernel(t testing.TB, asm bool, f func()) {
 	f()
 }
 
-// withThreads runs f with SetThreads(n) and restores the setting.
-func withThreads(n int, f func()) {
-	old := threadSetting.Load()
-	SetThreads(n)
-	defer threadSetting.Store(old)
+// withProcs runs f at GOMAXPROCS n and restores the setting; Sgemm splits
+// large products among as many goroutines.
+func withProcs(n int, f func()) {
+	old := runtime.GOMAXPROCS(n)
+	defer runtime.GOMAXPROCS(old)
 	f()
 }
 
@@ -212,6 +212,7 @@ func TestSgemmShapes(t *testing.T) {
 	}
 	scalars := []struct{ alpha, beta float32 }{{1, 0}, {1, 1}, {-0.5, 2.5}}
 	rng := rand.New(rand.NewPCG(1, 2))
+	t.Logf("assembly kernel available: %v", haveAsm)
 	for _, kn := range kernels() {
 		for _, sh := range shapes {
 			for tr := 0; tr < 4; tr++ {
@@ -319,8 +320,10 @@ func TestSgemmDegenerate(t *testing.T) {
 	Sgemm(false, false, 4, 0, 3, 1, make([]float32, 12), 3, nil, 1, 0, nil, 1)
 }
 
-// TestSgemmDeterministic checks bit-identical results across thread counts
-// for both kernels, on shapes whose split changes with the thread count.
+// TestSgemmDeterministic checks bit-identical results across GOMAXPROCS
+// settings for both kernels, on shapes whose split changes with it: row
+// blocks and column blocks, one and two k slices, and one shape too small
+// to split.
 func TestSgemmDeterministic(t *testing.T) {
 	shapes := []struct {
 		transA, transB bool
@@ -334,22 +337,26 @@ func TestSgemmDeterministic(t *testing.T) {
 		{false, false, 20, 300, 100}, // column chunks
 		{true, true, 13, 200, 270},   // column chunks, two k slices
 	}
+	split2 := map[bool]bool{} // by rows → some shape splits that way at GOMAXPROCS 2
 	for _, kn := range kernels() {
 		withKernel(t, kn.asm, func() {
 			for _, sh := range shapes {
 				rng := rand.New(rand.NewPCG(7, 8))
 				p := newProblem(rng, sh.transA, sh.transB, sh.m, sh.n, sh.k, 1, 0.9, 1.1)
 				var first []float32
+				if blocks, byRows := split(sh.m, sh.n, sh.k, 2); blocks > 1 {
+					split2[byRows] = true
+				}
 				for _, th := range []int{1, 2, 3, 4, 7} {
 					var got []float32
-					withThreads(th, func() { got = p.run() })
+					withProcs(th, func() { got = p.run() })
 					if first == nil {
 						first = got
 						continue
 					}
 					for i := range got {
 						if math.Float32bits(got[i]) != math.Float32bits(first[i]) {
-							t.Fatalf("%s: %s: threads=%d differs from threads=1 at %d: %v vs %v",
+							t.Fatalf("%s: %s: GOMAXPROCS %d differs from 1 at %d: %v vs %v",
 								kn.name, p, th, i, got[i], first[i])
 						}
 					}
@@ -357,35 +364,29 @@ func TestSgemmDeterministic(t *testing.T) {
 			}
 		})
 	}
+	if !split2[true] || !split2[false] {
+		t.Errorf("the shapes split by rows: %v, by columns: %v; both paths must be covered", split2[true], split2[false])
+	}
 }
 
-// TestSgemmBlocksMode forces the parallel path for operands too large to
-// keep packed (modeBlocks) on small matrices, and checks it against the
-// reference and, bit for bit, against one thread.
-func TestSgemmBlocksMode(t *testing.T) {
-	old := maxPacked
-	maxPacked = 1000
-	defer func() { maxPacked = old }()
-	rng := rand.New(rand.NewPCG(15, 16))
-	for _, sh := range []struct {
-		transA, transB bool
-		m, n, k        int
+// TestSplit pins where run splits C: both directions occur, blocks are at
+// least minBlock wide, and small products stay on one goroutine.
+func TestSplit(t *testing.T) {
+	for _, c := range []struct {
+		m, n, k, procs int
+		blocks         int
+		byRows         bool
 	}{
-		{false, false, 400, 70, 300}, // row blocks
-		{true, true, 20, 700, 90},    // column blocks
+		{512, 64, 64, 2, 4, true},    // a forward linear at 512 tokens
+		{64, 64, 512, 2, 1, true},    // a weight gradient at d = 64: 64 rows make one block
+		{128, 512, 512, 2, 4, false}, // wider than tall: column blocks
+		{512, 64, 64, 1, 1, true},    // one proc: no split
+		{32, 32, 32, 4, 1, true},     // below parallelMinMACs
+		{4096, 64, 64, 3, 6, true},   // at most two blocks per goroutine
 	} {
-		p := newProblem(rng, sh.transA, sh.transB, sh.m, sh.n, sh.k, 1, 1, 0.5)
-		if mode, _ := chooseSplit(sh.m, sh.n, sh.k, 2); mode != modeBlocks {
-			t.Fatalf("%s: mode %d, want modeBlocks", p, mode)
-		}
-		var one, two []float32
-		withThreads(1, func() { one = p.run() })
-		withThreads(3, func() { two = p.run() })
-		p.check(t, two)
-		for i := range one {
-			if math.Float32bits(one[i]) != math.Float32bits(two[i]) {
-				t.Fatalf("%s: 3 threads differ from 1 at %d", p, i)
-			}
+		blocks, byRows := split(c.m, c.n, c.k, c.procs)
+		if blocks != c.blocks || byRows != c.byRows {
+			t.Errorf("split(%d, %d, %d, %d) = %d, %v; want %d, %v", c.m, c.n, c.k, c.procs, blocks, byRows, c.blocks, c.byRows)
 		}
 	}
 }
@@ -398,9 +399,9 @@ func TestSgemmConcurrentCallers(t *testing.T) {
 	want := make([][]float32, len(ps))
 	for i := range ps {
 		ps[i] = newProblem(rng, i%2 == 0, i%3 == 0, 100+i, 90, 70, 0, 1, 0.5)
-		withThreads(1, func() { want[i] = ps[i].run() })
+		withProcs(1, func() { want[i] = ps[i].run() })
 	}
-	withThreads(2, func() {
+	withProcs(2, func() {
 		errs := make(chan error, len(ps))
 		for i, p := range ps {
 			go func() {
@@ -424,22 +425,28 @@ func TestSgemmConcurrentCallers(t *testing.T) {
 	})
 }
 
-func TestSgemmNoAllocs(t *testing.T) {
+// TestSgemmAllocs: a steady-state Sgemm on one goroutine allocates nothing
+// (packing buffers come from a free list that survives collections); split
+// among goroutines it allocates only the few small objects of one
+// par.For call, whatever the size.
+func TestSgemmAllocs(t *testing.T) {
 	if testing.CoverMode() != "" {
 		t.Skip("coverage instrumentation allocates")
 	}
 	rng := rand.New(rand.NewPCG(11, 12))
-	p := newProblem(rng, false, false, 128, 128, 128, 0, 1, 0)
-	withThreads(2, func() {
-		p.run() // warm the free lists
-		allocs := testing.AllocsPerRun(20, func() {
-			Sgemm(false, false, p.m, p.n, p.k, 1, p.a, p.lda, p.b, p.ldb, 0, p.c, p.ldc)
-			runtime.GC() // buffers must survive collections
+	for _, c := range []struct{ procs, m, max int }{{1, 128, 0}, {2, 128, 4}, {2, 512, 4}} {
+		p := newProblem(rng, false, false, c.m, 128, 128, 0, 1, 0)
+		withProcs(c.procs, func() {
+			p.run() // warm the free list
+			allocs := testing.AllocsPerRun(20, func() {
+				Sgemm(false, false, p.m, p.n, p.k, 1, p.a, p.lda, p.b, p.ldb, 0, p.c, p.ldc)
+				runtime.GC() // buffers must survive collections
+			})
+			if allocs > float64(c.max) {
+				t.Errorf("GOMAXPROCS %d, %d×128×128: Sgemm allocates %.1f times per call at steady state, want ≤ %d", c.procs, c.m, allocs, c.max)
+			}
 		})
-		if allocs > 0 {
-			t.Errorf("Sgemm allocates %.1f times per call at steady state", allocs)
-		}
-	})
+	}
 }
 
 func TestSgemmPanics(t *testing.T) {
@@ -464,20 +471,6 @@ func TestSgemmPanics(t *testing.T) {
 			tc.f()
 		})
 	}
-}
-
-func TestThreads(t *testing.T) {
-	withThreads(3, func() {
-		if got := Threads(); got != 3 {
-			t.Errorf("Threads() = %d after SetThreads(3)", got)
-		}
-	})
-	withThreads(0, func() {
-		if got := Threads(); got < 1 {
-			t.Errorf("Threads() = %d by default", got)
-		}
-	})
-	t.Logf("assembly kernel available: %v", haveAsm)
 }
 
 // FuzzSgemm checks small random problems against the reference; `go test`
@@ -506,7 +499,7 @@ func BenchmarkPureGo(b *testing.B) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	p := newProblem(rng, false, false, m, n, k, 0, 1, 0)
 	withKernel(b, false, func() {
-		withThreads(1, func() {
+		withProcs(1, func() {
 			for b.Loop() {
 				Sgemm(false, false, m, n, k, 1, p.a, p.lda, p.b, p.ldb, 0, p.c, p.ldc)
 			}
