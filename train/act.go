@@ -22,8 +22,10 @@ import (
 //     computes it;
 //   - a workspace hands out the float32 buffers of one step (values,
 //     gradients, saved intermediates) and takes them all back at the start
-//     of the next, so a steady-state step allocates only small objects and
-//     spago's clones of the parameters' gradients.
+//     of the next, so a steady-state step allocates only small objects
+//     (graph nodes, closures). Parameter gradients are cloned by spago once,
+//     in the first step, and added into in place after that
+//     (addParamGrad).
 
 // act is the value of one of the model's graph nodes: a row-major float32
 // matrix (it embeds *mat.Dense, so it is a mat.Matrix to spago) whose
@@ -130,15 +132,6 @@ func (w *workspace) floats(n int) []float32 {
 		w.all = append(w.all, b)
 	}
 	w.inUse[&b[0]] = true
-	return b
-}
-
-// zeros returns a buffer of n zeros.
-func (w *workspace) zeros(n int) []float32 {
-	b := w.floats(n)
-	if w != nil {
-		clear(b)
-	}
 	return b
 }
 

@@ -49,7 +49,6 @@ func (c ModelConfig) NumParams() int {
 // Block is one pre-LN transformer block:
 // x ← x + Wo·Attn(LN₁(x)); x ← x + W₂·GELU(W₁·LN₂(x)).
 type Block struct {
-	nn.Module
 	Ln1G, Ln1B *nn.Param // 1×d
 	Wqkv, Bqkv *nn.Param // d×3d, 1×3d
 	Wo, Bo     *nn.Param // d×d, 1×d
@@ -58,10 +57,10 @@ type Block struct {
 	W2, B2     *nn.Param // 4d×d, 1×d
 }
 
-// Model is the language model. Its parameters are spago *nn.Param values,
-// trained by spago's optimizer framework and found by nn traversal.
+// Model is the language model. Its parameters are spago *nn.Param values
+// (a matrix with its gradient and a slot for the optimizer's state); Params
+// lists them, and this package's AdamW updates them.
 type Model struct {
-	nn.Module
 	Cfg    ModelConfig
 	TokEmb *nn.Param // V×d
 	PosEmb *nn.Param // T×d
@@ -139,14 +138,6 @@ func (m *Model) Params() []NamedParam {
 			p("w1", b.W1), p("b1", b.B1), p("w2", b.W2), p("b2", b.B2))
 	}
 	return append(ps, NamedParam{"lnf_g", m.LnfG}, NamedParam{"lnf_b", m.LnfB}, NamedParam{"head", m.Head}, NamedParam{"head_b", m.HeadB})
-}
-
-// TraverseParams implements nn.ParamsTraverser so that spago's optimizer
-// sees the parameters in the order of Params.
-func (m *Model) TraverseParams(fn func(*nn.Param)) {
-	for _, p := range m.Params() {
-		fn(p.Param)
-	}
 }
 
 // Batch is a batch of equal-length sequences, flattened: position i of

@@ -7,7 +7,6 @@ import (
 
 	"github.com/nlpodyssey/spago/mat"
 	"github.com/nlpodyssey/spago/nn"
-	"github.com/nlpodyssey/spago/optimizers"
 
 	"github.com/capsel/capsel/internal/par"
 	"github.com/capsel/capsel/internal/simd"
@@ -22,10 +21,10 @@ import (
 //	m ← β₁·m + (1 − β₁)·g,  v ← β₂·v + (1 − β₂)·g²
 //	w ← w − lr · (m/(1 − β₁ᵗ)) / (√(v/(1 − β₂ᵗ)) + ε)
 //
-// It implements spago's optimizers.OptimizationStrategy, so spago's
-// optimizer drives it; spago's own Adam scales the decay and ε by the
-// bias-correction factor, which PyTorch does not. Its state lives in each
-// parameter's State field as *AdamState.
+// spago's own Adam scales the decay and ε by the bias-correction factor,
+// which PyTorch does not. The state lives in each parameter's State field as
+// *AdamState. optimize applies it to all parameters; spago's
+// optimizers.Optimizer does not (see optimize).
 type AdamW struct {
 	LR          float64 // set before every step by the schedule
 	Beta1       float64
@@ -40,13 +39,13 @@ type AdamState struct {
 	M, V []float32
 }
 
-var _ optimizers.OptimizationStrategy = (*AdamW)(nil)
-
-// OptimizeParams updates one parameter and clears its gradient. Clearing
-// sets the gradient to zeros rather than dropping it — equivalent for spago
-// ("a matrix full of zeros and the nil value are considered equivalent",
+// OptimizeParams updates one parameter and clears its gradient. It has the
+// signature of spago's optimizers.OptimizationStrategy. Clearing sets the
+// gradient to zeros rather than dropping it — equivalent for spago ("a
+// matrix full of zeros and the nil value are considered equivalent",
 // mat.Tensor.Grad) — so that the next backward pass adds into the same
-// buffer instead of spago cloning a fresh one for every parameter.
+// buffer (workspace.addParamGrad) instead of spago's Dense.AccGrad cloning
+// a fresh one for every parameter (TestSpagoAccGradClones).
 func (a *AdamW) OptimizeParams(p *nn.Param) error {
 	w := mat.Data[float32](p)
 	g := mat.Data[float32](p.Grad())
@@ -73,16 +72,17 @@ func (a *AdamW) OptimizeParams(p *nn.Param) error {
 	return nil
 }
 
-// optimize applies a spago optimization strategy to every parameter, in
-// parallel, and returns when all updates are done. spago v1.1.0's own
-// optimizers.Optimizer.Optimize does not wait for its update goroutines on
-// success, so the next forward pass would race with the weight updates.
-func optimize(s optimizers.OptimizationStrategy, params []NamedParam) error {
+// optimize applies a to every parameter that has a gradient, in parallel,
+// and returns when all updates are done. It replaces spago's
+// optimizers.Optimizer, whose Optimize (v1.1.0) returns on success without
+// waiting for its update goroutines, so that the next forward pass would
+// race with the weight updates (TestSpagoOptimizeDoesNotWait).
+func optimize(a *AdamW, params []NamedParam) error {
 	errs := make([]error, len(params))
 	par.For(len(params), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			if params[i].Param.HasGrad() {
-				errs[i] = s.OptimizeParams(params[i].Param)
+				errs[i] = a.OptimizeParams(params[i].Param)
 			}
 		}
 	})
