@@ -1,14 +1,37 @@
 package selector
 
 import (
+	"embed"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"text/template"
 
 	"github.com/capsel/capsel/objectives"
 )
+
+// The exports' program text lives in templates/, one file per snippet,
+// named for the language it renders (trl_loss.py.tmpl is Python), so that it
+// reads as that language and the rendered exports can be checked by its
+// tools (export_test.go parses and runs the Python). A new snippet is a new
+// file there, rendered with render.
+//
+//go:embed templates/*.tmpl
+var templateFiles embed.FS
+
+var templates = template.Must(template.New("").Option("missingkey=error").ParseFS(templateFiles, "templates/*.tmpl"))
+
+// render executes the named template with data. The templates are fixed at
+// build time and tested, so a failure is a bug.
+func render(name string, data any) string {
+	var b strings.Builder
+	if err := templates.ExecuteTemplate(&b, name, data); err != nil {
+		panic("selector: template " + name + ": " + err.Error())
+	}
+	return b.String()
+}
 
 // Format names a trainer config target.
 type Format string
@@ -344,13 +367,9 @@ func exportTRL(o objectives.Objective) Export {
 	return Export{Format: FormatTRL, Exact: true, Text: trlLossFunc(o), Notes: notes}
 }
 
-// trlConfig is the SFTConfig line for a built-in loss_type.
+// trlConfig is the SFTConfig for a built-in loss_type.
 func trlConfig(lossType, comment string) string {
-	return "from trl import SFTConfig\n\n" +
-		"training_args = SFTConfig(\n" +
-		"    loss_type=\"" + lossType + "\",  # " + comment + "\n" +
-		"    # ... your other settings\n" +
-		")\n"
+	return render("trl_config.py.tmpl", struct{ LossType, Comment string }{lossType, comment})
 }
 
 // pyFloat writes x as a Python float literal.
@@ -404,87 +423,23 @@ func pyLossOf(o objectives.Objective) pyLoss {
 }
 
 // trlLossFunc writes a complete compute_loss_func for o and the TRL lines
-// that wire it in. The function follows the paper's code: fp32 log-softmax,
-// labels shifted by one with -100 ignored, the mean of f(p) over response
-// tokens (over kept tokens for thresholded objectives).
+// that wire it in (templates/trl_loss.py.tmpl). The function follows the
+// paper's code: fp32 log-softmax, labels shifted by one with -100 ignored,
+// the mean of f(p) over response tokens (over kept tokens for thresholded
+// objectives).
 func trlLossFunc(o objectives.Objective) string {
 	pl := pyLossOf(o)
-	var b strings.Builder
-	w := func(lines ...string) {
-		for _, l := range lines {
-			b.WriteString(l)
-			b.WriteByte('\n')
-		}
-	}
-	w("# capsel: "+o.String()+", f(p) = "+o.Formula()+", as a TRL compute_loss_func.",
-		"# Paste into your training script; it needs torch and TRL (see the notes for versions).",
-		"import torch",
-		"from trl import SFTConfig, SFTTrainer",
-		"")
-	w(pl.consts...)
-	w("", "")
 	doc := "Mean of f(p) = " + pl.formula + " over response tokens (labels != -100)."
 	if pl.keep != "" {
 		cond := strings.Replace(pl.keep, "logp.exp()", "p", 1)
 		cond = strings.Replace(cond, "Q", strconv.FormatFloat(o.Param(), 'g', -1, 64), 1)
 		doc = "Mean of f(p) = " + pl.formula + " over the response tokens (labels != -100) with " + cond + "."
 	}
-	exprLine := "    per_token = " + pl.expr
-	if pl.remark != "" {
-		exprLine += "  # " + pl.remark
-	}
-	w("def capsel_loss(outputs, labels, num_items_in_batch=None, **kwargs):",
-		"    \"\"\""+doc+"\"\"\"",
-		"    logits = getattr(outputs, \"logits\", None)",
-		"    if logits is None:",
-		"        raise ValueError(",
-		"            \"capsel_loss needs the logits: set use_liger_kernel=False and \"",
-		"            \"loss_type='nll' in SFTConfig\"",
-		"        )",
-		"    logits = logits.float()",
-		"    # Position t predicts token t + 1; the last position predicts nothing.",
-		"    labels = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:].to(logits.device)",
-		"    mask = labels != -100",
-		"    target = labels.masked_fill(~mask, 0).unsqueeze(-1)",
-		"    # fp32 log-softmax at the target token: log p = z_y - logsumexp(z).",
-		"    logp = logits.gather(-1, target).squeeze(-1) - torch.logsumexp(logits, dim=-1)")
-	if pl.keep == "" {
-		w(exprLine,
-			"    per_token = torch.where(mask, per_token, torch.zeros_like(per_token))",
-			"    if num_items_in_batch is None:",
-			"        return per_token.sum() / mask.sum().clamp(min=1)",
-			"    # The Trainer counts response tokens over the whole accumulated batch.",
-			"    if torch.is_tensor(num_items_in_batch):",
-			"        num_items_in_batch = num_items_in_batch.to(per_token.device)",
-			"    return per_token.sum() / num_items_in_batch")
-	} else {
-		w("    with torch.no_grad():",
-			"        # The paper's mask: the current p, with no gradient through it.",
-			"        keep = mask & ("+pl.keep+")",
-			exprLine,
-			"    per_token = torch.where(keep, per_token, torch.zeros_like(per_token))",
-			"    # Mean over the tokens kept in this micro-batch, as in the paper's code.",
-			"    loss = per_token.sum() / keep.sum().clamp(min=1)",
-			"    if num_items_in_batch is None:",
-			"        return loss",
-			"    # Weigh the micro-batch by its share of the accumulated batch's response tokens.",
-			"    if torch.is_tensor(num_items_in_batch):",
-			"        num_items_in_batch = num_items_in_batch.to(loss.device)",
-			"    return loss * mask.sum() / num_items_in_batch")
-	}
-	w("", "",
-		"training_args = SFTConfig(",
-		"    loss_type=\"nll\",  # not \"dft\" (rejected with compute_loss_func), not \"chunked_nll\" (no logits)",
-		"    use_liger_kernel=False,  # Liger's fused loss skips the logits capsel_loss needs",
-		"    # ... your other settings",
-		")",
-		"trainer = SFTTrainer(",
-		"    model=model,  # your model, or its name on the Hub",
-		"    args=training_args,",
-		"    train_dataset=train_dataset,  # your dataset",
-		"    compute_loss_func=capsel_loss,",
-		")")
-	return b.String()
+	return render("trl_loss.py.tmpl", struct {
+		Spec, Formula, Doc string
+		Consts             []string
+		Keep, Expr, Remark string
+	}{o.String(), o.Formula(), doc, pl.consts, pl.keep, pl.expr, pl.remark})
 }
 
 // ---- LLaMA-Factory, ms-swift, Axolotl: NLL or DFT only ----

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/capsel/capsel/internal/torchtest"
 	"github.com/capsel/capsel/objectives"
 )
 
@@ -345,15 +346,6 @@ func TestNearest(t *testing.T) {
 	}
 }
 
-const python = "/usr/bin/python3"
-
-func needPython(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		t.Skipf("%s not found: %v", python, err)
-	}
-}
-
 // trlSpecs are objectives whose TRL export is checked as Python.
 var trlSpecs = []string{
 	"nll", "p", "dft", "GeneralFamily-10", "GeneralFamily-0.5", "GeneralFamily-1e-05",
@@ -361,8 +353,11 @@ var trlSpecs = []string{
 	"log1mp", "focal-2", "focal-0.5", "blend-0.3", "auto",
 }
 
+// TestTRLPythonParses renders the TRL export (templates/trl_loss.py.tmpl
+// and trl_config.py.tmpl) for every form of objective and has Python parse
+// each one.
 func TestTRLPythonParses(t *testing.T) {
-	needPython(t)
+	python := torchtest.Python(t)
 	dir := t.TempDir()
 	var files []string
 	for i, spec := range trlSpecs {
@@ -439,10 +434,7 @@ json.dump(results, sys.stdout)
 // loss must be the mean of f(p) over scored (or kept) tokens, and the
 // gradient at position t must be scale[t]·(softmax(z_t) − e_y).
 func TestTRLTorchNumeric(t *testing.T) {
-	needPython(t)
-	if out, err := exec.Command(python, "-c", "import torch").CombinedOutput(); err != nil {
-		t.Skipf("PyTorch is not importable by %s: %v\n%s", python, err, out)
-	}
+	python := torchtest.Python(t)
 	const B, T, V = 2, 8, 6
 	rng := rand.New(rand.NewPCG(7, 11))
 	logits := make([][][]float32, B)
