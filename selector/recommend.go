@@ -88,6 +88,10 @@ type Recommendation struct {
 	Pilot         *Pilot     `json:"pilot,omitempty"`
 	Contexts      int        `json:"contexts"`
 	RemainderNote bool       `json:"remainder_bucket"`
+
+	// PilotDecision is the outcome of a pilot sweep that was run
+	// (ApplyPilot), nil otherwise.
+	PilotDecision *PilotDecision `json:"pilot_outcome,omitempty"`
 }
 
 // ErrEvidence is wrapped by errors about unusable evidence.
@@ -241,8 +245,8 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 		r.Pilot = &Pilot{
 			Objectives: uniq([]string{"nll", r.BestLeaning, "p", "OnlyTopLogP-0.2", "auto"}),
 			Steps:      "about 10% of the planned run, with the same data order and learning rate for each",
-			Compare:    "held-out accuracy (exact match) and held-out mean p of the targets, on 10% of the data kept aside",
-			Pick:       "the best held-out accuracy; within noise of each other, keep nll",
+			Compare:    "exact match on 10% of the data kept aside, example by example (token accuracy where exact match does not separate them)",
+			Pick:       "an objective only when the paired 95% CI of its lead over every other excludes 0; otherwise keep this recommendation",
 		}
 	}
 	return r, nil

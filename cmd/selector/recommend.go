@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"text/tabwriter"
 
@@ -69,17 +68,20 @@ Your own model, in two commands (vLLM serving it on localhost:8000):
 --export prints the exact config for toml (capsel), verl (the paper's fork),
 trl, llamafactory, swift or axolotl, and says plainly where a trainer cannot
 express the recommendation. --pilot (capsel checkpoints only) runs the pilot
-sweep: short fine-tunes on 90 % of the data, compared on the other 10 %.`,
+sweep: short fine-tunes on 90 % of the data, compared example by example on
+the other 10 %. An objective that beats every other one there (a paired 95 %
+CI that excludes 0; exact match first, token accuracy where exact match does
+not separate them) becomes the recommendation; otherwise the output says
+why the recommendation stands.`,
 }
 
 func init() { cmdRecommend.run = runRecommend }
 
 type recommendJSON struct {
 	selector.Recommendation
-	Input   string        `json:"input"`
-	Export  *exportJSON   `json:"export,omitempty"`
-	Pilots  []pilotResult `json:"pilot_results,omitempty"`
-	Measure string        `json:"pilot_winner,omitempty"`
+	Input  string          `json:"input"`
+	Export *exportJSON     `json:"export,omitempty"`
+	Pilots *train.PilotRun `json:"pilot_results,omitempty"`
 }
 
 type exportJSON struct {
@@ -87,11 +89,6 @@ type exportJSON struct {
 	Text   string   `json:"text"`
 	Exact  bool     `json:"exact"`
 	Notes  []string `json:"notes"`
-}
-
-type pilotResult struct {
-	Objective string `json:"objective"`
-	train.EvalResult
 }
 
 func runRecommend(e *env, args []string) error {
@@ -103,7 +100,8 @@ func runRecommend(e *env, args []string) error {
 	asJSON := f.Bool("json", false, "print JSON")
 	export := f.String("export", "", "also print the config for `format`: "+formatList())
 	pilot := f.Bool("pilot", false, "run the pilot sweep (with --model CKPT --data FILE, or the demo)")
-	pilotSteps := f.Int("pilot-steps", 100, "steps of each pilot fine-tune")
+	pilotSteps := f.Int("pilot-steps", train.DefaultPilotConfig().Steps, "steps of each pilot fine-tune")
+	pilotSeeds := f.Int("pilot-seeds", train.DefaultPilotConfig().Seeds, "data orders per pilot objective; scores are averaged over them")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -127,8 +125,8 @@ func runRecommend(e *env, args []string) error {
 			return f.usagef("--export: %v", err)
 		}
 	}
-	if *pilotSteps < 1 {
-		return f.usagef("--pilot-steps must be ≥ 1")
+	if *pilotSteps < 1 || *pilotSeeds < 1 {
+		return f.usagef("--pilot-steps and --pilot-seeds must be ≥ 1")
 	}
 	demo := len(pos) == 0 && len(pi.logprobs) == 0 && *pi.server == "" && *pi.model == ""
 	if *pilot && !demo && *pi.model == "" {
@@ -160,20 +158,34 @@ func runRecommend(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := recommendJSON{Recommendation: rec, Input: input}
-	if *pilot && rec.Pilot != nil {
+	out := recommendJSON{Input: input}
+	switch {
+	case *pilot && rec.Pilot == nil:
+		e.log.Warn().Str("confidence", rec.Confidence).Msg("--pilot: the recommendation is already confident; no pilot sweep to run")
+	case *pilot:
 		ck, data, err := pilotInputs(demo, *pi.model, *pi.data)
 		if err != nil {
 			return err
 		}
-		out.Pilots, out.Measure, err = runPilot(e, ck, data, rec.Pilot.Objectives, *pilotSteps)
+		cfg := train.DefaultPilotConfig()
+		cfg.Objectives, cfg.Steps, cfg.Seeds = rec.Pilot.Objectives, *pilotSteps, *pilotSeeds
+		if out.Pilots, err = runPilot(e, ck, data, cfg); err != nil {
+			return err
+		}
+		arms := make([]selector.PilotArm, len(out.Pilots.Arms))
+		for i, a := range out.Pilots.Arms {
+			arms[i] = selector.PilotArm{Objective: a.Objective, ExactMatch: a.PerExample.ExactMatch, TokenAccuracy: a.PerExample.TokenAccuracy}
+		}
+		d, err := selector.DecidePilot(arms)
 		if err != nil {
 			return err
 		}
+		rec.ApplyPilot(d)
 	}
+	out.Recommendation = rec
 	if *export != "" {
 		ex, err := selector.ExportObjective(objectives.MustParse(rec.Objective), format,
-			selector.ExportOptions{AutoFallback: autoFallback(out)})
+			selector.ExportOptions{AutoFallback: autoFallback(rec)})
 		if err != nil {
 			return err
 		}
@@ -186,14 +198,15 @@ func runRecommend(e *env, args []string) error {
 	return nil
 }
 
-// autoFallback is what a trainer that cannot run auto should use: the
-// pilot's measured winner when there is one, else the recommendation's
-// fallback.
-func autoFallback(out recommendJSON) objectives.Objective {
-	if out.Measure != "" && out.Measure != "auto" {
-		return objectives.MustParse(out.Measure)
+// autoFallback is what a trainer that cannot run an adaptive
+// recommendation should use instead: a fixed objective the pilot sweep
+// measured ahead of the other fixed ones, or nothing (the export then says
+// why it falls back to nll).
+func autoFallback(rec selector.Recommendation) objectives.Objective {
+	if d := rec.PilotDecision; d != nil && d.BestFixed != "" {
+		return objectives.MustParse(d.BestFixed)
 	}
-	return objectives.MustParse(out.Fallback)
+	return objectives.Objective{}
 }
 
 func formatList() string {
@@ -247,51 +260,19 @@ func pilotInputs(demo bool, model, data string) (*train.Checkpoint, []train.Exam
 	return ck, ex, err
 }
 
-// runPilot fine-tunes the model with each objective on 90 % of the data
-// (every tenth example is held out) and evaluates on the rest.
-func runPilot(e *env, ck *train.Checkpoint, data []train.Example, objs []string, steps int) ([]pilotResult, string, error) {
-	var fit, held []train.Example
-	for i, ex := range data {
-		if i%10 == 9 {
-			held = append(held, ex)
-		} else {
-			fit = append(fit, ex)
-		}
-	}
-	if len(held) == 0 || len(fit) == 0 {
-		return nil, "", fmt.Errorf("--pilot needs at least 10 examples, got %d", len(data))
-	}
-	cfg := train.DefaultConfig()
-	cfg.Steps, cfg.Batch, cfg.LR = steps, 16, 5e-4
-	bar := newProgressBar(e, "pilot", len(objs)*steps)
-	var res []pilotResult
-	best, bestScore := "", math.Inf(-1)
-	for i, spec := range objs {
-		cfg.Objective = spec
-		tr, err := train.New(cfg, ck, fit)
-		if err != nil {
-			return nil, "", fmt.Errorf("pilot %s: %w", spec, err)
-		}
-		for !tr.Done() {
-			info, err := tr.Step(e.ctx)
-			if err != nil {
-				return nil, "", fmt.Errorf("pilot %s: %w", spec, err)
-			}
-			bar.update(i*steps+info.Step, 0, "", spec)
-		}
-		ev, err := train.Evaluate(e.ctx, tr.Model(), tr.Tokenizer(), held, train.EvalOptions{})
-		if err != nil {
-			return nil, "", err
-		}
-		res = append(res, pilotResult{Objective: spec, EvalResult: ev})
-		e.log.Info().Str("objective", spec).Float64("exact_match", ev.ExactMatch).Float64("token_accuracy", ev.TokenAccuracy).Msg("pilot")
-		// Rank by exact match, then token accuracy; ties keep the earlier (NLL first).
-		if score := ev.ExactMatch + 1e-3*ev.TokenAccuracy; score > bestScore {
-			best, bestScore = spec, score
-		}
-	}
+// runPilot runs the pilot sweep with a progress bar and logs each arm's
+// held-out scores.
+func runPilot(e *env, ck *train.Checkpoint, data []train.Example, cfg train.PilotConfig) (*train.PilotRun, error) {
+	bar := newProgressBar(e, "pilot", len(cfg.Objectives)*cfg.Seeds*cfg.Steps)
+	run, err := train.Pilot(e.ctx, ck, data, cfg, func(done, _ int, spec string) { bar.update(done, 0, "", spec) })
 	bar.finish()
-	return res, best, nil
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range run.Arms {
+		e.log.Info().Str("objective", a.Objective).Float64("exact_match", a.ExactMatch).Float64("token_accuracy", a.TokenAccuracy).Msg("pilot")
+	}
+	return &run, nil
 }
 
 func printRecommendation(w io.Writer, r recommendJSON, pilotRan bool) {
@@ -329,15 +310,23 @@ func printRecommendation(w io.Writer, r recommendJSON, pilotRan bool) {
 			fmt.Fprintln(w, "  (capsel checkpoints: add --pilot to run it now)")
 		}
 	}
-	if len(r.Pilots) > 0 {
-		fmt.Fprintln(w, "\nPilot results (held-out 10 %):")
+	if p, d := r.Pilots, r.PilotDecision; p != nil && d != nil {
+		fmt.Fprintf(w, "\nPilot results (%d steps per run, %d seed(s); trained on %d examples, scored on the %d held out):\n", p.Steps, p.Seeds, p.Fit, p.Held)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  OBJECTIVE\tEXACT MATCH\tTOKEN ACC\tMEAN P\t")
-		for _, p := range r.Pilots {
-			fmt.Fprintf(tw, "  %s\t%.3f\t%.3f\t%.3f\t\n", p.Objective, p.ExactMatch, p.TokenAccuracy, p.MeanP)
+		for _, a := range p.Arms {
+			fmt.Fprintf(tw, "  %s\t%.3f\t%.3f\t%.3f\t\n", a.Objective, a.ExactMatch, a.TokenAccuracy, a.MeanP)
 		}
 		tw.Flush()
-		fmt.Fprintf(w, "  measured winner: %s\n", r.Measure)
+		for _, n := range d.Notes {
+			fmt.Fprintf(w, "  %s\n", wrap("note: "+n, 76, "        "))
+		}
+		if d.Winner != "" {
+			fmt.Fprintf(w, "  %s\n", wrap(fmt.Sprintf("winner: %s, on %s: ahead of every other objective, with paired 95%% CIs that exclude 0",
+				d.Winner, strings.ReplaceAll(d.DecidedBy, "_", " ")), 76, "    "))
+		} else {
+			fmt.Fprintf(w, "  %s\n", wrap("no winner: "+d.Reason, 76, "    "))
+		}
 	}
 	if r.Export != nil {
 		fmt.Fprintf(w, "\nExport for %s (exact: %v):\n\n%s", r.Export.Format, r.Export.Exact, r.Export.Text)

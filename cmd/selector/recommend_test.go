@@ -87,3 +87,53 @@ func TestRecommendFromReportAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRecommendPilotDemo runs the pilot sweep on the demo: its outcome is
+// part of the recommendation, and the text says what it decided and why.
+func TestRecommendPilotDemo(t *testing.T) {
+	code, out, errs := runCLI(t, "recommend", "--pilot", "--pilot-steps", "5", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var r struct {
+		Objective string   `json:"objective"`
+		Rationale []string `json:"rationale"`
+		Outcome   *struct {
+			Winner   string `json:"winner"`
+			Examples int    `json:"examples"`
+			Reason   string `json:"reason"`
+		} `json:"pilot_outcome"`
+		Results *struct {
+			Held int `json:"held_out_examples"`
+			Arms []struct {
+				Objective  string `json:"objective"`
+				PerExample struct {
+					ExactMatch []float64 `json:"exact_match"`
+				} `json:"per_example"`
+			} `json:"arms"`
+		} `json:"pilot_results"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	// The demo has 120 examples: every tenth, 12, is held out.
+	if r.Outcome == nil || r.Results == nil || r.Results.Held != 12 || r.Outcome.Examples != 12 || len(r.Results.Arms) < 2 {
+		t.Fatalf("pilot outcome %+v, results %+v", r.Outcome, r.Results)
+	}
+	for _, a := range r.Results.Arms {
+		if len(a.PerExample.ExactMatch) != 12 {
+			t.Errorf("%s: %d per-example scores, want 12", a.Objective, len(a.PerExample.ExactMatch))
+		}
+	}
+	last := r.Rationale[len(r.Rationale)-1]
+	switch {
+	case r.Outcome.Winner != "" && r.Objective != r.Outcome.Winner:
+		t.Errorf("the pilot's winner %s is not the recommendation %s", r.Outcome.Winner, r.Objective)
+	case r.Outcome.Winner == "" && (r.Outcome.Reason == "" || !strings.Contains(last, "did not settle it")):
+		t.Errorf("no winner, but no reason in the rationale: %q / %q", r.Outcome.Reason, last)
+	}
+	code, out, _ = runCLI(t, "recommend", "--pilot", "--pilot-steps", "5")
+	if code != 0 || !strings.Contains(out, "Pilot results") || !(strings.Contains(out, "winner: ") || strings.Contains(out, "no winner: ")) {
+		t.Errorf("text: exit %d\n%s", code, out)
+	}
+}
