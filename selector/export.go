@@ -201,8 +201,13 @@ func exportAdaptive(o objectives.Objective, f Format, opt ExportOptions) (Export
 	return e, nil
 }
 
+// TOMLObjectiveKey is the key of capsel's run TOML that names the
+// objective: the toml export writes it, and 'selector train --config' reads
+// it (cmd/selector/runconfig.go takes the key from here).
+const TOMLObjectiveKey = "objective"
+
 func exportTOML(o objectives.Objective) Export {
-	e := Export{Format: FormatTOML, Text: fmt.Sprintf("objective = %q\n", o.Canonical()), Exact: true}
+	e := Export{Format: FormatTOML, Text: fmt.Sprintf("%s = %q\n", TOMLObjectiveKey, o.Canonical()), Exact: true}
 	if o.Adaptive() {
 		e.Notes = []string{fmt.Sprintf("%s is resolved while training (%s), so only capsel's trainer (selector train) runs it.", o, o.Formula())}
 	}

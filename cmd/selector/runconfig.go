@@ -8,12 +8,14 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/capsel/capsel/selector"
 	"github.com/capsel/capsel/train"
 )
 
 // runConfig is a training run as written in a RUN.toml file. Every key has a
 // flag of the same name (underscores become dashes, the [auto] table's keys
-// take an "auto-" prefix); flags override the file.
+// take an "auto-" prefix); flags override the file. The toml tags must be
+// the keys of runSettings (TestRunSettingsKeysAreTheTOMLTags).
 type runConfig struct {
 	Data            string     `toml:"data"`
 	Init            string     `toml:"init"`
@@ -94,7 +96,7 @@ var runSettings = []setting{
 	{"data", "data", func(c *runConfig) any { return &c.Data }, "training data `file`: JSONL with prompt/response (SFT) or text, or plain text lines (pretraining)", false},
 	{"init", "init", func(c *runConfig) any { return &c.Init }, "start from this `checkpoint` (fine-tuning); without it the model is trained from scratch", false},
 	{"out", "out", func(c *runConfig) any { return &c.Out }, "run `directory`: checkpoint, final, metrics.jsonl, run.json", false},
-	{"objective", "objective", func(c *runConfig) any { return &c.Objective }, "objective `spec` (see 'selector objectives list'), auto or auto-theory", false},
+	{"objective", selector.TOMLObjectiveKey, func(c *runConfig) any { return &c.Objective }, "objective `spec` (see 'selector objectives list'), auto or auto-theory", false},
 	{"steps", "steps", func(c *runConfig) any { return &c.Steps }, "optimisation steps", false},
 	{"batch", "batch", func(c *runConfig) any { return &c.Batch }, "sequences per step", false},
 	{"lr", "lr", func(c *runConfig) any { return &c.LR }, "peak learning rate", false},

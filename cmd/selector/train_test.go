@@ -5,13 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capsel/capsel/objectives"
+	"github.com/capsel/capsel/selector"
 )
 
 // TestMain lets the test binary act as the selector program, so that a test
@@ -191,6 +196,72 @@ func TestKillAndResume(t *testing.T) {
 	for s := 1; s <= steps; s++ {
 		if seen[s] != 1 {
 			t.Fatalf("metrics.jsonl has step %d %d times", s, seen[s])
+		}
+	}
+}
+
+// TestRunSettingsKeysAreTheTOMLTags: the keys that the flags, the help and
+// the toml export use (runSettings) are the ones the TOML decoder reads
+// (runConfig's toml tags), field by field.
+func TestRunSettingsKeysAreTheTOMLTags(t *testing.T) {
+	var rc runConfig
+	for _, s := range runSettings {
+		v := reflect.ValueOf(&rc).Elem()
+		for _, part := range strings.Split(s.key, ".") {
+			found := false
+			for i := range v.NumField() {
+				if v.Type().Field(i).Tag.Get("toml") == part {
+					v, found = v.Field(i), true
+					break
+				}
+			}
+			if !found {
+				t.Fatalf("--%s: no toml tag %q on the way to key %q", s.flag, part, s.key)
+			}
+		}
+		if got := reflect.ValueOf(s.field(&rc)).Pointer(); got != v.Addr().Pointer() {
+			t.Errorf("--%s: key %q is a different field from the one the flag sets", s.flag, s.key)
+		}
+	}
+}
+
+// TestExportTOMLTrains pipes 'recommend --export toml' into 'train
+// --config': the run trains with the recommended objective. Other
+// objectives' toml exports parse back to the same spec.
+func TestExportTOMLTrains(t *testing.T) {
+	code, out, errs := runCLI(t, "recommend", "--export", "toml", "--json")
+	if code != 0 {
+		t.Fatalf("recommend: exit %d: %s", code, errs)
+	}
+	var rec recommendJSON
+	if err := json.Unmarshal([]byte(out), &rec); err != nil || rec.Export == nil {
+		t.Fatalf("recommend JSON: %v", err)
+	}
+	dir := t.TempDir()
+	data := writeToyData(t, dir)
+	cfg := filepath.Join(dir, "run.toml")
+	body := rec.Export.Text + fmt.Sprintf("data = %q\nsteps = 2\n[model]\nd = 16\nlayers = 1\nheads = 2\ncontext = 12\n", data)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCLI(t, "train", "--config", cfg, "--out", filepath.Join(dir, "run"), "--json")
+	var sum trainSummary
+	if code != 0 || json.Unmarshal([]byte(out), &sum) != nil || sum.Objective != rec.Objective {
+		t.Fatalf("train --config with the export: exit %d, objective %q, want %q: %s", code, sum.Objective, rec.Objective, errs)
+	}
+	for _, spec := range []string{"auto", "auto-theory", "GeneralFamily-0.5", "OnlyBottomLogP-0.3", "blend-0.25", "focal-2", "original"} {
+		o := objectives.MustParse(spec)
+		ex, err := selector.ExportObjective(o, selector.FormatTOML, selector.ExportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(cfg, []byte(ex.Text), 0o644)
+		f := newFlags(&env{stdout: io.Discard}, "train", "", "")
+		rc := defaultRunConfig()
+		bindRunFlags(f.FlagSet, &rc)
+		got, _, err := resolveRun(f, &rc, cfg)
+		if err != nil || got.Objective != o.Canonical() {
+			t.Errorf("%s: the toml export %q reads back as %q (%v)", spec, ex.Text, got.Objective, err)
 		}
 	}
 }
