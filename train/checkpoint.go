@@ -22,6 +22,16 @@ type Checkpoint struct {
 	Tokenizer *Tokenizer
 	Tensors   []Tensor
 	Run       *RunState // nil for weights only
+
+	name string // the file it was read from, for errors
+}
+
+// where names the checkpoint in errors: its file, when it was read from one.
+func (ck *Checkpoint) where() string {
+	if ck.name != "" {
+		return ck.name + ": checkpoint"
+	}
+	return "checkpoint"
 }
 
 // Tensor is one parameter with its AdamW moments (nil when absent).
@@ -62,7 +72,7 @@ func (t *Trainer) Checkpoint() *Checkpoint {
 func (ck *Checkpoint) NewModel() (*Model, error) {
 	m, err := NewModel(ck.Model, 0)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, fmt.Errorf("%s: %w", ck.where(), err)
 	}
 	if err := ck.load(m, false); err != nil {
 		return nil, err
@@ -74,13 +84,13 @@ func (ck *Checkpoint) NewModel() (*Model, error) {
 func (ck *Checkpoint) load(m *Model, opt bool) error {
 	ps := m.Params()
 	if len(ps) != len(ck.Tensors) {
-		return fmt.Errorf("checkpoint: %d tensors for a model of %d parameters", len(ck.Tensors), len(ps))
+		return fmt.Errorf("%s: %d tensors for a model of %d parameters", ck.where(), len(ck.Tensors), len(ps))
 	}
 	for i, np := range ps {
 		ts := ck.Tensors[i]
 		sh := np.Param.Shape()
 		if ts.Name != np.Name || ts.Rows != sh[0] || ts.Cols != sh[1] {
-			return fmt.Errorf("checkpoint: tensor %d is %s %d×%d, the model wants %s %d×%d", i, ts.Name, ts.Rows, ts.Cols, np.Name, sh[0], sh[1])
+			return fmt.Errorf("%s: tensor %d is %s %d×%d, the model wants %s %d×%d", ck.where(), i, ts.Name, ts.Rows, ts.Cols, np.Name, sh[0], sh[1])
 		}
 		copy(mat.Data[float32](np.Param), ts.W)
 		np.Param.State = nil
@@ -99,7 +109,7 @@ func Resume(ck *Checkpoint, data []Example) (*Trainer, error) {
 	}
 	m, err := NewModel(ck.Model, 0)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
+		return nil, fmt.Errorf("%s: %w", ck.where(), err)
 	}
 	if err := ck.load(m, true); err != nil {
 		return nil, err
@@ -215,7 +225,7 @@ func ReadCheckpoint(r io.Reader, name string) (*Checkpoint, error) {
 	if h.Tokenizer.Size() != h.Model.Vocab {
 		return nil, bad("tokenizer of %d tokens for a model of %d", h.Tokenizer.Size(), h.Model.Vocab)
 	}
-	ck := &Checkpoint{Model: h.Model, Tokenizer: h.Tokenizer, Run: h.Run}
+	ck := &Checkpoint{Model: h.Model, Tokenizer: h.Tokenizer, Run: h.Run, name: name}
 	get := func(n int) ([]float32, error) {
 		if n < 0 || 4*n > len(body)-p {
 			return nil, bad("tensor data ends early")

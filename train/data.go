@@ -203,10 +203,10 @@ type encoded struct {
 
 // DataStats counts what encoding did to a data set.
 type DataStats struct {
-	Examples  int // encoded examples
-	Truncated int // examples cut on the right to fit the context
-	Dropped   int // examples with no response token left after truncation
-	Tokens    int // scored target tokens over all examples
+	Examples  int `json:"examples"`  // encoded examples
+	Truncated int `json:"truncated"` // examples cut on the right to fit the context
+	Dropped   int `json:"dropped"`   // examples with no response token left after truncation
+	Tokens    int `json:"tokens"`    // scored target tokens over all examples
 }
 
 // encode turns examples into rows of length T: inputs BOS·prompt·response,
@@ -254,7 +254,11 @@ func encode(tok *Tokenizer, data []Example, t int) ([]encoded, DataStats, error)
 	}
 	st.Examples = len(out)
 	if len(out) == 0 {
-		return nil, st, fmt.Errorf("no example has a response token within the context of %d positions", t)
+		where := "the data"
+		if len(data) > 0 && data[0].Source != "" {
+			where = data[0].Source
+		}
+		return nil, st, fmt.Errorf("%s: no example has a response token within the context of %d positions", where, t)
 	}
 	return out, st, nil
 }

@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -380,5 +381,20 @@ func TestFirstOrderRate(t *testing.T) {
 		if math.Abs(measured-exact) > 0.03*math.Abs(exact)+1e-4 {
 			t.Errorf("%s: ⟨∇R, ∇L⟩ = %v, measured %v", spec, exact, measured)
 		}
+	}
+}
+
+// TestDataStatsJSON: run.json and checkpoints write snake_case keys, and
+// checkpoints written before the keys had tags ("Examples", …) still read,
+// since encoding/json matches keys without regard to case.
+func TestDataStatsJSON(t *testing.T) {
+	b, err := json.Marshal(DataStats{Examples: 3, Truncated: 1, Dropped: 2, Tokens: 40})
+	if err != nil || string(b) != `{"examples":3,"truncated":1,"dropped":2,"tokens":40}` {
+		t.Errorf("DataStats JSON %s, %v", b, err)
+	}
+	var old RunState
+	if err := json.Unmarshal([]byte(`{"step":5,"data":{"Examples":3,"Truncated":1,"Dropped":2,"Tokens":40}}`), &old); err != nil ||
+		old.Data != (DataStats{Examples: 3, Truncated: 1, Dropped: 2, Tokens: 40}) {
+		t.Errorf("old keys read as %+v, %v", old.Data, err)
 	}
 }

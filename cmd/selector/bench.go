@@ -39,7 +39,8 @@ type benchJSON struct {
 	CPUSeconds      float64 `json:"cpu_seconds"`
 	ForeignCPUCores float64 `json:"foreign_cpu_cores"`
 	Config          struct {
-		Vocab, D, Layers, Heads, Context, Batch int
+		train.ModelConfig
+		Batch int `json:"batch"`
 	} `json:"config"`
 	GOMAXPROCS int `json:"gomaxprocs"`
 }
@@ -85,8 +86,7 @@ func runBench(e *env, args []string) error {
 	if busy0 >= 0 && busy1 >= 0 && elapsed > 0 {
 		out.ForeignCPUCores = max(0, (busy1-busy0-(cpu1-cpu0))/elapsed)
 	}
-	out.Config.Vocab, out.Config.D, out.Config.Layers, out.Config.Heads, out.Config.Context, out.Config.Batch =
-		c.Model.Vocab, c.Model.D, c.Model.Layers, c.Model.Heads, c.Model.Context, c.Batch
+	out.Config.ModelConfig, out.Config.Batch = c.Model, c.Batch
 	if *asJSON {
 		return writeJSON(e.stdout, out)
 	}

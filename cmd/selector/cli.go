@@ -129,17 +129,6 @@ func (f *flags) printHelp() {
 	})
 }
 
-// set reports whether the flag was given on the command line.
-func (f *flags) set(name string) bool {
-	found := false
-	f.Visit(func(fl *flag.Flag) {
-		if fl.Name == name {
-			found = true
-		}
-	})
-	return found
-}
-
 // subcommand dispatches "selector NAME SUB …" to one of subs.
 func subcommand(e *env, cmd *command, args []string, subs map[string]func(*env, []string) error) error {
 	if len(args) == 0 {

@@ -56,7 +56,7 @@ func runEval(e *env, args []string) error {
 	}
 	res, err := train.Evaluate(e.ctx, m, ck.Tokenizer, ex, train.EvalOptions{Batch: *batch, NoGenerate: *noGen})
 	if err != nil {
-		return fmt.Errorf("%s: %w", *data, err)
+		return err // data errors name the file and line already
 	}
 	if *asJSON {
 		return writeJSON(e.stdout, res)

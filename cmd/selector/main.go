@@ -52,8 +52,10 @@ Commands:
 Global flags:
   --log-level LEVEL   debug, info, warn or error (default info; env CAPSEL_LOG_LEVEL)
 
-Run 'selector <command> -h' for a command's manual. Exit status: 0 success,
-1 runtime error, 2 usage error.
+Run 'selector <command> -h' (or 'selector help <command>') for a command's
+manual. Help you ask for goes to stdout with exit status 0, as with Go's flag
+package; a usage mistake prints the usage to stderr and exits 2; a runtime
+error exits 1.
 `
 
 // run is main without os.Exit, so that tests can drive the whole program.

@@ -104,6 +104,28 @@ func TestObjectivesShowJSON(t *testing.T) {
 	}
 }
 
+// TestObjectivesShowClass: the class line says what decided the class, so
+// that a thresholded objective classed prior-leaning with most of its W
+// below 0.5 is not read as a contradiction.
+func TestObjectivesShowClass(t *testing.T) {
+	for _, c := range []struct{ spec, class, by, text string }{
+		{"OnlyTopLogP-0.2", "prior-leaning", "threshold", "prior-leaning, by its threshold: it drops every token with p < 0.2"},
+		{"OnlyBottomP-0.5", "prior-averse", "threshold", "prior-averse, by its threshold: it keeps only tokens with p ≤ 0.5"},
+		{"GeneralFamily-0.5", "prior-averse", "weight", "class: prior-averse (38.1% of the gradient weight W sits on p ≥ 0.5"},
+		{"p", "prior-leaning", "weight", "class: prior-leaning (50.0% of the gradient weight W"},
+	} {
+		code, out, errs := runCLI(t, "objectives", "show", c.spec)
+		if code != 0 || !strings.Contains(out, c.text) {
+			t.Errorf("%s: exit %d %s\n%s; want %q", c.spec, code, errs, out, c.text)
+		}
+		var sj showJSON
+		code, out, _ = runCLI(t, "objectives", "show", c.spec, "--json")
+		if code != 0 || json.Unmarshal([]byte(out), &sj) != nil || sj.Class != c.class || sj.ClassBy != c.by {
+			t.Errorf("%s --json: class %q by %q, want %q by %q", c.spec, sj.Class, sj.ClassBy, c.class, c.by)
+		}
+	}
+}
+
 func TestTheoryCommands(t *testing.T) {
 	code, out, errs := runCLI(t, "theory", "lemma", "--json")
 	var lem map[string]any
@@ -150,10 +172,41 @@ func TestTheoryCommands(t *testing.T) {
 	}
 }
 
-func TestNotYetCommandsExit1(t *testing.T) {
-	for _, name := range []string{"recommend", "probe", "train", "eval", "bench", "experiment"} {
-		if lookup(name).run == nil {
-			t.Fatalf("%s has no run function", name)
+// TestHelpExitsZero: help that is asked for — -h, --help, -help or 'help'
+// — goes to stdout and exits 0, for the program and for every command; a
+// missing command prints the usage to stderr and exits 2.
+func TestHelpExitsZero(t *testing.T) {
+	forms := [][]string{{"-h"}, {"--help"}, {"-help"}, {"help"}, {"--log-level", "warn", "-h"}}
+	for _, c := range commands() {
+		forms = append(forms, []string{c.name, "-h"}, []string{c.name, "--help"}, []string{c.name, "-help"}, []string{"help", c.name})
+	}
+	for _, args := range forms {
+		code, out, errs := runCLI(t, args...)
+		if code != 0 || out == "" || errs != "" {
+			t.Errorf("%v: exit %d, %d bytes on stdout, stderr %q; want exit 0 and the manual on stdout only", args, code, len(out), errs)
+		}
+	}
+	if code, out, errs := runCLI(t); code != 2 || out != "" || !strings.Contains(errs, "usage: selector") {
+		t.Errorf("no command: exit %d, stdout %q; want exit 2 and the usage on stderr", code, out)
+	}
+}
+
+// TestRuntimeErrorsExit1: a command that fails at run time (here, on a
+// file that does not exist) exits 1 with one "selector: " line naming the
+// file, and prints no usage.
+func TestRuntimeErrorsExit1(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, args := range [][]string{
+		{"recommend", missing},
+		{"probe", "--logprobs", missing},
+		{"theory", "rate", "--contexts", missing},
+		{"train", "--data", missing, "--out", filepath.Join(t.TempDir(), "run")},
+		{"eval", "--model", missing, "--data", missing},
+		{"train", "--config", missing, "--out", filepath.Join(t.TempDir(), "run")},
+	} {
+		code, _, errs := runCLI(t, args...)
+		if code != 1 || !strings.HasPrefix(errs, "selector: ") || !strings.Contains(errs, missing) || strings.Contains(errs, "usage:") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 1 and a 'selector: ' line naming the file", args, code, errs)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/capsel/capsel/internal/plots"
@@ -20,6 +19,11 @@ logits is NLL's gradient scaled per token by s(p) = −p·f′(p); the weight on
 correct logit is W(p) = s(p)·(1 − p). Where W puts its mass decides the class:
 prior-leaning objectives (most W on p ≥ 0.5) trust what the model already
 believes, prior-averse ones (NLL, focal) push hardest on tokens it finds unlikely.
+Thresholded objectives are classed by their threshold instead, as the paper
+classes −log p·1{p ≥ 0.2}: OnlyTop* drops every token the model finds
+unlikely (p below q), the tokens whose weight the paper blames for NLL's
+weakness on strong models, so it is prior-leaning even where most of the W it
+keeps lies below 0.5; OnlyBottom* keeps only those tokens and is prior-averse.
 
   selector objectives list                  the accepted spec forms
   selector objectives show nll p GeneralFamily-10 --plot weights.png
@@ -82,6 +86,7 @@ type showJSON struct {
 	Canonical    string      `json:"canonical"`
 	Class        string      `json:"class"`
 	Formula      string      `json:"formula"`
+	ClassBy      string      `json:"class_by"`      // "threshold" (OnlyTop*, OnlyBottom*), "weight" (LeaningShare) or "adaptive"
 	LeaningShare *float64    `json:"leaning_share"` // share of W's mass on p ≥ 0.5
 	PeakP        *float64    `json:"peak_p"`        // argmax of W
 	Points       []pointJSON `json:"points"`
@@ -124,7 +129,7 @@ W(p) = s(p)·(1 − p) on a grid of p. With several specs, --json prints a list.
 	}
 	shows := make([]showJSON, len(objs))
 	for i, o := range objs {
-		sj := showJSON{Spec: o.String(), Canonical: o.Canonical(), Class: o.Class().String(), Formula: o.Formula(),
+		sj := showJSON{Spec: o.String(), Canonical: o.Canonical(), Class: o.Class().String(), ClassBy: classBy(o), Formula: o.Formula(),
 			LeaningShare: num(o.LeaningShare()), PeakP: num(o.PeakP()), Points: []pointJSON{}}
 		if !o.Adaptive() {
 			for _, p := range grid {
@@ -155,8 +160,7 @@ W(p) = s(p)·(1 − p) on a grid of p. With several specs, --json prints a list.
 			fmt.Fprintf(e.stdout, "class: adaptive: the trainer resolves it while training (see 'selector train -h')\n")
 			continue
 		}
-		fmt.Fprintf(e.stdout, "class: %s (%.1f%% of the gradient weight W sits on p ≥ 0.5; W peaks at p = %.3g)\n",
-			sj.Class, 100*o.LeaningShare(), o.PeakP())
+		fmt.Fprintln(e.stdout, classLine(o))
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "p\tf(p)\ts(p)\tW(p)\t")
 		for _, pt := range sj.Points {
@@ -167,6 +171,36 @@ W(p) = s(p)·(1 − p) on a grid of p. With several specs, --json prints a list.
 		}
 	}
 	return nil
+}
+
+// classBy says what decides o's class: its threshold (OnlyTop*,
+// OnlyBottom*, as the paper classes them), the share of W on p ≥ 0.5, or
+// nothing fixed (adaptive objectives).
+func classBy(o objectives.Objective) string {
+	switch {
+	case o.Adaptive():
+		return "adaptive"
+	case o.Thresholded():
+		return "threshold"
+	}
+	return "weight"
+}
+
+// classLine states o's class and what decided it.
+func classLine(o objectives.Objective) string {
+	share := fmt.Sprintf("%.1f%%", 100*o.LeaningShare())
+	q := fmtG(o.Param())
+	switch k := o.Kind(); {
+	case classBy(o) != "threshold":
+		return fmt.Sprintf("class: %s (%s of the gradient weight W sits on p ≥ 0.5; W peaks at p = %.3g)", o.Class(), share, o.PeakP())
+	case k == objectives.KindOnlyTopP || k == objectives.KindOnlyTopLogP:
+		return fmt.Sprintf("class: %s, by its threshold: it drops every token with p < %s, those the model finds unlikely,\n"+
+			"  which the paper blames for NLL's weakness on strong models (it labels −log p·1{p ≥ 0.2} prior-leaning);\n"+
+			"  %s of the gradient weight W it keeps sits on p ≥ 0.5", o.Class(), q, share)
+	default:
+		return fmt.Sprintf("class: %s, by its threshold: it keeps only tokens with p ≤ %s, those the model finds least likely;\n"+
+			"  %s of its gradient weight W sits on p ≥ 0.5", o.Class(), q, share)
+	}
 }
 
 // plotWeights draws W_f(p)/max W_f for each objective.
@@ -210,13 +244,4 @@ func fmtP(x *float64) string {
 		return "∞"
 	}
 	return fmtG(*x)
-}
-
-// specList renders objectives as a comma-separated list.
-func specList(objs []objectives.Objective) string {
-	s := make([]string, len(objs))
-	for i, o := range objs {
-		s[i] = o.String()
-	}
-	return strings.Join(s, ", ")
 }

@@ -19,9 +19,13 @@ type progress struct {
 	drawGap time.Duration
 }
 
+// logInterval is how often long-running commands log their progress when
+// stderr is not a terminal (a terminal gets a live progress line instead).
+const logInterval = 5 * time.Second
+
 func newProgress(e *env, what, unit string) *progress {
 	now := time.Now()
-	return &progress{e: e, what: what, unit: unit, start: now, last: now, logGap: 5 * time.Second, drawGap: 100 * time.Millisecond}
+	return &progress{e: e, what: what, unit: unit, start: now, last: now, logGap: logInterval, drawGap: 100 * time.Millisecond}
 }
 
 // update reports the fraction done (negative: unknown) and the count of

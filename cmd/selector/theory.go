@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -379,6 +378,3 @@ and wins only above E* (paper §6).`)
 	fmt.Fprintf(e.stdout, "  crossover E* = %.4g: %s is faster below it, %s above it\n", cmp.Crossover, lo, hi)
 	return nil
 }
-
-// errNotYet marks subcommands whose issue has not landed.
-var errNotYet = errors.New("not available yet")

@@ -55,7 +55,8 @@ the same weights, bit for bit, as an uninterrupted one.
 DIR receives: checkpoint (written atomically every --checkpoint-every steps,
 with the optimizer state), final (at the end), metrics.jsonl (one line per
 step and per evaluation), run.json (the resolved settings), and with --plot
-the training curves.
+the training curves. On a terminal a progress bar shows the run; otherwise
+a log line goes to stderr every few seconds and at the end.
 
 `,
 }
@@ -66,17 +67,20 @@ func init() { cmdTrain.long += configKeysHelp(); cmdTrain.run = runTrain }
 var resumeMayChange = map[string]bool{"data": true, "out": true, "checkpoint-every": true, "eval-data": true, "eval-every": true, "init": true}
 
 type trainSummary struct {
-	Steps        int               `json:"steps"`
-	Objective    string            `json:"objective"`
-	FinalLoss    float64           `json:"final_loss"`
-	FinalMeanP   float64           `json:"final_mean_p"`
-	Params       int               `json:"params"`
-	Checkpoint   string            `json:"checkpoint"`
-	Final        string            `json:"final"`
-	ElapsedSec   float64           `json:"elapsed_sec"`
-	TokensPerSec float64           `json:"tokens_per_sec"`
-	Data         train.DataStats   `json:"data"`
-	Eval         *train.EvalResult `json:"eval,omitempty"`
+	Steps        int     `json:"steps"`
+	Objective    string  `json:"objective"`
+	FinalLoss    float64 `json:"final_loss"`
+	FinalMeanP   float64 `json:"final_mean_p"`
+	Params       int     `json:"params"`
+	Checkpoint   string  `json:"checkpoint"`
+	Final        string  `json:"final"`
+	ElapsedSec   float64 `json:"elapsed_sec"`
+	TokensPerSec float64 `json:"tokens_per_sec,omitempty"` // of this invocation's steps
+	// AlreadyDone is true when --resume found the run finished: no step
+	// was taken, and the final loss and mean p are the last step's.
+	AlreadyDone bool              `json:"already_done,omitempty"`
+	Data        train.DataStats   `json:"data"`
+	Eval        *train.EvalResult `json:"eval,omitempty"`
 }
 
 func runTrain(e *env, args []string) error {
@@ -156,7 +160,7 @@ func runTrain(e *env, args []string) error {
 			}
 		}
 		if tr, err = train.New(cfg, init, data); err != nil {
-			return fmt.Errorf("%s: %w", rc.Data, err)
+			return err // data errors name the file and line already
 		}
 	}
 	if err := os.MkdirAll(rc.Out, 0o755); err != nil {
@@ -169,18 +173,21 @@ func runTrain(e *env, args []string) error {
 			Msg("examples longer than the context were cut on the right; those with no response left were dropped")
 	}
 	if !*resume {
-		runJSON, _ := json.MarshalIndent(map[string]any{"config": tc, "data_file": rc.Data, "init": rc.Init,
+		runJSON, err := json.MarshalIndent(map[string]any{"config": tc, "data_file": rc.Data, "init": rc.Init,
 			"data": ds, "params": tc.Model.NumParams(), "alphabet": tr.Tokenizer().Alphabet()}, "", "  ")
+		if err != nil {
+			return err
+		}
 		if err := atomicfile.WriteBytes(filepath.Join(rc.Out, "run.json"), append(runJSON, '\n')); err != nil {
 			return err
 		}
 	}
 	metricsPath := filepath.Join(rc.Out, "metrics.jsonl")
-	metrics, err := openMetrics(metricsPath, tr.StepsDone())
+	metrics, last, err := openMetrics(metricsPath, tr.StepsDone())
 	if err != nil {
 		return err
 	}
-	defer metrics.Close()
+	defer metrics.Close() // on the error paths; the others close it with closeMetrics
 	var evalData []train.Example
 	if rc.EvalData != "" {
 		if evalData, err = readExamplesFile(rc.EvalData); err != nil {
@@ -199,7 +206,7 @@ func runTrain(e *env, args []string) error {
 	evaluate := func(step int) (*train.EvalResult, error) {
 		res, err := train.Evaluate(e.ctx, tr.Model(), tr.Tokenizer(), evalData, train.EvalOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", rc.EvalData, err)
+			return nil, err // data errors name the file and line already
 		}
 		e.log.Info().Int("step", step).Float64("exact_match", res.ExactMatch).Float64("token_accuracy", res.TokenAccuracy).
 			Float64("mean_p", res.MeanP).Float64("nll", res.NLL).Msg("eval")
@@ -208,10 +215,9 @@ func runTrain(e *env, args []string) error {
 
 	bar := newProgressBar(e, "train", tc.Steps)
 	start, startStep := time.Now(), tr.StepsDone()
-	var last train.StepInfo
 	var tokens int
 	curves := [2]plots.Curve{{Name: "loss"}, {Name: "mean p of targets"}}
-	logEvery := max(1, tc.Steps/20)
+	lastLog := start
 	for !tr.Done() {
 		info, err := tr.Step(e.ctx)
 		if err != nil {
@@ -219,6 +225,9 @@ func runTrain(e *env, args []string) error {
 			if errors.Is(err, context.Canceled) {
 				if serr := save(ckPath); serr != nil {
 					return serr
+				}
+				if merr := closeMetrics(metrics); merr != nil {
+					return merr
 				}
 				return fmt.Errorf("interrupted at step %d; the checkpoint is saved: continue with --resume", tr.StepsDone())
 			}
@@ -237,7 +246,10 @@ func runTrain(e *env, args []string) error {
 		curves[0].X, curves[0].Y = append(curves[0].X, float64(info.Step)), append(curves[0].Y, info.Loss)
 		curves[1].X, curves[1].Y = append(curves[1].X, float64(info.Step)), append(curves[1].Y, info.MeanP)
 		bar.update(info.Step, tps, "tok", fmt.Sprintf("loss %.3f  mean p %.3f  %s", info.Loss, info.MeanP, info.Objective))
-		if info.Switched || (!e.tty && (info.Step%logEvery == 0 || info.Step == tc.Steps)) {
+		// Without a terminal, a line every logInterval and at the end
+		// (metrics.jsonl has every step); auto-theory's switches always.
+		if now := time.Now(); info.Switched || (!e.tty && (now.Sub(lastLog) >= logInterval || info.Step == tc.Steps)) {
+			lastLog = now
 			e.log.Info().Int("step", info.Step).Float64("loss", info.Loss).Float64("mean_p", info.MeanP).
 				Str("objective", info.Objective).Bool("switched", info.Switched).Float64("lr", info.LR).
 				Float64("tokens_per_sec", tps).Msg("step")
@@ -265,10 +277,14 @@ func runTrain(e *env, args []string) error {
 	if sum.ElapsedSec > 0 && tr.StepsDone() > startStep {
 		sum.TokensPerSec = float64(tokens) / sum.ElapsedSec
 	}
+	sum.AlreadyDone = startStep == tc.Steps
 	if evalData != nil {
 		if sum.Eval, err = evaluate(tc.Steps); err != nil {
 			return err
 		}
+	}
+	if err := closeMetrics(metrics); err != nil {
+		return err
 	}
 	if *plotPath != "" && len(curves[0].X) > 1 {
 		if err := plots.Lines(*plotPath, "Training: "+tc.Objective, "step", "value", curves[:]); err != nil {
@@ -278,8 +294,13 @@ func runTrain(e *env, args []string) error {
 	if *asJSON {
 		return writeJSON(e.stdout, sum)
 	}
-	fmt.Fprintf(e.stdout, "trained %d steps with %s: loss %.4f, mean p of targets %.3f (%s tokens/s)\n",
-		sum.Steps, sum.Objective, sum.FinalLoss, sum.FinalMeanP, human(sum.TokensPerSec))
+	if sum.AlreadyDone {
+		fmt.Fprintf(e.stdout, "the run in %s had already taken all %d steps with %s: nothing left to resume; its last step: loss %.4f, mean p of targets %.3f\n",
+			rc.Out, sum.Steps, sum.Objective, sum.FinalLoss, sum.FinalMeanP)
+	} else {
+		fmt.Fprintf(e.stdout, "trained %d steps with %s: loss %.4f, mean p of targets %.3f (%s tokens/s)\n",
+			sum.Steps, sum.Objective, sum.FinalLoss, sum.FinalMeanP, human(sum.TokensPerSec))
+	}
 	fmt.Fprintf(e.stdout, "final model: %s\n", finalPath)
 	if sum.Eval != nil {
 		fmt.Fprintf(e.stdout, "held-out: exact match %.3f, token accuracy %.3f, mean p %.3f, NLL %.4f\n",
@@ -319,32 +340,55 @@ func readCheckpointFile(path string) (*train.Checkpoint, error) {
 
 // openMetrics opens DIR/metrics.jsonl for appending. Resuming at step k
 // first drops every line after step k (and a torn last line), so that the
-// file holds each step once.
-func openMetrics(path string, step int) (*os.File, error) {
+// file holds each step once; it also returns step k's line, which is what a
+// resumed run that has no step left reports.
+func openMetrics(path string, step int) (*os.File, train.StepInfo, error) {
+	var last train.StepInfo
 	if step == 0 {
-		return os.Create(path)
+		f, err := os.Create(path)
+		return f, last, err
 	}
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return nil, last, err
 	}
 	var kept bytes.Buffer
 	sc := bufio.NewScanner(bytes.NewReader(old))
 	sc.Buffer(make([]byte, 1<<20), 1<<26)
 	for sc.Scan() {
 		var v struct {
-			Step *int `json:"step"`
+			train.StepInfo
+			Step *int            `json:"step"`
+			Eval json.RawMessage `json:"eval"` // evaluation lines carry a step too
 		}
 		if json.Unmarshal(sc.Bytes(), &v) != nil || v.Step == nil || *v.Step > step {
 			continue
 		}
+		if *v.Step == step && v.Eval == nil {
+			last = v.StepInfo
+			last.Step = step
+		}
 		kept.Write(sc.Bytes())
 		kept.WriteByte('\n')
 	}
-	if err := atomicfile.WriteBytes(path, kept.Bytes()); err != nil {
-		return nil, err
+	if err := sc.Err(); err != nil {
+		return nil, last, fmt.Errorf("%s: %w", path, err)
 	}
-	return os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o644)
+	if err := atomicfile.WriteBytes(path, kept.Bytes()); err != nil {
+		return nil, last, err
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o644)
+	return f, last, err
+}
+
+// closeMetrics flushes the metrics file to disk and closes it, so that
+// what a finished or interrupted run reports is on disk with its
+// checkpoint.
+func closeMetrics(f *os.File) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return f.Close()
 }
 
 func writeMetric(w io.Writer, v any) error {

@@ -57,6 +57,7 @@ func TestTrainEvalCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
 	}
+	trainLog := stderr
 	var sum trainSummary
 	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || sum.Steps != 20 || sum.Eval == nil {
 		t.Fatalf("summary %q: %v", stdout, err)
@@ -79,6 +80,36 @@ func TestTrainEvalCLI(t *testing.T) {
 	// The summary's final evaluation and the eval command agree exactly.
 	if ev["mean_p"] != sum.Eval.MeanP || ev["exact_match"] != sum.Eval.ExactMatch || ev["examples"] != 12 {
 		t.Errorf("eval %v vs train summary %+v", ev, sum.Eval)
+	}
+	// Without a terminal the run logs a step line every logInterval and at
+	// the end, not a line every few steps.
+	var stepLines int
+	for _, line := range strings.Split(trainLog, "\n") {
+		if strings.Contains(line, `"message":"step"`) {
+			stepLines++
+		}
+	}
+	if want := 1 + int(sum.ElapsedSec/logInterval.Seconds()); stepLines < 1 || stepLines > want {
+		t.Errorf("%d step log lines in %.1f s, want 1 to %d:\n%s", stepLines, sum.ElapsedSec, want, trainLog)
+	}
+	// Resuming a finished run takes no step and says so, with the last
+	// step's figures rather than zeros.
+	code, stdout, stderr = runCLI(t, "train", "--data", data, "--out", out, "--resume", "--json")
+	var again map[string]any
+	if code != 0 || json.Unmarshal([]byte(stdout), &again) != nil || again["already_done"] != true ||
+		again["final_loss"] != sum.FinalLoss || again["tokens_per_sec"] != nil {
+		t.Errorf("resume of a finished run: exit %d, %v: %s", code, again, stderr)
+	}
+	code, stdout, _ = runCLI(t, "train", "--data", data, "--out", out, "--resume")
+	if code != 0 || !strings.Contains(stdout, "nothing left to resume") || strings.Contains(stdout, "tokens/s") {
+		t.Errorf("resume of a finished run, text: exit %d: %s", code, stdout)
+	}
+	// An error in the data names the file once, with the line.
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte(`{"prompt":"k01=","response":"vé"}`+"\n"), 0o644)
+	code, _, stderr = runCLI(t, "train", "--data", bad, "--init", filepath.Join(out, "final"), "--out", filepath.Join(dir, "ft"))
+	if code != 1 || !strings.Contains(stderr, "selector: "+bad+":1: response: character 'é'") {
+		t.Errorf("unknown character: exit %d, %q", code, stderr)
 	}
 	// Usage and runtime errors.
 	for _, c := range []struct {
