@@ -151,15 +151,5 @@ func summarise(bases []BaseInfo, runs []RunResult, s Setup) []Cell {
 	return cells
 }
 
-// baseFor returns the base info of a coverage.
-func (res *ContinuumResult) baseFor(c float64) BaseInfo {
-	for _, b := range res.Bases {
-		if b.Coverage == c {
-			return b
-		}
-	}
-	return BaseInfo{}
-}
-
 // ProbeRegion maps a base model to the probe's region under its default cuts.
 func ProbeRegion(meanP float64) string { return string(probe.DefaultCuts.Region(meanP)) }

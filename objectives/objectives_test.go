@@ -56,10 +56,7 @@ func closedForms() []closedForm {
 
 // pGrid is a grid over (0, 1) that avoids the exact thresholds used above.
 func pGrid() []float64 {
-	var ps []float64
-	for _, p := range []float64{1e-6, 1e-3, 0.01, 0.05} {
-		ps = append(ps, p)
-	}
+	ps := []float64{1e-6, 1e-3, 0.01, 0.05}
 	for i := 1; i < 100; i++ {
 		ps = append(ps, float64(i)/100+0.0037)
 	}
