@@ -3,6 +3,7 @@ module github.com/capsel/capsel
 go 1.26
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/nlpodyssey/spago v1.1.0
 	github.com/rs/zerolog v1.35.1
 	gonum.org/v1/gonum v0.17.0
@@ -14,7 +15,6 @@ require (
 	codeberg.org/go-latex/latex v0.2.0 // indirect
 	codeberg.org/go-pdf/fpdf v0.11.1 // indirect
 	git.sr.ht/~sbinet/gg v0.7.0 // indirect
-	github.com/BurntSushi/toml v1.6.0 // indirect
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
 	github.com/golang/freetype v0.0.0-20170609003504-e2365dfdc4a0 // indirect
 	github.com/google/flatbuffers v23.5.26+incompatible // indirect
