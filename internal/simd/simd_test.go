@@ -36,8 +36,11 @@ func ulps(got float32, want float64) float64 {
 }
 
 // TestExpAccuracy sweeps [−87, 88.3] and bounds the error of the vector
-// exponential against math.Exp.
-func TestExpAccuracy(t *testing.T) {
+// exponential against math.Exp, for the assembly kernel and the portable
+// code alike.
+func TestExpAccuracy(t *testing.T) { withBoth(t, testExpAccuracy) }
+
+func testExpAccuracy(t *testing.T) {
 	const n = 1 << 20
 	x := make([]float32, n)
 	for i := range x {
@@ -97,8 +100,11 @@ func refGELU(v float64) (f, d, dmag float64) {
 // only matters in the negative tail, where GELU is tiny (|A| = 11 and
 // GELU ≈ −7·10⁻⁵ at x = −4). Below x ≈ −9.9 the exponent saturates at the
 // kernel's limit; there GELU is under 10⁻³⁷ and only an absolute error of
-// 10⁻³⁰ is asked for.
-func TestGELUAccuracy(t *testing.T) {
+// 10⁻³⁰ is asked for. Both the assembly kernels and the portable code are
+// held to these bounds.
+func TestGELUAccuracy(t *testing.T) { withBoth(t, testGELUAccuracy) }
+
+func testGELUAccuracy(t *testing.T) {
 	const n = 1 << 18
 	x := make([]float32, n+5) // a tail that is not a multiple of 8
 	for i := range x {
