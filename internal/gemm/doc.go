@@ -20,20 +20,21 @@
 // portable Go kernel with the same packed layout runs instead. Partial tiles
 // at the matrix edges go through a 6×16 scratch tile and the same kernel.
 //
-// Parallelism: a large product (GOMAXPROCS > 1, m·n·k ≥ 64·64·32) is cut
-// into blocks of whole micro-tiles of rows of C, or of columns when C is
-// wider than tall, at least 48 wide and up to two per goroutine, which run
-// on the pool of internal/par, the one train's loops use too. Each block
-// packs the operand that all blocks share (all of op(B) for row blocks)
-// again, which is cheap next to its share of the multiply-adds. Packing
-// buffers come from a free list that survives garbage collection.
+// Parallelism: with GOMAXPROCS > 1, a product of at least parallelMinMACs
+// multiply-adds is cut into blocks of whole micro-tiles of rows of C (of
+// columns when C is wider than tall), at least minBlock wide and up to two
+// per goroutine, which run on the pool of internal/par, the one the
+// trainer's loops use too. Each block packs the operand that all blocks
+// share (all of op(B) for row blocks) again, which is cheap next to its
+// share of the multiply-adds. Packing buffers come from a free list that
+// survives garbage collection.
 //
 // Determinism: the k reduction is never split across goroutines, and each
 // element of C is produced by the same sequence of float32 operations — the
 // FMA (or multiply-then-add) chain over its kc slices in increasing order,
 // then alpha, then beta — regardless of its position within a tile or of
 // which goroutine computes it. Results are therefore bit-identical for any
-// GOMAXPROCS or scheduling. They do differ in the last bits
-// between the assembly and the pure-Go kernel (fused versus separate
-// rounding), so a given binary on a given CPU class is reproducible.
+// GOMAXPROCS or scheduling. They do differ in the last bits between the
+// assembly and the pure-Go kernel (fused versus separate rounding), so a
+// given binary on a given CPU class is reproducible.
 package gemm
