@@ -66,8 +66,10 @@ type PilotDecision struct {
 
 // DecidePilot picks the winner of a pilot sweep, honestly: an objective
 // wins only when, on the held-out examples, the paired 95 % confidence
-// interval of its lead over every other objective excludes 0 (an
-// intersection–union test, so no multiplicity correction is needed).
+// interval of its lead over every other objective excludes 0. (So a false
+// winner needs each of its comparisons, one-sided at 2.5 %, to err in its
+// favour; with k objectives of equal merit the chance that one of them
+// passes all its comparisons is at most k·2.5 %.)
 // Exact match decides first (it is what the paper's accuracies measure);
 // where it does not separate the objectives — with short pilot runs it is
 // often 0 for all — token accuracy is consulted the same way. Fewer than
