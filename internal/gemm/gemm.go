@@ -69,7 +69,11 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		scratches.put(s)
 		return
 	}
-	p.parallel(blocks, byRows)
+	q := calls.get()
+	*q = p
+	q.parallel(blocks, byRows)
+	*q = params{} // drop the references to the caller's slices
+	calls.put(q)
 }
 
 // checkMatrix panics unless x can hold a rows×cols row-major matrix with
@@ -135,8 +139,8 @@ const minBlock = 48
 // columns), which par.For hands to the pool's goroutines; each block is one
 // cache-blocked block() nest. The blocks only move work between
 // goroutines: every element's arithmetic is the same as in a single
-// block() over all of C. (p is a copy, so that only this path allocates.)
-func (p params) parallel(blocks int, byRows bool) {
+// block() over all of C.
+func (p *params) parallel(blocks int, byRows bool) {
 	size, unit := p.n, nr
 	if byRows {
 		size, unit = p.m, mr
@@ -182,29 +186,33 @@ type scratch struct {
 	tile [mr * nr]float32
 }
 
-// scratches recycles packing space. Unlike a sync.Pool it is not emptied by
-// garbage collection, so the buffers survive the frequent collections of an
-// allocation-heavy autograd loop. It holds more than any realistic number
-// of concurrent blocks; extra scratches are left to the collector.
-var scratches scratchList = make(chan *scratch, 128)
+// freeList recycles values. Unlike a sync.Pool it is not emptied by garbage
+// collection, so packing buffers survive the frequent collections of an
+// allocation-heavy autograd loop, and a steady-state Sgemm on one goroutine
+// allocates nothing. It holds more than any realistic number of concurrent
+// calls and blocks; extra values are left to the collector.
+type freeList[T any] chan *T
 
-type scratchList chan *scratch
-
-func (l scratchList) get() *scratch {
+func (l freeList[T]) get() *T {
 	select {
-	case s := <-l:
-		return s
+	case x := <-l:
+		return x
 	default:
-		return new(scratch)
+		return new(T)
 	}
 }
 
-func (l scratchList) put(s *scratch) {
+func (l freeList[T]) put(x *T) {
 	select {
-	case l <- s:
+	case l <- x:
 	default: // full: let the collector have it
 	}
 }
+
+var (
+	scratches = make(freeList[scratch], 128) // one goroutine's packing space
+	calls     = make(freeList[params], 128)  // the problems being split (par.For's closures refer to them)
+)
 
 // grow returns buf resized to n elements, reallocating only when too small.
 func grow(buf []float32, n int) []float32 {
