@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/capsel/capsel/selector"
+	"github.com/capsel/capsel/train"
 )
 
 func TestRecommendDemo(t *testing.T) {
@@ -135,5 +138,33 @@ func TestRecommendPilotDemo(t *testing.T) {
 	code, out, _ = runCLI(t, "recommend", "--pilot", "--pilot-steps", "5")
 	if code != 0 || !strings.Contains(out, "Pilot results") || !(strings.Contains(out, "winner: ") || strings.Contains(out, "no winner: ")) {
 		t.Errorf("text: exit %d\n%s", code, out)
+	}
+}
+
+// TestPrintPilotWinner: a pilot winner is the headline and is named under
+// the pilot's results.
+func TestPrintPilotWinner(t *testing.T) {
+	const n = 10
+	ones, zeros := make([]float64, n), make([]float64, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	d, err := selector.DecidePilot([]selector.PilotArm{
+		{Objective: "nll", ExactMatch: zeros, TokenAccuracy: zeros},
+		{Objective: "p", ExactMatch: ones, TokenAccuracy: ones},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := selector.Recommendation{Objective: "auto", Fallback: "nll", Confidence: "low", Region: "model-intermediate"}
+	rec.ApplyPilot(d)
+	run := &train.PilotRun{Fit: 90, Held: n, Seeds: 1, Steps: 100, Arms: []train.PilotArm{{Objective: "nll"}, {Objective: "p"}}}
+	var b strings.Builder
+	printRecommendation(&b, recommendJSON{Recommendation: rec, Pilots: run}, true)
+	out := b.String()
+	for _, want := range []string{"Recommended objective: p   (confidence: medium)", "winner: p, on exact match", "So train with p rather than auto"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
