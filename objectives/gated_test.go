@@ -325,3 +325,54 @@ func TestBatchDistGradient(t *testing.T) {
 		t.Logf("%s: worst |finite difference − analytic| = %.2g", spec, worst)
 	}
 }
+
+// TestShapes pins the gates on the representative distributions that
+// 'objectives show' prints, from closed forms.
+func TestShapes(t *testing.T) {
+	shapes := Shapes()
+	if len(shapes) != 3 {
+		t.Fatalf("%d shapes", len(shapes))
+	}
+	for _, sh := range shapes {
+		var sum float64
+		for _, l := range sh.LogQ {
+			sum += math.Exp(l)
+		}
+		if len(sh.LogQ) != ShapeVocab || math.Abs(sum-1) > 1e-12 {
+			t.Errorf("%s: %d tokens summing to %v", sh.Name, len(sh.LogQ), sum)
+		}
+	}
+	conf := shapes[0].LogQ
+	// Confident: top-20 = {0.9, 19 × 0.1/999}; renormalised by z = 0.9 + 19·0.1/999.
+	u := 0.1 / 999
+	z := 0.9 + 19*u
+	h := -(0.9/z*math.Log(0.9/z) + 19*u/z*math.Log(u/z))
+	tv, err := MustParse("eaft-1").Token(conf, nil, 0)
+	if err != nil || math.Abs(tv.Stat-h) > 1e-12 || math.Abs(tv.Gate-h/3) > 1e-12 {
+		t.Errorf("eaft-1 on confident: %+v %v, want H %v, gate %v", tv, err, h, h/3)
+	}
+	// The confident conflict gets the same small gate as the top token: EAFT
+	// suppresses it, where NLL's weight on it is ≈ 1.
+	tail, _ := MustParse("eaft-1").Token(conf, nil, ShapeVocab-1)
+	if tail.Gate != tv.Gate || tail.Scale*(1-tail.P) > 0.2 {
+		t.Errorf("eaft-1 on the confident tail: %+v", tail)
+	}
+	// deft: c = 0.81 + 999·u².
+	tv, _ = MustParse("deft").Token(conf, nil, 0)
+	if c := 0.81 + 999*u*u; math.Abs(tv.Stat-c) > 1e-13 { // exp(2·log q) summed over 1000 tokens
+		t.Errorf("deft on confident: c = %v, want %v", tv.Stat, c)
+	}
+	// asft at the start (reference = model): DFT's scale p, no anchor pull
+	// on the distribution, KL 0.
+	tv, _ = MustParse("asft-0.1").Token(conf, conf, 0)
+	if math.Abs(tv.Scale-0.9) > 1e-12 || math.Abs(tv.F-(-0.9*math.Log(0.9))) > 1e-12 {
+		t.Errorf("asft on confident, reference = model: %+v", tv)
+	}
+	// deft-cayley: at p = 1, d = 1e-8 and a = floor + (1 − floor)(1 − 1e-8)/(1 + 2e-8) ≈ 1.
+	if _, s, a, err := MustParse("deft-cayley").BatchToken(0, 0.5); err != nil || math.Abs(a-1) > 1e-7 || math.Abs(s-1) > 1e-7 {
+		t.Errorf("deft-cayley at p = 1: s %v, a %v, %v", s, a, err)
+	}
+	if _, _, _, err := MustParse("deft").BatchToken(0, 0.5); err == nil {
+		t.Error("BatchToken on deft: want an error")
+	}
+}
