@@ -25,20 +25,35 @@ import (
 // errNoReference is returned when an anchored objective has no reference.
 var errNoReference = errors.New("train: the objective anchors to a reference model, and none was given")
 
-// setReference runs the frozen reference model forward on b (no graph is
-// kept for a backward pass; ws holds its buffers until the next reset) and
-// keeps its logits and per-row log-sum-exp for the loss.
+// setReference runs the frozen reference model forward on b and keeps its
+// logits and per-row log-sum-exp for the loss. It runs about refChunkRows
+// rows (whole sequences) at a time in ws, reset between chunks, keeping only
+// their logits: with no backward pass to feed, the activations of a whole
+// batch need not be held at once (see BenchmarkObjectiveCost for what that
+// saves and costs).
 func (o *lossOp) setReference(ref *Model, b Batch, ws *workspace) error {
 	if ref.Cfg.Vocab != o.v {
 		return fmt.Errorf("train: reference model of %d tokens for a model of %d", ref.Cfg.Vocab, o.v)
 	}
-	z, err := ref.logits(b, ws)
-	if err != nil {
-		return fmt.Errorf("train: reference model: %w", err)
+	v, t := o.v, ref.Cfg.Context
+	chunk := max(1, refChunkRows/t)
+	o.refZ = make([]float32, o.n*v)
+	for s0 := 0; s0 < b.Seqs; s0 += chunk {
+		s1 := min(b.Seqs, s0+chunk)
+		r0, r1 := s0*t, s1*t
+		if r1 > len(b.IDs) {
+			return fmt.Errorf("train: reference model: %w", errBatch)
+		}
+		sub := Batch{Seqs: s1 - s0, IDs: b.IDs[r0:r1], Targets: b.Targets[r0:r1], Mask: b.Mask[r0:r1]}
+		ws.reset()
+		z, err := ref.logits(sub, ws)
+		if err != nil {
+			return fmt.Errorf("train: reference model: %w", err)
+		}
+		copy(o.refZ[r0*v:r1*v], vals(z))
 	}
-	o.refZ = vals(z)
+	ws.reset()
 	o.refLSE = make([]float64, o.n)
-	v := o.v
 	parallelFor(o.n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			row := o.refZ[i*v : i*v+v]
@@ -48,6 +63,9 @@ func (o *lossOp) setReference(ref *Model, b Batch, ws *workspace) error {
 	})
 	return nil
 }
+
+// refChunkRows is about how many rows the reference model runs at a time.
+const refChunkRows = 256
 
 // applyDist evaluates an objective of FormDist or FormAnchored: the gate
 // statistics or KLs of the scored rows, then BatchDist.
