@@ -422,5 +422,15 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 		}
+		if f := o.Form(); f == FormDist || f == FormAnchored {
+			for _, sh := range Shapes() {
+				for _, tg := range sh.Targets {
+					tv, err := o.Token(sh.LogQ, sh.LogQ, tg.Index)
+					if err != nil || math.IsNaN(tv.F) || math.IsNaN(tv.Scale) || tv.Scale < 0 || tv.Anchor < 0 {
+						t.Fatalf("%v on %s, %s: %+v %v", o, sh.Name, tg.Name, tv, err)
+					}
+				}
+			}
+		}
 	})
 }
