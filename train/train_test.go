@@ -414,6 +414,12 @@ func TestConfigValidate(t *testing.T) {
 	if !errors.Is(DefaultConfig().Validate(), nil) {
 		t.Error("defaults must validate")
 	}
+	// auto-theory ranks by the paper's rate, which covers functions of p only.
+	c = DefaultConfig()
+	c.Auto.Candidates = []string{"nll", "eaft-1"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "eaft-1 is not a function of p alone") {
+		t.Errorf("eaft-1 as an auto-theory candidate: %v", err)
+	}
 }
 
 // TestGenerateFillsTheContext checks that generation uses the last position:
