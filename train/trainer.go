@@ -182,7 +182,6 @@ func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
 	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: t.model.Cfg.Vocab, ws: t.ws}
 	op.logprobs()
 	if t.ref != nil {
-		t.refWS.reset()
 		if err := op.setReference(t.ref, b, t.refWS); err != nil {
 			return StepInfo{}, err
 		}
