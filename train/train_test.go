@@ -228,18 +228,20 @@ func TestTrainerObjectivesBeyondP(t *testing.T) {
 }
 
 func TestThreadCountDoesNotChangeResults(t *testing.T) {
-	run := func(procs int) [][]float32 {
-		old := runtime.GOMAXPROCS(procs)
-		defer runtime.GOMAXPROCS(old)
-		tr, err := New(toyConfig("p", 6), nil, toyData())
-		if err != nil {
-			t.Fatal(err)
+	for _, obj := range []string{"p", "eaft-axolotl-1-20", "asft-0.1"} {
+		run := func(procs int) [][]float32 {
+			old := runtime.GOMAXPROCS(procs)
+			defer runtime.GOMAXPROCS(old)
+			tr, err := New(toyConfig(obj, 6), nil, toyData())
+			if err != nil {
+				t.Fatal(err)
+			}
+			runSteps(t, tr, 6)
+			return weights(tr.Model())
 		}
-		runSteps(t, tr, 6)
-		return weights(tr.Model())
-	}
-	if !sameBits(run(1), run(4)) {
-		t.Error("weights after 6 steps differ between GOMAXPROCS=1 and 4")
+		if !sameBits(run(1), run(4)) {
+			t.Errorf("%s: weights after 6 steps differ between GOMAXPROCS=1 and 4", obj)
+		}
 	}
 }
 
