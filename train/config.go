@@ -135,6 +135,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("auto candidates: %w", err))
 		} else if o.Adaptive() {
 			bad("auto candidates: %s is itself adaptive", s)
+		} else if !o.OfP() {
+			bad("auto candidates: %s is %s: auto-theory ranks candidates by the paper's rate, which covers functions of p alone", s, objectives.ErrNotP)
 		}
 	}
 	return errors.Join(errs...)

@@ -119,15 +119,22 @@ func TestTrainConfigFile(t *testing.T) {
 
 // TestKillAndResume trains in a separate process, kills it with SIGKILL in
 // the middle, resumes it, and checks that the final checkpoint equals an
-// uninterrupted run's byte for byte (weights, optimizer state, step).
+// uninterrupted run's byte for byte (weights, optimizer state, step, and
+// asft's frozen reference weights).
 func TestKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs training three times")
 	}
+	for _, obj := range []string{"auto", "asft-0.1"} {
+		t.Run(obj, func(t *testing.T) { killAndResume(t, obj) })
+	}
+}
+
+func killAndResume(t *testing.T, obj string) {
 	dir := t.TempDir()
 	data := writeToyData(t, dir)
 	const steps = 300
-	common := append([]string{"--data", data, "--steps", fmt.Sprint(steps), "--checkpoint-every", "1", "--objective", "auto"}, toyFlags...)
+	common := append([]string{"--data", data, "--steps", fmt.Sprint(steps), "--checkpoint-every", "1", "--objective", obj}, toyFlags...)
 
 	ref := filepath.Join(dir, "ref")
 	if code, _, stderr := runCLI(t, append([]string{"train", "--out", ref}, common...)...); code != 0 {
