@@ -438,22 +438,12 @@ func plotProbe(dir string, rep *probe.Report) error {
 	}
 	var anchors []plots.Anchor
 	for _, a := range probe.Anchors {
-		anchors = append(anchors, plots.Anchor{Label: a.Model + " (" + a.Domain + ")", MeanP: a.MeanP, Region: regionIndex(a.Region)})
+		anchors = append(anchors, plots.Anchor{Label: a.Model + " (" + a.Domain + ")", MeanP: a.MeanP, Region: a.Region.Index()})
 	}
 	return plots.Continuum(filepath.Join(dir, "probe-continuum.png"), plots.Placement{
-		MeanP: rep.MeanP, CI: rep.MeanPCI, Region: regionIndex(rep.Region),
+		MeanP: rep.MeanP, CI: rep.MeanPCI, Region: rep.Region.Index(),
 		Cuts: [2]float64{rep.Placement.Cuts.WeakBelow, rep.Placement.Cuts.StrongAt}, Anchors: anchors,
 	})
-}
-
-func regionIndex(r probe.Region) int {
-	switch r {
-	case probe.Weak:
-		return 0
-	case probe.Intermediate:
-		return 1
-	}
-	return 2
 }
 
 // printReport writes the report for people.
