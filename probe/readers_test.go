@@ -230,6 +230,20 @@ func TestNativeForms(t *testing.T) {
 	}
 }
 
+// Python's json.dumps writes ", " and ": " between elements, so a null
+// follows a space (issue 10, item 6).
+func TestNativePythonSeparators(t *testing.T) {
+	line := `{"id": "py", "logprobs": [null, -0.5, null, -1.25], "mask": [0, 1, 0, 1], "top_logprobs": [null, {"a": -0.5}, null, null]}`
+	seqs, err := readAll(t, Native, line, Options{})
+	if err != nil || len(seqs) != 1 {
+		t.Fatalf("%v %v", seqs, err)
+	}
+	s := seqs[0]
+	if fmt.Sprint(scored(s)) != "[1 3]" || s.LogProbs[1] != -0.5 || s.LogProbs[3] != -1.25 || s.Top[1][0] != (TopToken{"a", -0.5}) {
+		t.Errorf("sequence %+v", s)
+	}
+}
+
 func TestDetect(t *testing.T) {
 	for line, want := range map[string]string{
 		`{"logprobs":[-1]}`:                                 Native,
