@@ -460,8 +460,13 @@ func printReport(w io.Writer, rep *probe.Report) {
 	fmt.Fprintf(&b, "probe: %s sequences, %s scored tokens from %d input(s) (%s)\n\n",
 		group(rep.Sequences), group(rep.Tokens), len(files), strings.Join(formats, ", "))
 	pl := rep.Placement
-	fmt.Fprintf(&b, "  mean p (Eq. 5)        %.4f   95%% CI %.4f – %.4f (bootstrap over sequences, %d resamples)\n",
-		rep.MeanP, rep.MeanPCI[0], rep.MeanPCI[1], rep.Bootstrap)
+	if rep.MeanPCIDefined {
+		fmt.Fprintf(&b, "  mean p (Eq. 5)        %.4f   95%% CI %.4f – %.4f (bootstrap over sequences, %d resamples)\n",
+			rep.MeanP, rep.MeanPCI[0], rep.MeanPCI[1], rep.Bootstrap)
+	} else {
+		fmt.Fprintf(&b, "  mean p (Eq. 5)        %.4f   95%% CI undefined: %d sequence(s), a CI needs at least %d\n",
+			rep.MeanP, rep.Sequences, rep.CIMinSequences)
+	}
 	if rep.MeanLogP != nil {
 		fmt.Fprintf(&b, "  mean log p            %.4f", *rep.MeanLogP)
 		if rep.ZeroPTokens > 0 {
