@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,7 @@ import (
 	"github.com/capsel/capsel/internal/atomicfile"
 	"github.com/capsel/capsel/internal/plots"
 	"github.com/capsel/capsel/probe"
-	"github.com/capsel/capsel/train"
+	"github.com/capsel/capsel/probe/ckprobe"
 )
 
 var cmdProbe = &command{
@@ -173,25 +172,11 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	if (*pi.server != "" || *pi.model != "") && *pi.data == "" {
 		return nil, f.usagef("--data SFT.jsonl is required with --server and --model")
 	}
-	var modelSrc probe.Source
 	if *pi.model != "" {
-		src, vocab, err := checkpointSource(e.ctx, *pi.model, *pi.data)
-		if err != nil {
-			return nil, err
-		}
-		modelSrc = src
-		if cfg.Vocab == 0 {
-			cfg.Vocab = vocab
-		}
+		return checkpointReport(e, *pi.model, *pi.data, cfg)
 	}
 	acc := probe.NewAccumulator(cfg)
 	switch {
-	case modelSrc != nil:
-		src := modelSrc
-		acc.AddSource(*pi.data, "checkpoint "+*pi.model)
-		if err := consume(e, acc, src, nil); err != nil {
-			return nil, err
-		}
 	case *pi.server != "":
 		if err := pi.fromServer(e, f, acc); err != nil {
 			return nil, err
@@ -204,26 +189,24 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	return acc.Report()
 }
 
-// checkpointSource scores an SFT file with a capsel checkpoint, and returns
-// the model's vocabulary size for the theory contexts.
-func checkpointSource(ctx context.Context, ckpt, data string) (probe.Source, int, error) {
+// checkpointReport probes a capsel checkpoint on an SFT file.
+func checkpointReport(e *env, ckpt, data string, cfg probe.Config) (*probe.Report, error) {
 	ck, err := readCheckpointFile(ckpt)
 	if err != nil {
-		return nil, 0, err
-	}
-	m, err := ck.NewModel()
-	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	ex, err := readExamplesFile(data)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	src, err := train.ProbeSource(ctx, m, ck.Tokenizer, ex, 32)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", data, err)
+	prog := newProgress(e, "probe", "tokens")
+	defer prog.finish()
+	cfg.Progress = func(p probe.Progress) { prog.update(float64(p.Sequences+p.Skipped)/float64(len(ex)), p.Tokens) }
+	rep, err := ckprobe.Report(e.ctx, ck, ckpt, ex, data, cfg)
+	if err != nil && e.ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted: %w", e.ctx.Err())
 	}
-	return src, ck.Model.Vocab, nil
+	return rep, err
 }
 
 var globMeta = regexp.MustCompile(`[*?\[]`)

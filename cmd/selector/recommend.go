@@ -12,6 +12,7 @@ import (
 
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/probe"
+	"github.com/capsel/capsel/probe/ckprobe"
 	"github.com/capsel/capsel/selector"
 	"github.com/capsel/capsel/theory"
 	"github.com/capsel/capsel/train"
@@ -210,23 +211,7 @@ func demoReport(ctx context.Context, cfg probe.Config) (*probe.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := ck.NewModel()
-	if err != nil {
-		return nil, err
-	}
-	src, err := train.ProbeSource(ctx, m, ck.Tokenizer, data, 64)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Vocab == 0 {
-		cfg.Vocab = ck.Model.Vocab
-	}
-	acc := probe.NewAccumulator(cfg)
-	acc.AddSource("demo/sft.jsonl", "checkpoint demo/base.ckpt")
-	if err := acc.Consume(src); err != nil {
-		return nil, err
-	}
-	return acc.Report()
+	return ckprobe.Report(ctx, ck, "demo/base.ckpt", data, "demo/sft.jsonl", cfg)
 }
 
 // pilotInputs loads the model and data the pilot fine-tunes.
