@@ -118,15 +118,15 @@ func TestVLLMEcho(t *testing.T) {
 
 func TestVLLMEchoBad(t *testing.T) {
 	for name, c := range map[string]struct{ line, want string }{
-		"lengths":          {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"text_offset":[0,0,1,`, `"text_offset":[0,1,`, 1), "lengths disagree"},
-		"null in response": {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `-0.2,-9999`, `null,-9999`, 1), "is in the response but its log-prob is null"},
-		"no logprobs":      {`{"choices":[{"text":"x","logprobs":null}],"prompt_chars":0}`, `has no "logprobs"`},
-		"no choices":       {`{"id":"x","prompt_chars":0}`, `no "choices"`},
-		"truncated":        {fmt.Sprintf(echoLine, `,"prompt_chars":6`)[:200], "bad JSON"},
-		"prompt tokens":    {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"prompt_tokens":7`, `"prompt_tokens":70`, 1), "usage.prompt_tokens"},
-		"chars list":       {fmt.Sprintf(echoLine, `,"prompt_chars":[1,2]`), "2 response starts for 1 sequences"},
-		"both":             {fmt.Sprintf(echoLine, `,"prompt_chars":6,"response_start":5`), "not both"},
-		"no usage":         {strings.Replace(fmt.Sprintf(echoLine, `,"response_start":5`), `"usage":{"prompt_tokens":7,"total_tokens":8,"completion_tokens":1}`, `"usage":null`, 1), "no \"usage.prompt_tokens\""},
+		"lengths":           {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"text_offset":[0,0,1,`, `"text_offset":[0,1,`, 1), "lengths disagree"},
+		"null in response":  {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `-0.2,-9999`, `null,-9999`, 1), "is in the response but its log-prob is null"},
+		"no logprobs":       {`{"choices":[{"text":"x","logprobs":null}],"prompt_chars":0}`, `has no "logprobs"`},
+		"no choices":        {`{"id":"x","prompt_chars":0}`, `no "choices"`},
+		"truncated":         {fmt.Sprintf(echoLine, `,"prompt_chars":6`)[:200], "bad JSON"},
+		"prompt tokens":     {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"prompt_tokens":7`, `"prompt_tokens":70`, 1), "usage.prompt_tokens"},
+		"chars list":        {fmt.Sprintf(echoLine, `,"prompt_chars":[1,2]`), "2 response starts for 1 sequences"},
+		"both":              {fmt.Sprintf(echoLine, `,"prompt_chars":6,"response_start":5`), "not both"},
+		"no usage":          {strings.Replace(fmt.Sprintf(echoLine, `,"response_start":5`), `"usage":{"prompt_tokens":7,"total_tokens":8,"completion_tokens":1}`, `"usage":null`, 1), "no \"usage.prompt_tokens\""},
 		"start past prompt": {fmt.Sprintf(echoLine, `,"response_start":8`), "response_start 8 is past the prompt's 7 tokens"},
 	} {
 		if _, err := readAll(t, VLLMEcho, c.line, Options{}); err == nil || !strings.Contains(err.Error(), c.want) || !IsLineError(err) {
