@@ -36,6 +36,20 @@ func (s *scanner) integer() int {
 	return int(x)
 }
 
+// signedInt reads a JSON number that must be an integer of magnitude below
+// 2⁵³ (SGLang writes -1 for text offsets it does not know).
+func (s *scanner) signedInt() int {
+	if i := s.i; i < len(s.b) && s.b[i] != '-' {
+		return s.integer()
+	}
+	x := s.num()
+	if s.err == nil && (x != math.Trunc(x) || math.Abs(x) >= 1<<53) {
+		s.fail("want an integer, found %v", x)
+		return 0
+	}
+	return int(x)
+}
+
 // pow10 holds the powers of ten that float64 represents exactly, negPow10
 // their inverses rounded to nearest (a multiplication is several times
 // cheaper than a division).

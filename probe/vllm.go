@@ -427,7 +427,7 @@ func (r *echoParser) readLogprobs(ch *echoChoice) {
 		case "text_offset":
 			if s.beginArray() {
 				for s.more() {
-					b.offs = append(b.offs, s.integer())
+					b.offs = append(b.offs, s.signedInt())
 				}
 			}
 			ch.nOffs = len(b.offs) - ch.m.offs
