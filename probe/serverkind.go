@@ -55,28 +55,33 @@ func (k ServerKind) Format() string {
 
 // ServerDetection says how the kind of server is detected; the command
 // line prints it in its help.
-const ServerDetection = `auto asks GET /v1/models: vLLM lists its models as "owned_by": "vllm",
-  SGLang as "sglang". Otherwise GET /info answers "router":
-  "text-generation-router" on TGI, and GET /get_model_info answers
-  "model_path" on SGLang. A server that answers none of these is refused.`
+const ServerDetection = `--server-kind auto (the default) asks GET /v1/models: vLLM lists its
+models as "owned_by": "vllm", SGLang as "sglang". Failing that, TGI answers
+GET /info with "router": "text-generation-router", and SGLang answers
+GET /get_model_info with "model_path". A server that answers none of these
+is refused; --server-kind vllm, sglang or tgi skips the detection.`
 
 // ServerRequests describes what the probe sends to each kind of server.
-const ServerRequests = `vllm    POST /tokenize {"model", "prompt": PROMPT, "add_special_tokens": true}
-          (a chat: {"model", "messages": TURNS, "add_generation_prompt": true})
-        POST /tokenize {"model", "prompt": RESPONSE, "add_special_tokens": false}
-        POST /v1/completions {"model", "prompt": [PROMPT_IDS + RESPONSE_IDS],
-          "echo": true, "logprobs": K, "max_tokens": 1, "temperature": 0,
-          "return_token_ids": true}
+const ServerRequests = `  vllm    POST /tokenize {"model", "prompt": PROMPT, "add_special_tokens": true}
+            (a chat: {"model", "messages": TURNS, "add_generation_prompt": true})
+          POST /tokenize {"model", "prompt": RESPONSE, "add_special_tokens": false}
+          POST /v1/completions {"model", "prompt": PROMPT_IDS + RESPONSE_IDS,
+            "echo": true, "logprobs": K, "max_tokens": 1, "temperature": 0,
+            "return_token_ids": true}
   sglang  POST /tokenize as vLLM's (a chat: {"model", "messages": TURNS})
-        POST /generate {"input_ids": [...], "sampling_params":
-          {"max_new_tokens": 0, "temperature": 0}, "return_logprob": true,
-          "logprob_start_len": 0, "top_logprobs_num": K,
-          "return_text_in_logprobs": true}
-  tgi     POST /tokenize {"inputs": PROMPT + RESPONSE} (a chat's prompt comes
-          from POST /chat_tokenize {"model", "messages": TURNS})
-        POST /generate {"inputs": PROMPT + RESPONSE, "parameters":
-          {"max_new_tokens": 1, "details": true, "decoder_input_details": true,
-          "do_sample": false}}; start TGI with --enable-prefill-logprobs`
+          POST /generate {"input_ids": PROMPT_IDS + RESPONSE_IDS,
+            "sampling_params": {"max_new_tokens": 0, "temperature": 0},
+            "return_logprob": true, "logprob_start_len": 0,
+            "top_logprobs_num": K, "return_text_in_logprobs": true}
+  tgi     POST /tokenize {"inputs": PROMPT + RESPONSE} (a chat's PROMPT from
+            POST /chat_tokenize {"model", "messages": TURNS}, its BOS text
+            dropped, since TGI adds its own)
+          POST /generate {"inputs": PROMPT + RESPONSE, "parameters":
+            {"max_new_tokens": 1, "details": true, "decoder_input_details":
+            true, "do_sample": false}}
+          The response starts at the first token past PROMPT's bytes; TGI
+          must run with --enable-prefill-logprobs (and PREFIX_CACHING=0 when
+          prompts share prefixes), and gives no top-k for prompt tokens.`
 
 // replica is one server of a run.
 type replica struct {

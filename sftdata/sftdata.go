@@ -357,3 +357,20 @@ func lastIsAssistant(turns []Message, field string) error {
 	}
 	return nil
 }
+
+// DataFormat documents SFT data files; the command line prints it in its
+// help.
+const DataFormat = `SFT data (--data): JSONL, one example per line, in any of the shapes
+  {"prompt": "...", "response": "..."}
+  {"prompt": "...", "completion": "..."}                (TRL)
+  {"messages": [{"role": "user", "content": "..."}, ...,
+                {"role": "assistant", "content": "..."}]}
+  {"prompt": [turns], "completion": [{"role": "assistant", ...}]}   (TRL)
+  {"text": "..."}                                       (a document: all scored)
+  or plain text, one document per line; a UTF-8 byte-order mark is skipped
+  and other fields are ignored. A chat's last turn, an assistant's, is the
+  response; a server renders the turns before it with its chat template
+  (with the generation prompt), capsel's own models as "role: content"
+  lines followed by "assistant: ". On a server the end-of-turn token after
+  the response is not scored; capsel's own models score their end token,
+  which they are trained on.`
