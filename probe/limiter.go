@@ -110,10 +110,10 @@ func (l *limiter) acquire(ctx context.Context) (time.Time, error) {
 type outcome int
 
 const (
-	done       outcome = iota // the server answered (whatever the example's fate)
-	overloaded                // 429 or 503: the server asks for less
-	unreachable               // no answer: connection refused, reset, timed out
-	cancelled                 // the run stopped it
+	done        outcome = iota // the server answered (whatever the example's fate)
+	overloaded                 // 429 or 503: the server asks for less
+	unreachable                // no answer: connection refused, reset, timed out
+	cancelled                  // the run stopped it
 )
 
 // release frees the slot of a request started at start.
