@@ -13,19 +13,26 @@ import (
 // past it requests only queue and wait longer. The limiter finds that point
 // from what it sees:
 //
-//   - It measures throughput and latency over windows of completions (at
-//     least max(limit, windowMin) of them, none of a request started under
-//     an older limit).
-//   - While growing, it doubles the limit as long as a window's throughput
+//   - It measures throughput on cohorts of requests. A cohort is the
+//     requests started in a window that opens once every request started
+//     under the previous limit is done, and closes after max(limit,
+//     windowMin) starts and at least two of the shortest latencies seen.
+//     When the whole cohort is done, throughput is the time-averaged number
+//     in flight while it started, over its mean latency (Little's law).
+//     Unlike completions per second, this does not depend on whether
+//     replies come in bursts; waiting for the whole cohort keeps slow
+//     requests in the mean.
+//   - While growing, it doubles the limit as long as a cohort's throughput
 //     beats the best so far by growthGain. When it does not, the server was
 //     busy at the best limit: it settles there with headroom×, so that a
 //     queue at the server covers the client's own gaps between requests.
 //   - Settled, it tries headroom× more now and then (every probeEvery
-//     windows) and keeps it only if throughput grows; and it backs off by
-//     a tenth when latency passes latencyLimit× the least it has seen
-//     without throughput to show for it.
-//   - A 429 or 503 halves the limit at once; a failed connection halves it
-//     and holds the server off for a growing pause.
+//     cohorts) and keeps it only if throughput grows; and it backs off by a
+//     tenth when the median latency passes latencyLimit× the least it has
+//     seen without throughput to show for it.
+//   - A 429 or 503 halves the limit (once for the requests in flight then)
+//     and stops the growth; a failed connection halves it and holds the
+//     server off for a growing pause.
 //
 // With a fixed limit it only counts.
 type limiter struct {
@@ -35,23 +42,43 @@ type limiter struct {
 	min, max float64
 	fixed    bool
 	inflight int
+	old      int    // requests in flight that started before the limit changed
+	gen      uint64 // generation of the limit: it grows with every change
 
-	growing  bool
-	changed  time.Time // when the limit last changed
-	winStart time.Time
-	winDone  int
-	winLat   []time.Duration
-	bestTP   float64 // best throughput (completions/s) of a window so far
-	bestLim  float64 // the limit that gave it
-	minLat   time.Duration
-	windows  int     // windows since settling or the last probe
-	probing  float64 // the limit before a probe, 0 when not probing
-	probeTP  float64 // throughput at that limit
+	growing bool
+	changed time.Time // when the limit last changed
+	last    time.Time // when inflight last changed
+
+	// The cohort being measured.
+	open       bool      // it takes new members
+	measuring  bool      // a cohort exists (open, or waiting for its members)
+	cohort     uint64    // its number
+	cohortFrom time.Time // its first start
+	cohortTo   time.Time // when it closed
+	area       float64   // ∫ inflight dt while it was open, in request·seconds
+	members    int       // requests started in it
+	finished   int       // of them, done
+	lats       []time.Duration
+
+	bestTP  float64 // best throughput (completions/s) so far
+	bestLim float64 // the limit that gave it
+	minLat  time.Duration
+	cohorts int     // cohorts since settling or the last probe
+	probing float64 // the limit before a probe, 0 when not probing
+	probeTP float64 // throughput at that limit
 
 	pauseUntil time.Time // no new request before this
 	failures   int       // consecutive connection failures
+	cut429     time.Time // the last cut for overload
 
 	now func() time.Time // the clock (tests replace it)
+}
+
+// ticket is a slot taken: when, under which limit and in which cohort.
+type ticket struct {
+	start  time.Time
+	gen    uint64 // the limit's generation
+	cohort uint64 // the cohort it belongs to, 0 for none
 }
 
 // Tuning of the limiter (see limiter).
@@ -71,37 +98,67 @@ func newLimiter(start, max int, fixed bool) *limiter {
 	if max < start {
 		max = start
 	}
-	return &limiter{wake: make(chan struct{}), limit: float64(start), min: 1, max: float64(max), fixed: fixed, growing: !fixed, now: time.Now}
+	l := &limiter{wake: make(chan struct{}), limit: float64(start), min: 1, max: float64(max), fixed: fixed, growing: !fixed, now: time.Now}
+	l.startCohort()
+	return l
 }
 
-// acquire waits for a slot and returns the time the request starts.
-func (l *limiter) acquire(ctx context.Context) (time.Time, error) {
-	for {
-		l.mu.Lock()
-		now := l.now()
-		if l.inflight < int(l.limit) && !now.Before(l.pauseUntil) {
-			l.inflight++
-			l.mu.Unlock()
-			return now, nil
+// tryAcquire takes a slot if one is free; otherwise it returns what to
+// wait for: a wake-up, or the end of a pause.
+func (l *limiter) tryAcquire() (t ticket, ok bool, wake chan struct{}, wait time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if l.inflight >= int(l.limit) || now.Before(l.pauseUntil) {
+		return ticket{}, false, l.wake, l.pauseUntil.Sub(now)
+	}
+	l.tick(now)
+	l.inflight++
+	t = ticket{start: now, gen: l.gen}
+	if l.open {
+		if l.members == 0 {
+			l.cohortFrom, l.area = now, 0
 		}
-		wake, wait := l.wake, l.pauseUntil.Sub(now)
-		l.mu.Unlock()
-		var t *time.Timer
+		l.members++
+		t.cohort = l.cohort
+		if l.members >= max(int(l.limit), windowMin) && (l.minLat == 0 || now.Sub(l.cohortFrom) >= 2*l.minLat) {
+			l.open, l.cohortTo = false, now
+		}
+	}
+	return t, true, nil, 0
+}
+
+// tick adds the time since inflight last changed to the open cohort's area.
+func (l *limiter) tick(now time.Time) {
+	if l.open && l.members > 0 {
+		l.area += float64(l.inflight) * now.Sub(l.last).Seconds()
+	}
+	l.last = now
+}
+
+// acquire waits for a slot.
+func (l *limiter) acquire(ctx context.Context) (ticket, error) {
+	for {
+		t, ok, wake, wait := l.tryAcquire()
+		if ok {
+			return t, nil
+		}
+		var tm *time.Timer
 		var timer <-chan time.Time
 		if wait > 0 {
-			t = time.NewTimer(wait)
-			timer = t.C
+			tm = time.NewTimer(wait)
+			timer = tm.C
 		}
 		select {
 		case <-wake:
 		case <-timer:
 		case <-ctx.Done():
 		}
-		if t != nil {
-			t.Stop()
+		if tm != nil {
+			tm.Stop()
 		}
 		if ctx.Err() != nil {
-			return time.Time{}, ctx.Err()
+			return ticket{}, ctx.Err()
 		}
 	}
 }
@@ -116,56 +173,92 @@ const (
 	cancelled                  // the run stopped it
 )
 
-// release frees the slot of a request started at start.
-func (l *limiter) release(start time.Time, how outcome, retryAfter time.Duration) {
+// release frees the slot of a ticket.
+func (l *limiter) release(t ticket, how outcome, retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
+	l.tick(now)
 	l.inflight--
 	close(l.wake)
 	l.wake = make(chan struct{})
-	now := l.now()
+	start := t.start
+	old := t.gen != l.gen
+	if old {
+		l.old--
+	}
+	member := !old && l.measuring && t.cohort == l.cohort && t.cohort != 0
 	switch how {
-	case cancelled:
-		return
 	case overloaded:
 		l.failures = 0
 		l.pauseUntil = maxTime(l.pauseUntil, now.Add(min(retryAfter, maxPause)))
-		l.cut(0.5, now)
-		l.growing = false
+		if !start.Before(l.cut429) { // one cut for the requests in flight at the last one
+			l.cut429 = now
+			l.growing, l.probing = false, 0
+			l.cut(0.5, now)
+		}
 		return
 	case unreachable:
 		l.failures++
 		l.pauseUntil = maxTime(l.pauseUntil, now.Add(min(time.Duration(1<<min(l.failures-1, 6))*250*time.Millisecond, maxPause)))
 		l.cut(0.5, now)
 		return
+	case done:
+		l.failures = 0
 	}
-	l.failures = 0
-	if l.fixed || start.Before(l.changed) {
+	if old {
+		if l.old <= 0 && !l.measuring {
+			l.startCohort() // what is in flight now started under the new limit
+		}
 		return
 	}
-	lat := now.Sub(start)
-	if l.minLat == 0 || lat < l.minLat {
-		l.minLat = lat
-	}
-	if l.winDone == 0 {
-		l.winStart = start
-	}
-	l.winDone++
-	l.winLat = append(l.winLat, lat)
-	if l.winDone < max(int(l.limit), windowMin) {
+	if !member || l.fixed {
 		return
 	}
-	el := now.Sub(l.winStart).Seconds()
-	tp := float64(l.winDone) / max(el, 1e-9)
-	slices.Sort(l.winLat)
-	med := l.winLat[len(l.winLat)/2]
-	l.winDone, l.winLat = 0, l.winLat[:0]
-	l.window(tp, med, now)
+	l.finished++
+	if how == done {
+		lat := now.Sub(start)
+		l.lats = append(l.lats, lat)
+		if l.minLat == 0 || lat < l.minLat {
+			l.minLat = lat
+		}
+	}
+	if l.open || l.finished < l.members {
+		return
+	}
+	// The whole cohort is done.
+	l.measuring = false
+	if len(l.lats) == 0 {
+		l.startCohort()
+		return
+	}
+	var sum time.Duration
+	for _, d := range l.lats {
+		sum += d
+	}
+	busy := l.area / max(l.cohortTo.Sub(l.cohortFrom).Seconds(), 1e-9)
+	if l.cohortTo.Equal(l.cohortFrom) {
+		busy = float64(l.members)
+	}
+	tp := busy / max(sum.Seconds()/float64(len(l.lats)), 1e-9)
+	slices.Sort(l.lats)
+	med := l.lats[len(l.lats)/2]
+	l.judge(tp, med, now)
+	if !l.measuring && l.old == 0 {
+		l.startCohort()
+	}
 }
 
-// window adjusts the limit after a window with throughput tp and median
+// startCohort opens a new cohort.
+func (l *limiter) startCohort() {
+	l.cohort++
+	l.open, l.measuring = true, true
+	l.members, l.finished, l.area, l.lats = 0, 0, 0, l.lats[:0]
+}
+
+// judge adjusts the limit after a cohort with throughput tp and median
 // latency med.
-func (l *limiter) window(tp float64, med time.Duration, now time.Time) {
+func (l *limiter) judge(tp float64, med time.Duration, now time.Time) {
 	switch {
 	case l.growing:
 		if tp >= l.bestTP*growthGain {
@@ -193,19 +286,31 @@ func (l *limiter) window(tp float64, med time.Duration, now time.Time) {
 	case float64(med) > latencyLimit*float64(l.minLat) && tp < l.bestTP*growthGain:
 		l.cut(0.9, now)
 	default:
-		l.windows++
-		if l.windows >= probeEvery && l.limit < l.max {
-			l.windows = 0
+		l.bestTP = max(l.bestTP, tp)
+		l.cohorts++
+		if l.cohorts >= probeEvery && l.limit < l.max {
+			l.cohorts = 0
 			l.probing, l.probeTP = l.limit, tp
 			l.set(l.limit*headroom, now)
 		}
 	}
 }
 
+// set changes the limit; the next cohort opens when the requests in flight
+// now are done.
 func (l *limiter) set(x float64, now time.Time) {
-	l.limit = min(max(x, l.min), l.max)
+	x = min(max(x, l.min), l.max)
+	if x == l.limit {
+		return
+	}
+	l.limit = x
 	l.changed = now
-	l.winDone, l.winLat = 0, l.winLat[:0]
+	l.gen++
+	l.old = l.inflight
+	l.open, l.measuring = false, false
+	if l.old == 0 {
+		l.startCohort()
+	}
 }
 
 func (l *limiter) cut(f float64, now time.Time) {

@@ -521,7 +521,7 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 func (sv *Server) work(runCtx, reqCtx context.Context, rp *replica, jobs <-chan *job, retries chan *job, results chan<- result,
 	allDone <-chan struct{}, pending *sync.WaitGroup, count func(retry bool)) {
 	for {
-		start, err := rp.lim.acquire(runCtx)
+		tk, err := rp.lim.acquire(runCtx)
 		if err != nil {
 			return
 		}
@@ -537,16 +537,16 @@ func (sv *Server) work(runCtx, reqCtx context.Context, rp *replica, jobs <-chan 
 			}
 		}
 		if j == nil {
-			rp.lim.release(start, cancelled, 0)
+			rp.lim.release(tk, cancelled, 0)
 			return
 		}
-		start = time.Now()
+		tk.start = time.Now() // the wait for a job is not the server's
 		line, tokens, err := sv.scoreOn(reqCtx, rp, j, count)
 		how, wait := classify(err)
 		if reqCtx.Err() != nil && err != nil {
 			how = cancelled
 		}
-		rp.lim.release(start, how, wait)
+		rp.lim.release(tk, how, wait)
 		switch {
 		case err == nil:
 			results <- result{j: j, line: line, tokens: tokens, rep: rp}
