@@ -123,4 +123,3 @@ func TestLimiterFixed(t *testing.T) {
 		t.Errorf("%.1f/s, limit %d; want 60/s, 6", tp, lim)
 	}
 }
-
