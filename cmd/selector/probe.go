@@ -414,8 +414,11 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 		Bytes() (int64, int64)
 		Close() error
 	})
-	defer cs.Close()
-	return consume(e, acc, cs, cs.Bytes)
+	err = consume(e, acc, cs, cs.Bytes)
+	if cerr := cs.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // ctxSource stops a source when the command is interrupted.
