@@ -501,7 +501,7 @@ func plotProbe(dir string, rep *probe.Report) error {
 		anchors = append(anchors, plots.Anchor{Label: a.Model + " (" + a.Domain + ")", MeanP: a.MeanP, Region: a.Region.Index()})
 	}
 	return plots.Continuum(filepath.Join(dir, "probe-continuum.png"), plots.Placement{
-		MeanP: rep.MeanP, CI: rep.MeanPCI, Region: rep.Region.Index(),
+		MeanP: rep.MeanP, CI: rep.MeanPCI, NoCI: !rep.MeanPCIDefined, Region: rep.Region.Index(),
 		Cuts: [2]float64{rep.Placement.Cuts.WeakBelow, rep.Placement.Cuts.StrongAt}, Anchors: anchors,
 	})
 }
