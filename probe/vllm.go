@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // VLLMEchoFormat documents how responses saved from vLLM's /v1/completions
@@ -258,9 +259,10 @@ func (r *echoParser) charStart(ch *echoChoice, end, pc int, line []byte) (int, e
 	if !ch.haveText {
 		return 0, errors.New(`"prompt_chars" needs the choice's echoed "text" to check the tokens against` + fix)
 	}
+	// Views of the line, not copies: it outlives this call.
 	text := ch.text
 	if text == "" && ch.textSpan.start >= 0 {
-		text = string(line[ch.textSpan.start:ch.textSpan.end])
+		text = lineString(line, ch.textSpan)
 	}
 	offs := b.offs[ch.m.offs : ch.m.offs+ch.nOffs]
 	chars, pos := 0, 0 // characters and bytes of the printed tokens so far
@@ -268,7 +270,7 @@ func (r *echoParser) charStart(ch *echoChoice, end, pc int, line []byte) (int, e
 	for i := range end {
 		tok := b.tokens[ch.m.tokens+i]
 		if sp := b.tspans[ch.m.tokens+i]; tok == "" && sp.start >= 0 {
-			tok = string(line[sp.start:sp.end])
+			tok = lineString(line, sp)
 		}
 		if offs[i] != chars {
 			return 0, fmt.Errorf("text_offset[%d] is %d, not %d, the length of the tokens printed before it (SGLang's /v1/completions writes -1): the offsets cannot place the boundary%s", i, offs[i], chars, fix)
@@ -294,6 +296,15 @@ func (r *echoParser) charStart(ch *echoChoice, end, pc int, line []byte) (int, e
 		return 0, fmt.Errorf("prompt_chars %d is not before the end of the prompt's tokens (%d characters)", pc, chars)
 	}
 	return start, nil
+}
+
+// lineString returns the bytes of sp in line as a string without copying
+// them; it is valid while line is.
+func lineString(line []byte, sp span) string {
+	if sp.end <= sp.start {
+		return ""
+	}
+	return unsafe.String(&line[sp.start], int(sp.end-sp.start))
 }
 
 // prefixRunes returns the first n characters of s.
