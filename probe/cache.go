@@ -17,14 +17,16 @@ import (
 type cache struct {
 	path   string
 	f      *os.File // open for reading and appending, locked
-	done   map[string]bool
-	format string // the format of its lines; "" while it is empty
+	done    map[string]bool
+	format  string // the format of its lines; "" while it is empty
+	created bool   // the file did not exist before
 }
 
 // openCache opens (or creates) the cache at path and locks it, cuts a torn
 // last line off (a run killed while writing), and reads the keys of its
 // lines.
 func openCache(path string) (*cache, error) {
+	_, serr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -38,7 +40,7 @@ func openCache(path string) (*cache, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s is in use by another selector probe: wait for it to finish, or give this run its own --cache", path)
 	}
-	c := &cache{path: path, f: f, done: map[string]bool{}}
+	c := &cache{path: path, f: f, done: map[string]bool{}, created: errors.Is(serr, os.ErrNotExist)}
 	if err := c.load(); err != nil {
 		c.close()
 		return nil, err
@@ -139,10 +141,13 @@ func (c *cache) sync() error {
 }
 
 // close syncs the cache, releases the lock and closes the file, returning
-// the first error.
+// the first error. A cache this run created and left empty is removed.
 func (c *cache) close() error {
 	if c.f == nil {
 		return nil
+	}
+	if st, err := c.f.Stat(); err == nil && st.Size() == 0 && c.created {
+		os.Remove(c.path)
 	}
 	err := c.f.Sync()
 	if uerr := unlockFile(c.f); err == nil {

@@ -16,7 +16,7 @@ import (
 //   - It measures throughput on cohorts of requests. A cohort is the
 //     requests started in a window that opens once every request started
 //     under the previous limit is done, and closes after max(limit,
-//     windowMin) starts and at least two of the shortest latencies seen.
+//     windowMin) starts and at least the shortest latency seen.
 //     When the whole cohort is done, throughput is the time-averaged number
 //     in flight while it started, over its mean latency (Little's law).
 //     Unlike completions per second, this does not depend on whether
@@ -28,8 +28,8 @@ import (
 //     queue at the server covers the client's own gaps between requests.
 //   - Settled, it tries headroom× more now and then (every probeEvery
 //     cohorts) and keeps it only if throughput grows; and it backs off by a
-//     tenth when the median latency passes latencyLimit× the least it has
-//     seen without throughput to show for it.
+//     tenth, down to the best limit, when the median latency passes
+//     latencyLimit× the least it has seen without throughput to show for it.
 //   - A 429 or 503 halves the limit (once for the requests in flight then)
 //     and stops the growth; a failed connection halves it and holds the
 //     server off for a growing pause.
@@ -121,7 +121,7 @@ func (l *limiter) tryAcquire() (t ticket, ok bool, wake chan struct{}, wait time
 		}
 		l.members++
 		t.cohort = l.cohort
-		if l.members >= max(int(l.limit), windowMin) && (l.minLat == 0 || now.Sub(l.cohortFrom) >= 2*l.minLat) {
+		if l.members >= max(int(l.limit), windowMin) && (l.minLat == 0 || now.Sub(l.cohortFrom) >= l.minLat) {
 			l.open, l.cohortTo = false, now
 		}
 	}
@@ -283,8 +283,9 @@ func (l *limiter) judge(tp float64, med time.Duration, now time.Time) {
 		}
 		l.set(l.probing, now)
 		l.probing = 0
-	case float64(med) > latencyLimit*float64(l.minLat) && tp < l.bestTP*growthGain:
-		l.cut(0.9, now)
+	case float64(med) > latencyLimit*float64(l.minLat) && tp < l.bestTP*growthGain && l.limit > l.bestLim:
+		// Latency without throughput: less headroom, down to the best limit.
+		l.set(max(l.limit*0.9, l.bestLim), now)
 	default:
 		l.bestTP = max(l.bestTP, tp)
 		l.cohorts++

@@ -44,7 +44,7 @@ type Server struct {
 	TopK int
 	// Concurrency, when positive, fixes the requests in flight per replica;
 	// 0 adapts it between 1 and MaxConcurrency (default 512), starting at
-	// StartConcurrency (default 8).
+	// StartConcurrency (default 32).
 	Concurrency, MaxConcurrency, StartConcurrency int
 	// Timeout bounds each request (default 60 s); the preflight's requests
 	// get PreflightTimeout (default 5 s).
@@ -105,7 +105,7 @@ type ReplicaResult struct {
 // Defaults of Server.
 const (
 	DefaultMaxConcurrency   = 512
-	DefaultStartConcurrency = 8
+	DefaultStartConcurrency = 32
 )
 
 func (sv *Server) defaults() Server {
@@ -505,6 +505,16 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 		werr = err
 	}
 	<-feedDone // the feeder stops with the run, or has ended
+	// Retries queued when the run stopped will not be taken.
+	for {
+		select {
+		case <-retries:
+			pending.Done()
+			continue
+		default:
+		}
+		break
+	}
 	switch {
 	case werr != nil:
 		return werr

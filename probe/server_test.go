@@ -209,6 +209,12 @@ func TestPreflight(t *testing.T) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
 	}
+	// With --cache named, the cache is opened before the preflight; a
+	// failed run leaves no empty file behind.
+	cache := filepath.Join(dir, "named-cache.jsonl")
+	if _, _, err := (&Server{URLs: []string{closed}}).Score(context.Background(), data, cache, Options{}); err == nil {
+		t.Error("closed port with --cache: no error")
+	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("a failed preflight left files: %v", entries)
 	}

@@ -54,6 +54,7 @@ func main() {
 	anchorSeconds := flag.Float64("anchor-seconds", 10, "length of a run of the previous client")
 	runs := flag.Int("runs", 3, "runs of each client per number of servers")
 	asJSON := flag.Bool("json", false, "print the runs as JSON")
+	trace := flag.Bool("trace", false, "print each second the examples scored and the summed concurrency limit")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -81,7 +82,7 @@ func main() {
 				fixed    int
 				examples int
 			}{{"default (adaptive)", 0, examples}, {"previous (4 in flight)", 4, anchorExamples}} {
-				res, err := runOnce(dir, fmt.Sprintf("r%d-%d-%d", n, r, c.fixed), n, *capacity, *latency, c.examples, c.fixed)
+				res, err := runOnce(dir, fmt.Sprintf("r%d-%d-%d", n, r, c.fixed), n, *capacity, *latency, c.examples, c.fixed, *trace)
 				if err != nil {
 					log.Fatal(err)
 				}
@@ -112,7 +113,7 @@ func main() {
 
 // runOnce scores examples on n fresh stand-ins with the probe's defaults
 // (fixed > 0: that many requests in flight per server).
-func runOnce(dir, name string, n, capacity int, latency time.Duration, examples, fixed int) (result, error) {
+func runOnce(dir, name string, n, capacity int, latency time.Duration, examples, fixed int, trace bool) (result, error) {
 	var urls []string
 	var servers []*probetest.Server
 	for range n {
@@ -135,6 +136,15 @@ func runOnce(dir, name string, n, capacity int, latency time.Duration, examples,
 	}
 	sv := probe.Server{URLs: urls, Concurrency: fixed}
 	start := time.Now()
+	if trace {
+		next := 1.0
+		sv.Progress = func(p probe.ServerProgress) {
+			if el := time.Since(start).Seconds(); el >= next {
+				fmt.Printf("  %5.1f s  %6d scored  limit %4d  in flight %4d\n", el, p.Scored, p.Limit, p.InFlight)
+				next = el + 1
+			}
+		}
+	}
 	src, res, err := sv.Score(context.Background(), data, "", probe.Options{})
 	el := time.Since(start).Seconds()
 	if err != nil {
