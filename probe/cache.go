@@ -15,8 +15,8 @@ import (
 // "id". It is locked while a probe uses it, so that two probes never
 // interleave their lines.
 type cache struct {
-	path   string
-	f      *os.File // open for reading and appending, locked
+	path    string
+	f       *os.File // open for reading and appending, locked
 	done    map[string]bool
 	format  string // the format of its lines; "" while it is empty
 	created bool   // the file did not exist before

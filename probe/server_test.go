@@ -345,12 +345,13 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-// TestReplicas: examples spread over three servers, and the report is the
-// one server's.
+// TestReplicas: examples spread over three servers (each takes jobs once
+// its workers queue for them: with more examples than the first replicas'
+// starting limits, every one does), and the report is the one server's.
 func TestReplicas(t *testing.T) {
 	dir := t.TempDir()
 	var lines []string
-	for i := range 60 {
+	for i := range 400 {
 		lines = append(lines, fmt.Sprintf(`{"prompt": "Q%d: the capital of France?\n", "response": " Paris %d"}`, i, i%7))
 	}
 	data := writeFile(t, dir, "sft.jsonl", lines...)
