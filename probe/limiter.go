@@ -37,7 +37,7 @@ import (
 // With a fixed limit it only counts.
 type limiter struct {
 	mu       sync.Mutex
-	wake     chan struct{} // closed and replaced when a slot may have freed
+	waiters  []chan struct{} // requests waiting for a slot, first come first
 	limit    float64
 	min, max float64
 	fixed    bool
@@ -98,19 +98,23 @@ func newLimiter(start, max int, fixed bool) *limiter {
 	if max < start {
 		max = start
 	}
-	l := &limiter{wake: make(chan struct{}), limit: float64(start), min: 1, max: float64(max), fixed: fixed, growing: !fixed, now: time.Now}
+	l := &limiter{limit: float64(start), min: 1, max: float64(max), fixed: fixed, growing: !fixed, now: time.Now}
 	l.startCohort()
 	return l
 }
 
-// tryAcquire takes a slot if one is free; otherwise it returns what to
-// wait for: a wake-up, or the end of a pause.
-func (l *limiter) tryAcquire() (t ticket, ok bool, wake chan struct{}, wait time.Duration) {
+// tryAcquire takes a slot if one is free; otherwise, when wake is not nil,
+// it queues wake to be signalled when one may be, and returns how long a
+// pause still lasts.
+func (l *limiter) tryAcquire(wake chan struct{}) (t ticket, ok bool, wait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	if l.inflight >= int(l.limit) || now.Before(l.pauseUntil) {
-		return ticket{}, false, l.wake, l.pauseUntil.Sub(now)
+		if wake != nil {
+			l.waiters = append(l.waiters, wake)
+		}
+		return ticket{}, false, l.pauseUntil.Sub(now)
 	}
 	l.tick(now)
 	l.inflight++
@@ -125,7 +129,20 @@ func (l *limiter) tryAcquire() (t ticket, ok bool, wake chan struct{}, wait time
 			l.open, l.cohortTo = false, now
 		}
 	}
-	return t, true, nil, 0
+	return t, true, 0
+}
+
+// signal wakes as many waiters as there are free slots (one more, so that
+// a waiter that gave up does not leave a slot unnoticed).
+func (l *limiter) signal() {
+	n := int(l.limit) - l.inflight + 1
+	for ; n > 0 && len(l.waiters) > 0; n-- {
+		select {
+		case l.waiters[0] <- struct{}{}:
+		default:
+		}
+		l.waiters = l.waiters[1:]
+	}
 }
 
 // tick adds the time since inflight last changed to the open cohort's area.
@@ -138,8 +155,9 @@ func (l *limiter) tick(now time.Time) {
 
 // acquire waits for a slot.
 func (l *limiter) acquire(ctx context.Context) (ticket, error) {
+	wake := make(chan struct{}, 1)
 	for {
-		t, ok, wake, wait := l.tryAcquire()
+		t, ok, wait := l.tryAcquire(wake)
 		if ok {
 			return t, nil
 		}
@@ -180,8 +198,7 @@ func (l *limiter) release(t ticket, how outcome, retryAfter time.Duration) {
 	now := l.now()
 	l.tick(now)
 	l.inflight--
-	close(l.wake)
-	l.wake = make(chan struct{})
+	defer l.signal()
 	start := t.start
 	old := t.gen != l.gen
 	if old {

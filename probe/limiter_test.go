@@ -60,7 +60,7 @@ func simulateFrom(s simServer, l *limiter, d, from time.Duration) (float64, int)
 	completed := 0
 	for now.Before(t0.Add(d)) {
 		for {
-			tk, ok, _, _ := l.tryAcquire()
+			tk, ok, _ := l.tryAcquire(nil)
 			if !ok {
 				break
 			}
