@@ -27,7 +27,8 @@ import (
 //     busy at the best limit: it settles there with headroom×, so that a
 //     queue at the server covers the client's own gaps between requests.
 //   - Settled, it tries headroom× more now and then (every probeEvery
-//     cohorts) and keeps it only if throughput grows; and it backs off by a
+//     cohorts) and keeps it only if throughput grows by growthGain in two
+//     cohorts in a row (one may be noise); and it backs off by a
 //     tenth, down to the best limit, when the median latency passes
 //     latencyLimit× the least it has seen without throughput to show for it.
 //   - A 429 or 503 halves the limit (once for the requests in flight then)
@@ -60,12 +61,13 @@ type limiter struct {
 	finished   int       // of them, done
 	lats       []time.Duration
 
-	bestTP  float64 // best throughput (completions/s) so far
-	bestLim float64 // the limit that gave it
-	minLat  time.Duration
-	cohorts int     // cohorts since settling or the last probe
-	probing float64 // the limit before a probe, 0 when not probing
-	probeTP float64 // throughput at that limit
+	bestTP    float64 // best throughput (completions/s) so far
+	bestLim   float64 // the limit that gave it
+	minLat    time.Duration
+	cohorts   int     // cohorts since settling or the last probe
+	probing   float64 // the limit before a probe, 0 when not probing
+	probeTP   float64 // throughput at that limit
+	probeWins int     // cohorts of the probe that beat it
 
 	pauseUntil time.Time // no new request before this
 	failures   int       // consecutive connection failures
@@ -291,15 +293,19 @@ func (l *limiter) judge(tp float64, med time.Duration, now time.Time) {
 		l.growing = false
 		l.set(l.bestLim*headroom, now)
 	case l.probing > 0:
-		if tp >= l.probeTP*growthGain {
-			l.bestTP, l.bestLim = tp, l.limit
-			l.probing = 0
-			l.growing = true
-			l.set(l.limit*2, now)
+		if tp < l.probeTP*growthGain {
+			l.set(l.probing, now)
+			l.probing, l.probeWins = 0, 0
 			return
 		}
-		l.set(l.probing, now)
-		l.probing = 0
+		// A gain must hold for two cohorts: one may be noise.
+		if l.probeWins++; l.probeWins < 2 {
+			return
+		}
+		l.bestTP, l.bestLim = tp, l.limit
+		l.probing, l.probeWins = 0, 0
+		l.growing = true
+		l.set(l.limit*2, now)
 	case float64(med) > latencyLimit*float64(l.minLat) && tp < l.bestTP*growthGain && l.limit > l.bestLim:
 		// Latency without throughput: less headroom, down to the best limit.
 		l.set(max(l.limit*0.9, l.bestLim), now)

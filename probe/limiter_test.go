@@ -2,6 +2,7 @@ package probe
 
 import (
 	"container/heap"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -13,6 +14,7 @@ type simServer struct {
 	capacity   int
 	latency    time.Duration
 	overloadAt int
+	jitter     float64 // each request takes latency·(1 ± jitter), uniformly
 }
 
 // event is a request finishing at t.
@@ -50,6 +52,7 @@ func simulateFull(s simServer, l *limiter, d time.Duration) (float64, int) {
 func simulateFrom(s simServer, l *limiter, d, from time.Duration) (float64, int) {
 	t0 := time.Unix(0, 0)
 	now := t0
+	rng := rand.New(rand.NewPCG(1, 2))
 	l.now = func() time.Time { return now }
 	var ev events
 	var busyUntil []time.Time // when each of the capacity slots frees
@@ -76,7 +79,7 @@ func simulateFrom(s simServer, l *limiter, d, from time.Duration) (float64, int)
 				}
 			}
 			begin := maxTime(busyUntil[k], now)
-			busyUntil[k] = begin.Add(s.latency)
+			busyUntil[k] = begin.Add(time.Duration(float64(s.latency) * (1 + s.jitter*(2*rng.Float64()-1))))
 			inServer++
 			heap.Push(&ev, event{t: busyUntil[k], tk: tk, how: done})
 		}
@@ -110,6 +113,17 @@ func TestLimiterFindsCapacity(t *testing.T) {
 		if tp < 0.9*full || lim > max(4*capacity, 2*DefaultStartConcurrency) {
 			t.Errorf("capacity %d: %.1f/s of %.1f/s (%.0f %%), limit %d", capacity, tp, full, 100*tp/full, lim)
 		}
+	}
+}
+
+// TestLimiterNoise: with latencies jittering by ±30 %, the limit does not
+// ratchet up over an hour of probes, and throughput stays near capacity.
+func TestLimiterNoise(t *testing.T) {
+	s := simServer{capacity: 32, latency: 200 * time.Millisecond, jitter: 0.3}
+	l := newLimiter(DefaultStartConcurrency, DefaultMaxConcurrency, false)
+	tp, lim := simulate(s, l, time.Hour)
+	if full := 32 / s.latency.Seconds(); tp < 0.9*full || lim > 4*32 {
+		t.Errorf("%.1f/s of %.1f/s, limit %d", tp, full, lim)
 	}
 }
 

@@ -73,9 +73,9 @@ serves: a closed port, a URL that is no inference server and a wrong
 --served-model may be left out when the server serves one model.
 
 Requests spread over the replicas. With --concurrency 0 (the default) the
-requests in flight per server adapt: they double while throughput grows,
-settle with headroom when it stops growing, halve on 429 or 503, and back
-off when latency rises without throughput to show for it, up to
+requests in flight per server adapt: from 32, they double while throughput
+grows, settle with headroom when it stops growing, halve on 429 or 503,
+and back off when latency rises without throughput to show for it, up to
 --max-concurrency. 429, 5xx, timeouts, dropped connections and replies
 that do not hold what was asked are retried (--attempts, exponential
 backoff with jitter, honouring Retry-After); an example the server refuses
