@@ -41,15 +41,7 @@ func (e *events) Pop() any {
 // virtual time and returns the completions per second over the second
 // half, and the limit at the end.
 func simulate(s simServer, l *limiter, d time.Duration) (float64, int) {
-	return simulateFrom(s, l, d, d/2)
-}
-
-// simulateFull is simulate counting every completion from the start.
-func simulateFull(s simServer, l *limiter, d time.Duration) (float64, int) {
-	return simulateFrom(s, l, d, 0)
-}
-
-func simulateFrom(s simServer, l *limiter, d, from time.Duration) (float64, int) {
+	from := d / 2
 	t0 := time.Unix(0, 0)
 	now := t0
 	rng := rand.New(rand.NewPCG(1, 2))
