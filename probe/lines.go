@@ -108,13 +108,3 @@ func (a *arena) str(s *scanner) string {
 	}
 	return unsafe.String(&b[0], len(b))
 }
-
-// bytes copies b into the arena.
-func (a *arena) bytes(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	start := len(a.buf)
-	a.buf = append(a.buf, b...)
-	return unsafe.String(&a.buf[start], len(b))
-}
