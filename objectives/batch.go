@@ -20,6 +20,13 @@ type BatchStats struct {
 	Scored int     // tokens whose mask is true (all of them for a nil mask)
 	Kept   int     // scored tokens inside the threshold interval; equals Scored unless thresholded
 	MeanP  float64 // Σ p / Scored over scored tokens (the paper's Eq. 5 on this batch)
+	// MeanGate is the mean over kept tokens of the detached gate of an
+	// objective that is not a function of p alone (EAFT's factor, DEFT's
+	// exponent, ASFT's DFT weight p); 0 for the others.
+	MeanGate float64
+	// MeanKL is asft's mean KL(reference ‖ model) over scored tokens; 0
+	// for the others.
+	MeanKL float64
 }
 
 // Batch evaluates o on a batch of target tokens: logp[t] is log p of token t's
@@ -34,8 +41,13 @@ type BatchStats struct {
 // the loss mask and divides by the number of tokens that survive. Either
 // output slice may be nil when it is not wanted.
 //
-// Errors: adaptive objectives, slices whose lengths disagree, and
-// log-probabilities that are NaN or above 0.
+// deft-cayley (FormBatch) is evaluated here too: its detached exponent reads
+// the batch's mean p, and its loss is divided by Kept + 1e-8, as the DEFT
+// fork's trainer divides every loss.
+//
+// Errors: adaptive objectives, objectives that read the whole distribution
+// (FormDist, FormAnchored: use BatchDist), slices whose lengths disagree,
+// and log-probabilities that are NaN or above 0.
 func (o Objective) Batch(logp []float64, mask []bool, loss, scale []float64) (BatchStats, error) {
 	var st BatchStats
 	if !o.Valid() {
@@ -44,9 +56,30 @@ func (o Objective) Batch(logp []float64, mask []bool, loss, scale []float64) (Ba
 	if o.Adaptive() {
 		return st, ErrAdaptive
 	}
+	if f := o.Form(); f != FormP && f != FormBatch {
+		return st, fmt.Errorf("objectives: %v is a %s, not of p alone: evaluate it with BatchDist", o, f)
+	}
 	n := len(logp)
 	if (mask != nil && len(mask) != n) || (loss != nil && len(loss) != n) || (scale != nil && len(scale) != n) {
 		return st, fmt.Errorf("objectives: Batch lengths disagree: logp %d, mask %d, loss %d, scale %d", n, len(mask), len(loss), len(scale))
+	}
+	cayley := o.kind == KindDEFTCayley
+	var batchMeanP, sumGate float64
+	if cayley {
+		// p_mean_global: the mean detached p over the batch's scored tokens.
+		scored := 0
+		for t, lp := range logp {
+			if mask == nil || mask[t] {
+				if math.IsNaN(lp) || lp > logpSlack {
+					return st, fmt.Errorf("objectives: token %d: log-probability %v is not in [−∞, 0]", t, lp)
+				}
+				batchMeanP += math.Exp(math.Min(lp, 0))
+				scored++
+			}
+		}
+		if scored > 0 {
+			batchMeanP /= float64(scored)
+		}
 	}
 	var sumF, sumP float64
 	for t, lp := range logp {
@@ -63,7 +96,13 @@ func (o Objective) Batch(logp []float64, mask []bool, loss, scale []float64) (Ba
 		}
 		if kept {
 			st.Kept++
-			f, s = o.FLog(lp), o.SLog(lp)
+			if cayley {
+				var g float64
+				f, s, g = generalised(lp, cayleyExponent(math.Exp(lp), batchMeanP), cayleyEps)
+				sumGate += g
+			} else {
+				f, s = o.FLog(lp), o.SLog(lp)
+			}
 			sumF += f
 		}
 		if loss != nil {
@@ -77,9 +116,14 @@ func (o Objective) Batch(logp []float64, mask []bool, loss, scale []float64) (Ba
 		st.MeanP = sumP / float64(st.Scored)
 	}
 	if st.Kept > 0 {
-		st.Loss = sumF / float64(st.Kept)
+		den := float64(st.Kept)
+		if cayley {
+			den += verlEps
+			st.MeanGate = sumGate / float64(st.Kept)
+		}
+		st.Loss = sumF / den
 		if scale != nil {
-			inv := 1 / float64(st.Kept)
+			inv := 1 / den
 			for t := range scale {
 				scale[t] *= inv
 			}

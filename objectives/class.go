@@ -6,12 +6,15 @@ import "math"
 // Definition 3.3).
 type Class int
 
-// The classes. Adaptive objectives have no fixed class.
+// The classes. Adaptive objectives have no fixed class, and objectives
+// that are not functions of p alone (see OfP) have none by Definition 3.3,
+// which places f by where its weight W(p) sits on [0, 1].
 const (
 	ClassInvalid Class = iota
 	PriorAverse
 	PriorLeaning
 	ClassAdaptive
+	ClassNotP
 )
 
 func (c Class) String() string {
@@ -22,6 +25,8 @@ func (c Class) String() string {
 		return "prior-leaning"
 	case ClassAdaptive:
 		return "adaptive"
+	case ClassNotP:
+		return "not a function of p"
 	}
 	return "invalid"
 }
@@ -39,9 +44,9 @@ const ClassThreshold = 0.5
 //
 // It is 0.25 for NLL (W = 1 − p), exactly 0.5 for "p" (W = p(1 − p), the
 // paper's boundary case), and 0.75 for log1mp (W = p). NaN for adaptive
-// objectives.
+// objectives and for those that are not functions of p alone.
 func (o Objective) LeaningShare() float64 {
-	if o.Adaptive() || !o.Valid() {
+	if !o.OfP() {
 		return math.NaN()
 	}
 	cuts := []float64{0, ClassThreshold, 1}
@@ -75,6 +80,8 @@ func (o Objective) Class() Class {
 		return ClassInvalid
 	case o.Adaptive():
 		return ClassAdaptive
+	case !o.OfP():
+		return ClassNotP
 	case o.kind == KindOnlyTopP || o.kind == KindOnlyTopLogP:
 		return PriorLeaning
 	case o.kind == KindOnlyBottomP || o.kind == KindOnlyBottomLogP:
@@ -91,9 +98,9 @@ func (o Objective) Class() Class {
 // when the maximum is attained on a set), found on a grid of 10⁴ cells and
 // refined by golden-section search. For GeneralFamily-α the closed form is
 // α/(α + 1); for NLL it is 0 and for log1mp just below the clamp. NaN for
-// adaptive objectives.
+// adaptive objectives and for those that are not functions of p alone.
 func (o Objective) PeakP() float64 {
-	if o.Adaptive() || !o.Valid() {
+	if !o.OfP() {
 		return math.NaN()
 	}
 	const n = 10000

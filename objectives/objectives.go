@@ -24,6 +24,13 @@ const (
 	KindBlend               // λ·(−log p) + (1 − λ)·(1 − p)
 	KindAuto                // chosen during training from the running mean p
 	KindAutoTheory          // chosen during training from estimated risk-reduction rates
+	// The objectives the trainers ship that are not functions of p alone
+	// (see peers.go for how each trainer's code computes them).
+	KindEAFT        // LLaMA-Factory's EAFT: (H₂₀/3)^α·(−log p), H₂₀ the top-20 entropy, detached
+	KindEAFTAxolotl // Axolotl's EAFT: H_k^α·(−log p), the top-k entropy unnormalised, detached
+	KindDEFT        // the DEFT fork's DEFT: (1 − p^c)/(c + 10⁻⁶), c = Σ q² detached
+	KindDEFTCayley  // the DEFT fork's Cayley_Trans: (1 − p^a)/(a + 10⁻⁸), a from p and the batch's mean p
+	KindASFT        // ASFT: −sg(p)·log p + α·KL(r ‖ q), r a frozen reference model's distribution
 )
 
 // Log1mPClamp is the smallest value of 1 − p that log1mp uses. Above
@@ -38,6 +45,7 @@ const Log1mPClamp = 1e-4
 type Objective struct {
 	kind  Kind
 	param float64 // α, q, γ or λ; 0 when the kind has no parameter
+	k     int     // eaft-axolotl's top-k; 0 for every other kind
 	key   string  // the name as the user spelled it for parameterless aliases ("original", "logp")
 }
 
@@ -61,6 +69,19 @@ func (o Objective) Kind() Kind { return o.kind }
 
 // Param returns the objective's parameter (α, q, γ or λ), or 0 when it has none.
 func (o Objective) Param() float64 { return o.param }
+
+// TopK returns the number of logits whose entropy an EAFT gate reads: 20
+// for eaft-α (fixed in LLaMA-Factory's code), k for eaft-axolotl-α-k, and 0
+// for every other objective. See Vocab for vocabularies smaller than k.
+func (o Objective) TopK() int {
+	switch o.kind {
+	case KindEAFT:
+		return EAFTTopK
+	case KindEAFTAxolotl:
+		return o.k
+	}
+	return 0
+}
 
 // Valid reports whether o was built by Parse or a constructor.
 func (o Objective) Valid() bool { return o.kind != KindInvalid }
@@ -113,6 +134,16 @@ func (o Objective) String() string {
 		return "auto"
 	case KindAutoTheory:
 		return "auto-theory"
+	case KindEAFT:
+		return "eaft-" + num(o.param)
+	case KindEAFTAxolotl:
+		return "eaft-axolotl-" + num(o.param) + "-" + strconv.Itoa(o.k)
+	case KindDEFT:
+		return "deft"
+	case KindDEFTCayley:
+		return "deft-cayley"
+	case KindASFT:
+		return "asft-" + num(o.param)
 	}
 	return "invalid"
 }
@@ -155,6 +186,16 @@ func (o Objective) Formula() string {
 		return "NLL ↔ prior-leaning, moved by the running mean p"
 	case KindAutoTheory:
 		return "the candidate with the best estimated risk-reduction rate"
+	case KindEAFT:
+		return "(H₂₀/3)^" + num(o.param) + "·(−log p), H₂₀ the entropy of the top-20 softmax, detached"
+	case KindEAFTAxolotl:
+		return "H" + strconv.Itoa(o.k) + "^" + num(o.param) + "·(−log p), H" + strconv.Itoa(o.k) + " the entropy of the top-" + strconv.Itoa(o.k) + " softmax, detached"
+	case KindDEFT:
+		return "(1 − p^c)/(c + 1e-6), c = Σ_k q_k² over the vocabulary, detached"
+	case KindDEFTCayley:
+		return "(1 − p^a)/(a + 1e-8), a = clamp(m/2 + (1 − m/2)·(1 − d)/(1 + d + 1e-8), 0.001, 1), d = 1 − p + 1e-8, m the batch's mean p, detached"
+	case KindASFT:
+		return "−sg(p)·log p + " + num(o.param) + "·KL(r ‖ q), r the frozen reference model's distribution"
 	}
 	return "invalid"
 }
@@ -180,9 +221,10 @@ func (o Objective) Keep(p float64) bool { return o.keep(safeLog(p)) }
 // FLog returns f(p) for lp = log p.
 //
 // Log-probabilities slightly above 0 (rounding) are treated as 0. For adaptive
-// objectives FLog returns NaN.
+// objectives, and for those that are not functions of p alone (Form other
+// than FormP), FLog returns NaN.
 func (o Objective) FLog(lp float64) float64 {
-	if math.IsNaN(lp) {
+	if math.IsNaN(lp) || o.Form() != FormP {
 		return math.NaN()
 	}
 	lp = math.Min(lp, 0)
@@ -214,8 +256,9 @@ func (o Objective) FLog(lp float64) float64 {
 // SLog returns s_f(p) = −p·f′(p) for lp = log p: the factor by which f scales
 // NLL's logit gradient at this token. For dft it is p (the gradient of
 // −sg(p)·log p), and for thresholded objectives it is 0 outside the interval.
+// NaN where FLog is NaN.
 func (o Objective) SLog(lp float64) float64 {
-	if math.IsNaN(lp) {
+	if math.IsNaN(lp) || o.Form() != FormP {
 		return math.NaN()
 	}
 	lp = math.Min(lp, 0)

@@ -396,7 +396,8 @@ func TestBatchKeptTokenAveraging(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"nll", "GeneralFamily-10", "OnlyTopLogP-0.2", "blend-0.5", "focal-2", "auto-theory", "x-", "-", "--1", "p-p", "GeneralFamily-1e400"} {
+	for _, s := range []string{"nll", "GeneralFamily-10", "OnlyTopLogP-0.2", "blend-0.5", "focal-2", "auto-theory", "x-", "-", "--1", "p-p", "GeneralFamily-1e400",
+		"eaft-1", "eaft-axolotl-0.5-20", "eaft-axolotl-1e-3-7", "eaft-1-20", "deft", "DEFT", "Cayley_Trans", "deft-cayley", "asft-0.1", "eaft-axolotl-1", "asft-"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -411,10 +412,20 @@ func FuzzParse(f *testing.F) {
 		if err != nil || back != o {
 			t.Fatalf("Parse(%q) = %v does not round-trip: %v", s, o, err)
 		}
-		if !o.Adaptive() {
+		if o.OfP() {
 			for _, p := range []float64{0, 0.3, 1} {
 				if math.IsNaN(o.S(p)) || o.S(p) < 0 {
 					t.Fatalf("%v: S(%v) = %v", o, p, o.S(p))
+				}
+			}
+		}
+		if f := o.Form(); f == FormDist || f == FormAnchored {
+			for _, sh := range Shapes() {
+				for _, tg := range sh.Targets {
+					tv, err := o.Token(sh.LogQ, sh.LogQ, tg.Index)
+					if err != nil || math.IsNaN(tv.F) || math.IsNaN(tv.Scale) || tv.Scale < 0 || tv.Anchor < 0 {
+						t.Fatalf("%v on %s, %s: %+v %v", o, sh.Name, tg.Name, tv, err)
+					}
 				}
 			}
 		}

@@ -4,11 +4,15 @@
 //
 // Its input is the model's log-probability of every target token of
 // held-out SFT data (teacher forcing, response tokens only), from any
-// Source: the native JSONL format, responses saved from vLLM's
-// /v1/completions with echo (masked to the response by text_offset), vLLM's
-// prompt_logprobs, SGLang's input_token_logprobs, a live OpenAI-compatible
-// server, or (with the trainer) the project's own checkpoints. Readers
-// stream in memory bounded by the longest line.
+// Source: the native JSONL format; replies saved from vLLM's
+// /v1/completions with echo, vLLM's prompt_logprobs, SGLang's /generate and
+// TGI's /generate, each with "response_start", the token index where the
+// response begins; live vLLM, SGLang or TGI servers (Server), which
+// tokenize prompt and response apart and score from the prompt's length
+// on; or the project's own checkpoints (package ckprobe). The boundary is
+// always a token index: printed token texts do not add up to the prompt's
+// characters once BOS tokens, SentencePiece or split multi-byte characters
+// are involved. Readers stream in memory bounded by the longest line.
 //
 // An Accumulator turns sequences into a Report. Its headline is the paper's
 // capability statistic (Eq. 5), the micro-average of p over all N scored
@@ -30,4 +34,5 @@
 // report over shards equals the report over their concatenation.
 //
 // The package never logs, prints or exits; progress goes to a callback.
+// Package probetest holds stand-ins of the servers for tests and benchmarks.
 package probe

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 )
 
@@ -15,13 +16,14 @@ const (
 	VLLMEcho   = "vllm-echo"
 	VLLMPrompt = "vllm-prompt"
 	SGLang     = "sglang"
+	TGI        = "tgi"
 	// ReportFormat is a report written by this package (pretty-printed
 	// JSON); reports are merged, not read as sequences.
 	ReportFormat = "report"
 )
 
 // Formats lists the sequence formats.
-var Formats = []string{Native, VLLMEcho, VLLMPrompt, SGLang}
+var Formats = []string{Native, VLLMEcho, VLLMPrompt, SGLang, TGI}
 
 // Options say how to read inputs.
 type Options struct {
@@ -46,7 +48,7 @@ func (o Options) Validate() error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown format %q (want native, vllm-echo, vllm-prompt or sglang)", o.Format)
+	return fmt.Errorf("unknown format %q (want %s)", o.Format, strings.Join(Formats, ", "))
 }
 
 // NewReader returns the Source for one input in the given format. It reads
@@ -67,23 +69,37 @@ func parserFor(format string, opt Options) (func() lineParser, error) {
 	case VLLMEcho:
 		return func() lineParser { return &echoParser{scoreAll: opt.ScoreAll} }, nil
 	case VLLMPrompt:
-		return func() lineParser { return &idParser{scoreAll: opt.ScoreAll} }, nil
-	case SGLang:
-		return func() lineParser { return &idParser{scoreAll: opt.ScoreAll, sglang: true} }, nil
+		return func() lineParser { return &idParser{scoreAll: opt.ScoreAll, format: VLLMPrompt} }, nil
+	case SGLang, TGI:
+		return func() lineParser { return &idParser{scoreAll: opt.ScoreAll, format: format} }, nil
 	}
 	return nil, fmt.Errorf("unknown format %q", format)
 }
 
 // Detect names the format of a line: native (a top-level "logprobs" list),
 // vllm-echo (choices with a logprobs object), vllm-prompt (prompt_logprobs
-// at the top level or in choices), sglang (meta_info) or report (the first
-// line of a pretty-printed JSON object).
+// at the top level or in choices), sglang (meta_info, or a batch reply: an
+// array of such objects), tgi (details, as TGI's /generate writes them) or
+// report (the first line of a pretty-printed JSON object).
 func Detect(line []byte) (string, error) {
 	var s scanner
 	s.reset(line)
 	if s.peek() == '{' && len(trimSpace(line)) == 1 {
 		return ReportFormat, nil
 	}
+	if s.peek() == '[' {
+		s.beginArray()
+		if s.more() {
+			if f, err := detectObject(&s); err == nil && f == SGLang {
+				return SGLang, nil
+			}
+		}
+		return "", errors.New("a JSON array, but not an SGLang batch reply (objects with \"meta_info\")")
+	}
+	return detectObject(&s)
+}
+
+func detectObject(s *scanner) (string, error) {
 	found := ""
 	if !s.beginObject() {
 		return "", s.err
@@ -98,6 +114,13 @@ func Detect(line []byte) (string, error) {
 		case "meta_info":
 			found = SGLang
 			s.skip()
+		case "details":
+			if !s.null() {
+				s.skip()
+				if found == "" {
+					found = TGI
+				}
+			}
 		case "prompt_logprobs":
 			if !s.null() {
 				s.skip()
@@ -143,7 +166,7 @@ func Detect(line []byte) (string, error) {
 		return "", s.err
 	}
 	if found == "" {
-		return "", errors.New("no known format: want a native line (\"logprobs\"), a vLLM response (\"choices\" with \"logprobs\" or \"prompt_logprobs\"), vLLM \"prompt_logprobs\" or an SGLang response (\"meta_info\")")
+		return "", errors.New("no known format: want a native line (\"logprobs\"), a vLLM response (\"choices\" with \"logprobs\" or \"prompt_logprobs\"), vLLM \"prompt_logprobs\", an SGLang response (\"meta_info\") or a TGI response (\"details\")")
 	}
 	return found, nil
 }

@@ -6,19 +6,21 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // SGLangFormat documents the SGLang input.
 const SGLangFormat = `sglang: one SGLang /generate response per line, requested with
-  {"text": PROMPT + RESPONSE, "sampling_params": {"max_new_tokens": 0},
-   "return_logprob": true, "logprob_start_len": 0, "top_logprobs_num": 5,
-   "return_text_in_logprobs": true}
-  meta_info.input_token_logprobs holds [logprob|null, token_id, text|null]
-  per token and meta_info.input_top_logprobs the top-k lists in the same
-  form. Where the response starts: "response_start" (token index) or
-  "prompt_chars" (counted over the tokens' text) at the top level, or
-  --score-all.`
+  {"input_ids": PROMPT_IDS + RESPONSE_IDS, "sampling_params":
+   {"max_new_tokens": 0}, "return_logprob": true, "logprob_start_len": 0,
+   "top_logprobs_num": 5, "return_text_in_logprobs": true}
+  plus "response_start", the index of the first response token, at the top
+  level; a batch reply (a JSON array, one object per input) is read element
+  by element, each with its own "response_start". meta_info.
+  input_token_logprobs holds [logprob|null, token_id, text|null] per token
+  and meta_info.input_top_logprobs the top-k lists in the same form.
+  "prompt_chars" is refused: the reply does not echo the prompt, so nothing
+  shows that the tokens' texts (special tokens print as text) add up to it.
+  --score-all scores every token of lines without response_start.`
 
 // idEntry is one token of a format that names tokens by id.
 type idEntry struct {
@@ -68,12 +70,15 @@ func (rs *responseStart) read(s *scanner, key string) bool {
 	return true
 }
 
+// none reports whether the line says nothing of where the response starts.
+func (rs *responseStart) none() bool { return rs.tokens == nil && rs.chars == nil }
+
 func (rs *responseStart) check(n int, scoreAll bool) error {
 	if rs.tokens != nil && rs.chars != nil {
 		return errors.New(`give "response_start" or "prompt_chars", not both`)
 	}
-	if rs.tokens == nil && rs.chars == nil && !scoreAll {
-		return errors.New(`no "response_start" or "prompt_chars": add one to say where the response starts, or pass --score-all`)
+	if rs.none() && !scoreAll {
+		return errors.New(`no "response_start": add it (the index of the first response token, the prompt's length in tokens) to say where the response starts, or pass --score-all`)
 	}
 	for _, l := range [][]int{rs.tokens, rs.chars} {
 		if l != nil && len(l) != 1 && len(l) != n {
@@ -84,27 +89,21 @@ func (rs *responseStart) check(n int, scoreAll bool) error {
 }
 
 // mask appends the mask of sequence k (q, already resolved into b):
-// positions with a log-prob from the response start on.
+// positions with a log-prob from the response start on (all of them when
+// the line gives no start and the caller scores all).
 func (rs *responseStart) mask(k int, q *idSeq, b *bufs) error {
 	nulls := b.nulls[q.m.nulls : q.m.nulls+q.n]
-	chars := 0
-	for i := range q.n {
-		scored := true
-		switch {
-		case rs.tokens != nil:
-			scored = i >= rs.tokens[min(k, len(rs.tokens)-1)]
-		case rs.chars != nil:
-			if q.targets == nil {
-				return errors.New(`"prompt_chars" needs every token's text; with prompt_logprobs give "response_start" (a token index)`)
-			}
-			if !q.targets[i].hasText {
-				return fmt.Errorf(`"prompt_chars" needs every token's text, and token %d has none (request "return_text_in_logprobs": true)`, i)
-			}
-			scored = chars >= rs.chars[min(k, len(rs.chars)-1)]
-			chars += utf8.RuneCountInString(q.targets[i].text)
+	start := 0
+	if rs.tokens != nil {
+		start = rs.tokens[min(k, len(rs.tokens)-1)]
+		if start > q.n {
+			return fmt.Errorf("response_start %d is past the %d tokens", start, q.n)
 		}
+	}
+	for i := range q.n {
+		scored := i >= start
 		if nulls[i] {
-			if scored && i > 0 && (rs.tokens != nil || rs.chars != nil) {
+			if scored && rs.tokens != nil {
 				return fmt.Errorf("token %d is in the response but its log-prob is null", i)
 			}
 			scored = false
@@ -126,24 +125,24 @@ func appendTop(b *bufs, target idEntry, list []idEntry) {
 	b.ends = append(b.ends, len(b.flat))
 }
 
-// idParser parses vllm-prompt or sglang lines.
+// idParser parses vllm-prompt, sglang or tgi lines.
 type idParser struct {
 	sc       scanner
 	ar       arena
 	b        bufs
 	scoreAll bool
-	sglang   bool
+	format   string // VLLMPrompt, SGLang or TGI
 	seqs     []idSeq
 }
 
 // NewVLLMPromptReader reads vLLM prompt_logprobs lines (VLLMPromptFormat).
 func NewVLLMPromptReader(r io.Reader, name string, scoreAll bool) Source {
-	return newLineSource(newLineReader(r, name), &idParser{scoreAll: scoreAll})
+	return newLineSource(newLineReader(r, name), &idParser{scoreAll: scoreAll, format: VLLMPrompt})
 }
 
 // NewSGLangReader reads SGLang responses (SGLangFormat).
 func NewSGLangReader(r io.Reader, name string, scoreAll bool) Source {
-	return newLineSource(newLineReader(r, name), &idParser{scoreAll: scoreAll, sglang: true})
+	return newLineSource(newLineReader(r, name), &idParser{scoreAll: scoreAll, format: SGLang})
 }
 
 func (r *idParser) reset() { r.b.reset() }
@@ -161,9 +160,38 @@ func (r *idParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 	s := &r.sc
 	s.reset(line)
 	r.ar.reset()
+	if r.format == SGLang && s.peek() == '[' {
+		// A batch reply: one object per input.
+		s.beginArray()
+		for k := 0; s.more(); k++ {
+			n0 := len(out)
+			var err error
+			if out, err = r.parseObject(out); err != nil {
+				return out, fmt.Errorf("element %d: %w", k, err)
+			}
+			for i := n0; i < len(out); i++ {
+				if out[i].ID == "" {
+					out[i].ID = "#" + strconv.Itoa(k)
+				}
+			}
+		}
+		s.end()
+		return out, s.err
+	}
+	out, err := r.parseObject(out)
+	if err != nil {
+		return out, err
+	}
+	s.end()
+	return out, s.err
+}
+
+// parseObject parses the object at the scanner's position.
+func (r *idParser) parseObject(out []Sequence) ([]Sequence, error) {
+	s := &r.sc
 	var rs responseStart
 	id := ""
-	n := 0 // sequences on the line
+	n := 0 // sequences in the object
 	var topIDs *idSeq
 	if !s.beginObject() {
 		return out, s.err
@@ -180,23 +208,26 @@ func (r *idParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 			} else {
 				s.skip()
 			}
-		case r.sglang && key == "meta_info":
+		case r.format == SGLang && key == "meta_info":
 			n = 1
 			r.readMetaInfo(r.seq(0), &id)
-		case !r.sglang && key == "prompt_logprobs":
+		case r.format == TGI && key == "details":
+			n = 1
+			r.readTGIDetails(r.seq(0))
+		case r.format == VLLMPrompt && key == "prompt_logprobs":
 			if topIDs == nil {
 				topIDs = r.seq(0)
 			}
 			n = 1
 			r.readPromptLogprobs(topIDs)
-		case !r.sglang && key == "prompt_token_ids":
+		case r.format == VLLMPrompt && key == "prompt_token_ids":
 			// Top-level ids go with top-level prompt_logprobs; they may come first.
 			if topIDs == nil {
 				topIDs = r.seq(0)
 			}
 			topIDs.targetIDs = readIDs(s, topIDs.targetIDs)
 			topIDs.haveIDs = true
-		case !r.sglang && key == "choices":
+		case r.format == VLLMPrompt && key == "choices":
 			if topIDs != nil {
 				return out, errors.New(`prompt_logprobs both at the top level and in "choices"`)
 			}
@@ -225,31 +256,45 @@ func (r *idParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 			s.skip()
 		}
 	}
-	s.end()
 	if s.err != nil {
 		return out, s.err
 	}
 	if n == 0 {
-		if r.sglang {
+		switch r.format {
+		case SGLang:
 			return out, errors.New(`no "meta_info": not an SGLang response`)
+		case TGI:
+			return out, errors.New(`no "details": not a TGI /generate response (request "details": true, "decoder_input_details": true)`)
 		}
 		return out, errors.New(`no "prompt_logprobs" (top level or in choices)`)
 	}
 	if err := rs.check(n, r.scoreAll); err != nil {
 		return out, err
 	}
+	if rs.chars != nil {
+		switch r.format {
+		case TGI:
+			return out, errors.New(`"prompt_chars" cannot be checked: TGI's reply does not echo the prompt, and its prefill texts include special tokens such as <|begin_of_text|>; save "response_start", the prompt's length in tokens`)
+		case SGLang:
+			return out, errors.New(`"prompt_chars" cannot be checked: SGLang's reply does not echo the prompt, and its token texts include special tokens such as <|begin_of_text|>, so characters cannot place the boundary; save "response_start", the prompt's length in tokens`)
+		}
+		return out, errors.New(`"prompt_chars" cannot place the boundary of prompt_logprobs, which have no text offsets; save "response_start", the prompt's length in tokens`)
+	}
 	for k := range n {
 		q := &r.seqs[k]
 		q.m = r.b.mark()
 		var err error
-		if r.sglang {
-			err = q.resolveSGLang(&r.b)
-		} else {
+		if r.format == VLLMPrompt {
 			err = q.resolveVLLM(&r.b)
+		} else {
+			err = q.resolveSGLang(&r.b)
 		}
 		mask0 := len(r.b.mask)
 		if err == nil {
 			err = rs.mask(k, q, &r.b)
+		}
+		if err != nil && r.format == TGI && strings.Contains(err.Error(), "log-prob is null") {
+			err = fmt.Errorf("%w (TGI's prefix cache leaves the cached prompt tokens without log-probs: run TGI with PREFIX_CACHING=0)", err)
 		}
 		if err != nil {
 			if n > 1 {
@@ -475,7 +520,10 @@ func (r *idParser) readTriple() (idEntry, bool) {
 // sequence to b.
 func (q *idSeq) resolveSGLang(b *bufs) error {
 	if !q.haveLists {
-		return errors.New(`no "meta_info.input_token_logprobs" (request "return_logprob": true)`)
+		return errors.New(`no "meta_info.input_token_logprobs" (request "return_logprob": true) or "details.prefill"`)
+	}
+	if len(q.targets) == 0 {
+		return errors.New(`no prompt tokens: the token list is empty (TGI fills details.prefill only when started with --enable-prefill-logprobs and asked for "decoder_input_details": true)`)
 	}
 	n := len(q.targets)
 	if q.haveTop && len(q.ends) != n {
@@ -502,4 +550,71 @@ func (q *idSeq) resolveSGLang(b *bufs) error {
 		prev = e
 	}
 	return nil
+}
+
+// TGIFormat documents the TGI input.
+const TGIFormat = `tgi: one text-generation-inference /generate response per line, requested
+  with {"inputs": PROMPT + RESPONSE, "parameters": {"max_new_tokens": 1,
+  "details": true, "decoder_input_details": true}} from a TGI started with
+  --enable-prefill-logprobs, plus "response_start", the index of the
+  first response token, at the top level. details.prefill holds
+  {"id", "text", "logprob"} per prompt token (the first log-prob null);
+  details.tokens, the generated ones, are never scored. TGI gives no top-k
+  for prompt tokens. "prompt_chars" is refused (the reply does not echo the
+  prompt). --score-all scores every prefill token of lines without
+  response_start.`
+
+// readTGIDetails reads a TGI reply's details: the prefill tokens are the
+// targets; generated tokens and top tokens (of generated positions) are
+// skipped.
+func (r *idParser) readTGIDetails(q *idSeq) {
+	s := &r.sc
+	if q.haveLists {
+		s.fail(`field "details" appears twice`)
+		return
+	}
+	if s.null() {
+		return
+	}
+	if !s.beginObject() {
+		return
+	}
+	for s.nextKey() {
+		if string(s.key) != "prefill" {
+			s.skip()
+			continue
+		}
+		q.haveLists = true
+		if !s.beginArray() {
+			return
+		}
+		for s.more() {
+			var e idEntry
+			null, haveID := false, false
+			s.beginObject()
+			for s.nextKey() {
+				switch string(s.key) {
+				case "id":
+					e.id, haveID = s.integer(), true
+				case "text":
+					if !s.null() {
+						e.text, e.hasText = r.ar.str(s), true
+					}
+				case "logprob":
+					if s.null() {
+						null = true
+					} else {
+						e.lp = s.num()
+					}
+				default:
+					s.skip()
+				}
+			}
+			if !haveID && s.err == nil {
+				s.fail(`a prefill token lacks "id"`)
+			}
+			q.targets = append(q.targets, e)
+			q.nulls = append(q.nulls, null)
+		}
+	}
 }

@@ -91,10 +91,15 @@ func TestVLLMEcho(t *testing.T) {
 		!near(*rep.MeanQSqNorm, (math.Exp(-0.4)+math.Exp(-4.2)+math.Exp(-0.02))/2, 1e-15) {
 		t.Errorf("report mean_p %v zero %d top1 %v q² %v", rep.MeanP, rep.ZeroPTokens, *rep.Top1Agreement, *rep.MeanQSqNorm)
 	}
-	// Counting bytes instead (7) would drop " 4": check that the unit matters.
-	seqs, _ = readAll(t, VLLMEcho, fmt.Sprintf(echoLine, `,"prompt_chars":7`), Options{})
-	if got := fmt.Sprint(scored(seqs[0])); got != "[6]" {
-		t.Errorf("prompt_chars 7: scored %s", got)
+	// Counting bytes instead (7) falls inside " 4": an error, not a token
+	// dropped from the response.
+	if _, err := readAll(t, VLLMEcho, fmt.Sprintf(echoLine, `,"prompt_chars":7`), Options{}); err == nil || !strings.Contains(err.Error(), "token 5 (\" 4\", characters 6–8) spans the prompt/response boundary at character 7") {
+		t.Errorf("prompt_chars 7: %v", err)
+	}
+	// response_start, a token index, says the same as prompt_chars 6.
+	seqs, err = readAll(t, VLLMEcho, fmt.Sprintf(echoLine, `,"response_start":5`), Options{})
+	if got := fmt.Sprint(scored(seqs[0])); err != nil || got != "[5 6]" {
+		t.Errorf("response_start 5: scored %s, %v", got, err)
 	}
 	// With "logprobs": 0 every list holds the target alone: no top-k.
 	one := strings.NewReplacer(`," 5":-2.1`, "", `,"3":-0.01`, "").Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`))
@@ -102,7 +107,7 @@ func TestVLLMEcho(t *testing.T) {
 		t.Errorf("logprobs 0: %v, top %v", err, seqs[0].Top)
 	}
 	// Without prompt_chars: an error, or every echoed token with --score-all.
-	if _, err := readAll(t, VLLMEcho, fmt.Sprintf(echoLine, ""), Options{}); err == nil || !strings.Contains(err.Error(), "in.jsonl:1: no \"prompt_chars\"") {
+	if _, err := readAll(t, VLLMEcho, fmt.Sprintf(echoLine, ""), Options{}); err == nil || !strings.Contains(err.Error(), "in.jsonl:1: no \"response_start\"") {
 		t.Errorf("missing prompt_chars: %v", err)
 	}
 	seqs, err = readAll(t, VLLMEcho, fmt.Sprintf(echoLine, ""), Options{ScoreAll: true})
@@ -113,13 +118,16 @@ func TestVLLMEcho(t *testing.T) {
 
 func TestVLLMEchoBad(t *testing.T) {
 	for name, c := range map[string]struct{ line, want string }{
-		"lengths":          {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"text_offset":[0,0,1,`, `"text_offset":[0,1,`, 1), "lengths disagree"},
-		"null in response": {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `-0.2,-9999`, `null,-9999`, 1), "is in the response but its log-prob is null"},
-		"no logprobs":      {`{"choices":[{"text":"x","logprobs":null}],"prompt_chars":0}`, `has no "logprobs"`},
-		"no choices":       {`{"id":"x","prompt_chars":0}`, `no "choices"`},
-		"truncated":        {fmt.Sprintf(echoLine, `,"prompt_chars":6`)[:200], "bad JSON"},
-		"prompt tokens":    {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"prompt_tokens":7`, `"prompt_tokens":70`, 1), "usage.prompt_tokens"},
-		"chars list":       {fmt.Sprintf(echoLine, `,"prompt_chars":[1,2]`), "2 entries for 1 choices"},
+		"lengths":           {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"text_offset":[0,0,1,`, `"text_offset":[0,1,`, 1), "lengths disagree"},
+		"null in response":  {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `-0.2,-9999`, `null,-9999`, 1), "is in the response but its log-prob is null"},
+		"no logprobs":       {`{"choices":[{"text":"x","logprobs":null}],"prompt_chars":0}`, `has no "logprobs"`},
+		"no choices":        {`{"id":"x","prompt_chars":0}`, `no "choices"`},
+		"truncated":         {fmt.Sprintf(echoLine, `,"prompt_chars":6`)[:200], "bad JSON"},
+		"prompt tokens":     {strings.Replace(fmt.Sprintf(echoLine, `,"prompt_chars":6`), `"prompt_tokens":7`, `"prompt_tokens":70`, 1), "usage.prompt_tokens"},
+		"chars list":        {fmt.Sprintf(echoLine, `,"prompt_chars":[1,2]`), "2 response starts for 1 sequences"},
+		"both":              {fmt.Sprintf(echoLine, `,"prompt_chars":6,"response_start":5`), "not both"},
+		"no usage":          {strings.Replace(fmt.Sprintf(echoLine, `,"response_start":5`), `"usage":{"prompt_tokens":7,"total_tokens":8,"completion_tokens":1}`, `"usage":null`, 1), "no \"usage.prompt_tokens\""},
+		"start past prompt": {fmt.Sprintf(echoLine, `,"response_start":8`), "response_start 8 is past the prompt's 7 tokens"},
 	} {
 		if _, err := readAll(t, VLLMEcho, c.line, Options{}); err == nil || !strings.Contains(err.Error(), c.want) || !IsLineError(err) {
 			t.Errorf("%s: error %v, want %q", name, err, c.want)
@@ -128,12 +136,13 @@ func TestVLLMEchoBad(t *testing.T) {
 }
 
 // TestVLLMEchoChoices: a batched request saved as one line gives one
-// sequence per choice, with prompt_chars per choice and token-id keys.
+// sequence per choice, with response_start per choice and token-id keys;
+// the generated token of each choice is left out.
 func TestVLLMEchoChoices(t *testing.T) {
 	line := `{"id":"cmpl-2","choices":[` +
-		`{"index":0,"logprobs":{"tokens":["token_id:1","token_id:7"],"token_logprobs":[null,-0.1],"top_logprobs":[null,{"token_id:7":-0.1,"token_id:8":-3}],"text_offset":[0,1]}},` +
-		`{"index":1,"logprobs":{"tokens":["token_id:1","token_id:9","token_id:5"],"token_logprobs":[null,-0.7,-0.4],"top_logprobs":null,"text_offset":[0,1,3]}}],` +
-		`"usage":{"prompt_tokens":5},"prompt_chars":[1,3]}`
+		`{"index":0,"logprobs":{"tokens":["token_id:1","token_id:7","token_id:3"],"token_logprobs":[null,-0.1,-0.2],"top_logprobs":[null,{"token_id:7":-0.1,"token_id:8":-3},{"token_id:3":-0.2}],"text_offset":[0,10,20]}},` +
+		`{"index":1,"logprobs":{"tokens":["token_id:1","token_id:9","token_id:5","token_id:4"],"token_logprobs":[null,-0.7,-0.4,-0.3],"top_logprobs":null,"text_offset":[0,10,20,30]}}],` +
+		`"usage":{"prompt_tokens":5,"completion_tokens":2},"response_start":[1,2]}`
 	seqs, err := readAll(t, VLLMEcho, line, Options{})
 	if err != nil || len(seqs) != 2 {
 		t.Fatal(err, len(seqs))
@@ -143,6 +152,10 @@ func TestVLLMEchoChoices(t *testing.T) {
 	}
 	if seqs[1].ID != "cmpl-2#1" || fmt.Sprint(scored(seqs[1])) != "[2]" || seqs[1].Top != nil {
 		t.Errorf("choice 1: %+v", seqs[1])
+	}
+	// Without completion_tokens the generated tokens cannot be told apart.
+	if _, err := readAll(t, VLLMEcho, strings.Replace(line, `,"completion_tokens":2`, "", 1), Options{}); err == nil || !strings.Contains(err.Error(), "does not split evenly") {
+		t.Errorf("no completion_tokens: %v", err)
 	}
 }
 
@@ -191,7 +204,7 @@ func TestSGLang(t *testing.T) {
 	// Token texts "", "Hi", " é", "!": offsets 0, 0, 2, 4 characters.
 	line := `{"text":"Hi é!","meta_info":{"id":"abc","prompt_tokens":4,` +
 		`"input_token_logprobs":[[null,1,""],[-0.5,10,"Hi"],[-0.1,11," é"],[-2.0,12,"!"]],` +
-		`"input_top_logprobs":[null,[[-0.5,10,"Hi"],[-1.0,13,"Yo"]],[[-0.05,14," e"],[-0.1,11," é"]],[[-0.3,15,"."]]]},"prompt_chars":2}`
+		`"input_top_logprobs":[null,[[-0.5,10,"Hi"],[-1.0,13,"Yo"]],[[-0.05,14," e"],[-0.1,11," é"]],[[-0.3,15,"."]]]},"response_start":2}`
 	seqs, err := readAll(t, SGLang, line, Options{})
 	if err != nil || len(seqs) != 1 {
 		t.Fatal(err)
@@ -202,13 +215,17 @@ func TestSGLang(t *testing.T) {
 		s.Top[3][0] != (TopToken{"!", -2}) || s.Top[3][1] != (TopToken{".", -0.3}) {
 		t.Errorf("sequence %+v", s)
 	}
-	seqs, err = readAll(t, SGLang, strings.Replace(line, `"prompt_chars":2`, `"response_start":3`, 1), Options{})
+	seqs, err = readAll(t, SGLang, strings.Replace(line, `"response_start":2`, `"response_start":3`, 1), Options{})
 	if err != nil || fmt.Sprint(scored(seqs[0])) != "[3]" {
 		t.Errorf("response_start: %v %v", err, seqs)
 	}
+	// Token texts are not needed with response_start.
 	noText := strings.Replace(line, `[-2.0,12,"!"]`, `[-2.0,12,null]`, 1)
-	if _, err := readAll(t, SGLang, noText, Options{}); err == nil || !strings.Contains(err.Error(), "token 3 has none") {
+	if seqs, err := readAll(t, SGLang, noText, Options{}); err != nil || fmt.Sprint(scored(seqs[0])) != "[2 3]" {
 		t.Errorf("missing text: %v", err)
+	}
+	if _, err := readAll(t, SGLang, strings.Replace(line, `"response_start":2`, `"prompt_chars":2`, 1), Options{}); err == nil || !strings.Contains(err.Error(), "SGLang's reply does not echo the prompt") {
+		t.Errorf("prompt_chars: %v", err)
 	}
 	if _, err := readAll(t, SGLang, `{"meta_info":{"input_token_logprobs":[[-0.5,10]],"input_top_logprobs":[null,null]},"response_start":0}`, Options{}); err == nil ||
 		!strings.Contains(err.Error(), "lengths disagree") {
@@ -226,6 +243,20 @@ func TestNativeForms(t *testing.T) {
 	s := seqs[0]
 	if s.ID != "17" || fmt.Sprint(scored(s)) != "[1 2 3]" || s.Top[1][1].Token != "é" || s.Top[2][1] != (TopToken{"c", -2}) ||
 		s.Top[3][1] != (TopToken{"e", -1.5}) || s.Tokens[3] != "" {
+		t.Errorf("sequence %+v", s)
+	}
+}
+
+// Python's json.dumps writes ", " and ": " between elements, so a null
+// follows a space (issue 10, item 6).
+func TestNativePythonSeparators(t *testing.T) {
+	line := `{"id": "py", "logprobs": [null, -0.5, null, -1.25], "mask": [0, 1, 0, 1], "top_logprobs": [null, {"a": -0.5}, null, null]}`
+	seqs, err := readAll(t, Native, line, Options{})
+	if err != nil || len(seqs) != 1 {
+		t.Fatalf("%v %v", seqs, err)
+	}
+	s := seqs[0]
+	if fmt.Sprint(scored(s)) != "[1 3]" || s.LogProbs[1] != -0.5 || s.LogProbs[3] != -1.25 || s.Top[1][0] != (TopToken{"a", -0.5}) {
 		t.Errorf("sequence %+v", s)
 	}
 }

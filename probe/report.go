@@ -21,6 +21,18 @@ const FormatVersion = 1
 // CILevel is the coverage of mean_p_ci.
 const CILevel = 0.95
 
+// MinCISequences is the fewest sequences for which the report gives a
+// bootstrap CI of mean p. A percentile bootstrap over n sequences has the
+// spread of the plug-in estimate, √((n−1)/n)·s/√n, and normal-like
+// quantiles, so next to Student's t interval (exact for normal per-sequence
+// means) its width is about z₀.₉₇₅·√((n−1)/n)/t₀.₉₇₅,ₙ₋₁: 0 at n = 1 (one
+// sequence resamples to itself), 0.63 at n = 5, 0.82 at n = 10, 0.91 at
+// n = 20, 0.94 at n = 30 (TestMinCISequences computes these). From 18
+// sequences on the interval is less than a tenth too narrow; the minimum is
+// the round number above that. Below it the report says the CI is
+// undefined and gives the whole range [0, 1].
+const MinCISequences = 20
+
 // Report is the probe's result. Its JSON field names are stable; see the
 // README's "Probe" section.
 type Report struct {
@@ -31,10 +43,14 @@ type Report struct {
 	// of p over all scored tokens, Σp / N.
 	MeanP float64 `json:"mean_p"`
 	// MeanPCI is a percentile bootstrap CI of MeanP that resamples whole
-	// sequences (Bootstrap resamples).
-	MeanPCI   [2]float64 `json:"mean_p_ci"`
-	CILevel   float64    `json:"ci_level"`
-	Bootstrap int        `json:"bootstrap_resamples"`
+	// sequences (Bootstrap resamples). With fewer than MinCISequences
+	// sequences it is undefined: MeanPCIDefined is false and MeanPCI is
+	// [0, 1], the range that holds any mean p.
+	MeanPCI        [2]float64 `json:"mean_p_ci"`
+	MeanPCIDefined bool       `json:"mean_p_ci_defined"`
+	CIMinSequences int        `json:"ci_min_sequences"`
+	CILevel        float64    `json:"ci_level"`
+	Bootstrap      int        `json:"bootstrap_resamples"`
 	// MeanLogP is the mean of log p over the tokens with p > 0; ZeroPTokens
 	// counts the others (log-probs ≤ −9999, vLLM's −∞). null when all are 0.
 	MeanLogP    *float64 `json:"mean_logp"`
@@ -175,7 +191,13 @@ func (a *Accumulator) Report() (*Report, error) {
 		means[i] = sums[i] / float64(counts[i])
 	}
 	rep.SeqMeanPQuantiles = quantilesFrom(func(l float64) float64 { return sortedQuantile(means, l) })
-	rep.MeanPCI = bootstrapCI(sums, counts, a.cfg.Bootstrap, a.cfg.Seed, CILevel)
+	rep.CIMinSequences = MinCISequences
+	if len(sums) >= MinCISequences {
+		rep.MeanPCI = bootstrapCI(sums, counts, a.cfg.Bootstrap, a.cfg.Seed, CILevel)
+		rep.MeanPCIDefined = true
+	} else {
+		rep.MeanPCI = [2]float64{0, 1}
+	}
 	rep.Placement = Place(rep.MeanP, rep.MeanPCI, rep.ShareGT055, a.cfg.Cuts)
 	rep.Region = rep.Placement.Region
 	if a.skipped > 0 {

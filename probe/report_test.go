@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // writeFile writes lines to dir/name and returns the path.
@@ -94,10 +96,15 @@ func TestReportByHand(t *testing.T) {
 			t.Errorf("%s = %v, want %v ± %v", c.name, c.got, c.want, c.tol)
 		}
 	}
-	// The bootstrap resamples two sequences: every resample's mean lies
-	// between the per-sequence means 0.49 and 0.52.
-	if ci := rep.MeanPCI; !(0.49-tol <= ci[0] && ci[0] <= rep.MeanP && rep.MeanP <= ci[1] && ci[1] <= 0.52+tol) {
-		t.Errorf("mean_p_ci = %v, want within [0.49, 0.52] around %v", ci, rep.MeanP)
+	// Two sequences are too few for a CI (MinCISequences): the report says
+	// so and gives [0, 1].
+	if rep.MeanPCIDefined || rep.MeanPCI != [2]float64{0, 1} || rep.CIMinSequences != MinCISequences {
+		t.Errorf("mean_p_ci = %v (defined %v), want undefined [0, 1]", rep.MeanPCI, rep.MeanPCIDefined)
+	}
+	// The bootstrap itself resamples the two sequences: every resample's
+	// mean lies between the per-sequence means 0.49 and 0.52.
+	if ci := bootstrapCI([]float64{1.47, 1.56}, []uint32{3, 3}, 1000, 1, CILevel); !(0.49-tol <= ci[0] && ci[0] <= rep.MeanP && rep.MeanP <= ci[1] && ci[1] <= 0.52+tol) {
+		t.Errorf("bootstrap CI = %v, want within [0.49, 0.52] around %v", ci, rep.MeanP)
 	}
 	wantHist := make([]uint64, 20) // bins of 0.05: 0 → 0, 0.13 → 2, 0.52 → 10, 0.64 → 12, 0.83 → 16, 0.91 → 18
 	for _, b := range []int{0, 2, 10, 12, 16, 18} {
@@ -107,7 +114,7 @@ func TestReportByHand(t *testing.T) {
 		t.Errorf("histogram %v, want %v", rep.Histogram.Counts, wantHist)
 	}
 	pl := rep.Placement
-	if pl.Region != Intermediate || rep.Region != Intermediate || pl.NearestAnchor.MeanP != 0.50 || pl.Borderline || pl.TheoryStrongCondition {
+	if pl.Region != Intermediate || rep.Region != Intermediate || pl.NearestAnchor.MeanP != 0.50 || !pl.Borderline || pl.TheoryStrongCondition {
 		t.Errorf("placement %+v", pl)
 	}
 	if len(rep.Reservoir.Records) != 6 || rep.Sources[0].Format != Native || rep.Sources[0].Tokens != 6 {
@@ -120,6 +127,30 @@ func TestReportByHand(t *testing.T) {
 		if r.Seq == "b" && r.Pos == 3 {
 			t.Errorf("masked token in the reservoir: %+v", r)
 		}
+	}
+}
+
+// TestMinCISequences computes the width ratios that MinCISequences' comment
+// quotes: the percentile bootstrap's interval over n sequences against
+// Student's t interval, z₀.₉₇₅·√((n−1)/n)/t₀.₉₇₅,ₙ₋₁, and checks that the
+// ratio passes 0.9 at 18, below the minimum of 20.
+func TestMinCISequences(t *testing.T) {
+	z := distuv.UnitNormal.Quantile(0.975)
+	ratio := func(n int) float64 {
+		st := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(n - 1)}
+		return z * math.Sqrt(float64(n-1)/float64(n)) / st.Quantile(0.975)
+	}
+	for n, want := range map[int]float64{5: 0.63, 10: 0.82, 20: 0.91, 30: 0.94} {
+		if got := ratio(n); !near(got, want, 0.005) {
+			t.Errorf("ratio(%d) = %.4f, the comment says %.2f", n, got, want)
+		}
+	}
+	first := 2
+	for ratio(first) <= 0.9 {
+		first++
+	}
+	if first != 18 || MinCISequences < first {
+		t.Errorf("the first n with a ratio above 0.9 is %d, MinCISequences is %d", first, MinCISequences)
 	}
 }
 

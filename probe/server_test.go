@@ -5,371 +5,433 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"math"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
-	"unicode/utf8"
+
+	"github.com/capsel/capsel/probe/probetest"
+	"github.com/capsel/capsel/sftdata"
 )
 
-// fakeVLLM speaks the shape of vLLM's /v1/completions with echo. Its
-// tokenizer splits text into runs of spaces followed by non-spaces, after
-// an empty BOS token; each token's log-prob is a fixed function of its text
-// and position (fakeLogprob), so tests can work out the expected p's
-// themselves. Faults are scripted per prompt: the n-th request for a prompt
-// gets faults[prompt][n] when there is one.
-type fakeVLLM struct {
-	model  string
-	faults map[string][]string // key: the prompt's first word
-	mu     sync.Mutex
-	tries  map[string]int // requests per prompt
-	served map[string]int // successful replies per prompt
-	total  int
+// sftLines are SFT data in the three shapes (and a pretraining document),
+// with characters outside the stand-in's vocabulary: ☃, 🙂 and é become
+// several byte tokens each, which print alone as U+FFFD.
+var sftLines = []string{
+	`{"prompt": "Question: who wrote Hamlet? ☃\n", "response": " William Shakespeare 🙂"}`,
+	`{"prompt": "Q: the capital of France?\n", "completion": " Paris"}`,
+	`{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of Italy?"}, {"role": "assistant", "content": "Rome, é."}]}`,
+	`{"prompt": [{"role": "user", "content": "Who wrote Hamlet?"}], "completion": [{"role": "assistant", "content": "William Shakespeare"}]}`,
+	`{"text": "the capital of France is Paris"}`,
 }
 
-var fakeTokens = regexp.MustCompile(`\s*\S+|\s+$`)
-
-// fakeLogprob is the fake model's log-prob of token tok at position i.
-func fakeLogprob(tok string, i int) float64 {
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s/%d", tok, i)
-	return -float64(h.Sum32()%4000) / 1000
-}
-
-func newFakeVLLM(faults map[string][]string) *fakeVLLM {
-	return &fakeVLLM{model: "fake-7b", faults: faults, tries: map[string]int{}, served: map[string]int{}}
-}
-
-func (f *fakeVLLM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var req completionRequest
-	if r.URL.Path != "/v1/completions" || json.NewDecoder(r.Body).Decode(&req) != nil {
-		http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
-		return
-	}
-	if req.Model != f.model {
-		http.Error(w, fmt.Sprintf(`{"error":"The model %s does not exist."}`, req.Model), http.StatusNotFound)
-		return
-	}
-	if !req.Echo || req.MaxTokens != 1 || req.Temperature != 0 {
-		http.Error(w, `{"error":"want echo, max_tokens 1, temperature 0"}`, http.StatusBadRequest)
-		return
-	}
-	id := strings.Fields(req.Prompt)[0]
-	f.mu.Lock()
-	n := f.tries[id]
-	f.tries[id]++
-	f.total++
-	fault := ""
-	if n < len(f.faults[id]) {
-		fault = f.faults[id][n]
-	}
-	if fault == "" {
-		f.served[id]++
-	}
-	f.mu.Unlock()
-	switch fault {
-	case "429":
-		w.Header().Set("Retry-After", "2")
-		http.Error(w, `{"error":"rate limited"}`, http.StatusTooManyRequests)
-		return
-	case "503":
-		w.Header().Set("Retry-After", time.Now().Add(90*time.Second).UTC().Format(http.TimeFormat))
-		http.Error(w, `{"error":"overloaded"}`, http.StatusServiceUnavailable)
-		return
-	case "500":
-		http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)
-		return
-	case "slow":
-		select {
-		case <-time.After(2 * time.Second):
-		case <-r.Context().Done():
-		}
-		return
-	}
-	body := f.reply(req, fault)
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(body)
-}
-
-func (f *fakeVLLM) reply(req completionRequest, fault string) []byte {
-	toks := append([]string{""}, fakeTokens.FindAllString(req.Prompt, -1)...)
-	toks = append(toks, " <gen>") // the max_tokens=1 token
-	var lps []any
-	var tops []any
-	var offs []int
-	chars := 0
-	for i, t := range toks {
-		offs = append(offs, chars)
-		chars += utf8.RuneCountInString(t)
-		if i == 0 {
-			lps, tops = append(lps, nil), append(tops, nil)
-			continue
-		}
-		lp := fakeLogprob(t, i)
-		lps = append(lps, lp)
-		top := map[string]float64{t: lp}
-		rest := 1 - math.Exp(lp)
-		for j := range req.Logprobs {
-			rest /= 2
-			top[fmt.Sprintf("alt%d", j)] = math.Log(rest)
-		}
-		tops = append(tops, top)
-	}
-	if fault == "badlen" {
-		lps = lps[:len(lps)-1]
-	}
-	resp := map[string]any{
-		"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": f.model,
-		"choices": []any{map[string]any{"index": 0, "text": req.Prompt + " <gen>", "finish_reason": "length",
-			"logprobs": map[string]any{"tokens": toks, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offs}}},
-		"usage": map[string]int{"prompt_tokens": len(toks) - 1, "completion_tokens": 1, "total_tokens": len(toks)},
-	}
-	b, _ := json.Marshal(resp)
-	if fault == "trunc" {
-		b = b[:len(b)/2]
-	}
-	return b
-}
-
-// sftData writes n examples; example i has the prompt "Qi: …?" and a
-// response that starts with a space (so no token straddles the boundary).
-func sftData(t *testing.T, dir string, n int) (string, []Example) {
-	var lines []string
-	var exs []Example
-	for i := range n {
-		ex := Example{Prompt: fmt.Sprintf("Q%d: what is %d + %d? é", i, i, i), Response: fmt.Sprintf(" It is %d. ∎", 2*i)}
-		exs = append(exs, ex)
-		b, _ := json.Marshal(map[string]any{"prompt": ex.Prompt, "response": ex.Response, "source": "test"})
-		lines = append(lines, string(b))
-	}
-	return writeFile(t, dir, "sft.jsonl", lines...), exs
-}
-
-// expectedMeanP works the capability statistic out from the fake model:
-// the response's tokens are those after the prompt's, at positions counted
-// from the BOS token.
-func expectedMeanP(exs []Example) (float64, int) {
-	var sum float64
-	n := 0
-	for _, ex := range exs {
-		np := len(fakeTokens.FindAllString(ex.Prompt, -1))
-		all := fakeTokens.FindAllString(ex.Prompt+ex.Response, -1)
-		for i := np; i < len(all); i++ {
-			sum += math.Exp(fakeLogprob(all[i], i+1))
-			n++
-		}
-	}
-	return sum / float64(n), n
-}
-
-// runServer scores data on srv and returns the report, the run's result and
-// the waits the client asked for.
-func runServer(t *testing.T, ctx context.Context, sv Server, data, cache string) (*Report, ServerResult, []time.Duration, error) {
+// expected works out, with the stand-in's tokenizer and model, which
+// tokens a server scores for each example and their mean p: vLLM and SGLang
+// get the prompt tokenized with BOS (a chat through the template) and the
+// response without; TGI gets the text, and the response starts at the
+// first token past the prompt's bytes.
+func expected(t *testing.T, kind string, data string) (tokens int, meanP float64) {
 	t.Helper()
-	var mu sync.Mutex
-	var waits []time.Duration
-	sv.sleep = func(ctx context.Context, d time.Duration) error {
-		mu.Lock()
-		waits = append(waits, d)
-		mu.Unlock()
-		return ctx.Err()
-	}
-	src, res, err := sv.Score(ctx, data, cache, Options{})
-	if err != nil {
-		return nil, res, waits, err
-	}
-	defer src.(*cacheSource).Close()
-	acc := NewAccumulator(Config{Bootstrap: 100})
-	if err := acc.Consume(src); err != nil {
-		return nil, res, waits, err
-	}
-	rep, err := acc.Report()
-	return rep, res, waits, err
-}
-
-func TestServerFaults(t *testing.T) {
-	dir := t.TempDir()
-	data, exs := sftData(t, dir, 20)
-	fake := newFakeVLLM(map[string][]string{
-		"Q1:": {"429"}, "Q2:": {"500", "500"}, "Q3:": {"slow"}, "Q4:": {"trunc"}, "Q5:": {"badlen"},
-		"Q6:": {"503", "429", "500"},
-	})
-	ts := httptest.NewServer(fake)
-	defer ts.Close()
-	sv := Server{URL: ts.URL + "/", Model: "fake-7b", TopK: 3, Concurrency: 4, Timeout: 200 * time.Millisecond,
-		Attempts: 5, Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}
-	rep, res, waits, err := runServer(t, context.Background(), sv, data, filepath.Join(dir, "cache.jsonl"))
+	exs, err := sftdata.ReadAll(strings.NewReader(data), "d")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every example was scored once by the server, after 9 failed attempts.
-	if res.Scored != 20 || res.Failed != 0 || res.Retries != 9 || res.Requests != 29 || res.Mismatches != 0 {
-		t.Errorf("result %+v", res)
-	}
-	for i := range 20 {
-		if got := fake.served[fmt.Sprintf("Q%d:", i)]; got != 1 {
-			t.Errorf("Q%d served %d times", i, got)
+	var tk probetest.Tokenizer
+	var m probetest.Model
+	sum := 0.0
+	for _, ex := range exs {
+		var turns []probetest.Message
+		for _, c := range ex.Context {
+			turns = append(turns, probetest.Message{Role: c.Role, Content: c.Content})
 		}
-	}
-	// Retry-After (2 s after a 429, 90 s as an HTTP date after the 503) is
-	// longer than the backoff and is honoured up to 4 × MaxBackoff = 40 ms;
-	// the other waits are backoffs of at most MaxBackoff = 10 ms.
-	capped := 0
-	for _, w := range waits {
-		switch {
-		case w == 40*time.Millisecond:
-			capped++
-		case w > 10*time.Millisecond:
-			t.Errorf("wait %v", w)
-		}
-	}
-	if capped != 3 {
-		t.Errorf("%d waits at the Retry-After cap, want 3 (waits %v)", capped, waits)
-	}
-	want, n := expectedMeanP(exs)
-	if rep.Tokens != int64(n) || !near(rep.MeanP, want, 1e-12) || rep.Sequences != 20 || rep.TopKTokens != int64(n) {
-		t.Errorf("report: %d tokens, mean p %v; want %d, %v", rep.Tokens, rep.MeanP, n, want)
-	}
-	// The cache is itself a vllm-echo input with the same statistics.
-	direct, err := reportOf(t, Config{Bootstrap: 100}, Options{}, filepath.Join(dir, "cache.jsonl"))
-	if err != nil || direct.MeanP != rep.MeanP || direct.Tokens != rep.Tokens || direct.Sources[0].Format != VLLMEcho {
-		t.Errorf("cache as input: %v, %+v", err, direct)
-	}
-}
-
-// TestServerResume interrupts a run, tears the cache's last line as a kill
-// would, and resumes: no example is scored twice, none is counted twice,
-// and the report equals an uninterrupted run's.
-func TestServerResume(t *testing.T) {
-	dir := t.TempDir()
-	data, _ := sftData(t, dir, 30)
-	// A duplicated example counts twice, as it would in training.
-	b, _ := os.ReadFile(data)
-	first := strings.SplitN(string(b), "\n", 2)[0]
-	os.WriteFile(data, append(b, []byte(first+"\n")...), 0o644)
-
-	ref := newFakeVLLM(nil)
-	ts := httptest.NewServer(ref)
-	defer ts.Close()
-	sv := Server{URL: ts.URL, Model: "fake-7b", TopK: 2, Concurrency: 3, Timeout: time.Second}
-	want, _, _, err := runServer(t, context.Background(), sv, data, filepath.Join(dir, "ref.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want.Sequences != 31 {
-		t.Fatalf("%d sequences, want 31", want.Sequences)
-	}
-
-	fake := newFakeVLLM(nil)
-	ts2 := httptest.NewServer(fake)
-	defer ts2.Close()
-	sv.URL = ts2.URL
-	cache := filepath.Join(dir, "cache.jsonl")
-	ctx, cancel := context.WithCancel(context.Background())
-	sv.Progress = func(p ServerProgress) {
-		if p.Scored >= 10 {
-			cancel()
-		}
-	}
-	if _, _, _, err := runServer(t, ctx, sv, data, cache); !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted run: %v", err)
-	}
-	f, _ := os.OpenFile(cache, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"id":"capsel-torn","choices":[{"logpro`)
-	f.Close()
-	sv.Progress = nil
-	got, res, _, err := runServer(t, context.Background(), sv, data, cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Cached < 10 || res.Cached+res.Scored != 31 {
-		t.Errorf("resumed run: %+v", res)
-	}
-	fake.mu.Lock()
-	for id, n := range fake.served {
-		if want := 1 + btoi(id == "Q0:"); n != want { // Q0 is in the data twice
-			t.Errorf("%s scored %d times, want %d", id, n, want)
-		}
-	}
-	fake.mu.Unlock()
-	if !sameStats(got, want) {
-		t.Errorf("resumed report differs:\n%s", diffJSON(got, want))
-	}
-}
-
-// sameStats compares two reports' statistics (the reservoirs hold the same
-// tokens; their ids differ only if the cache keys did).
-func sameStats(a, b *Report) bool {
-	ca, cb := comparable(a), comparable(b)
-	return diffJSON(&ca, &cb) == ""
-}
-
-func TestServerErrors(t *testing.T) {
-	dir := t.TempDir()
-	data, _ := sftData(t, dir, 3)
-	fake := newFakeVLLM(map[string][]string{"Q1:": {"500", "500", "500"}})
-	ts := httptest.NewServer(fake)
-	defer ts.Close()
-	// A wrong model name is refused at once, without retries (a second
-	// example may have been on its way when the first refusal came).
-	sv := Server{URL: ts.URL, Model: "nope", Concurrency: 1, Backoff: time.Millisecond}
-	if _, res, _, err := runServer(t, context.Background(), sv, data, filepath.Join(dir, "c1.jsonl")); err == nil ||
-		!strings.Contains(err.Error(), "HTTP 404") || !strings.Contains(err.Error(), "does not exist") || res.Retries != 0 || res.Requests > 2 {
-		t.Errorf("wrong model: %v after %+v", err, res)
-	}
-	// An example that keeps failing is a line error of the data file,
-	// counted with SkipBad.
-	sv = Server{URL: ts.URL, Model: "fake-7b", Attempts: 3, Backoff: time.Millisecond}
-	src, res, err := sv.Score(context.Background(), data, filepath.Join(dir, "c2.jsonl"), Options{})
-	if err != nil || res.Failed != 1 || res.Scored != 2 {
-		t.Fatalf("%v %+v", err, res)
-	}
-	acc := NewAccumulator(Config{SkipBad: true})
-	if err := acc.Consume(src); err != nil {
-		t.Fatal(err)
-	}
-	rep, _ := acc.Report()
-	if rep.Sequences != 2 || rep.Skipped == nil || !strings.Contains(rep.Skipped.First[0], "sft.jsonl:2: not in the cache (gave up after 3 attempts: HTTP 500") {
-		t.Errorf("skipped %+v", rep.Skipped)
-	}
-	// Bad data lines name the data file and line.
-	bad := writeFile(t, dir, "bad.jsonl", `{"prompt":"a","response":" b"}`, `{"prompt":"a"}`)
-	if _, _, err := sv.Score(context.Background(), bad, filepath.Join(dir, "c3.jsonl"), Options{}); err == nil || !strings.Contains(err.Error(), "bad.jsonl:2: missing string field \"response\"") {
-		t.Errorf("bad data: %v", err)
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	sv := Server{Backoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second}
-	for attempt := range 12 {
-		full := min(100*time.Millisecond<<attempt, 30*time.Second)
-		for range 100 {
-			// Equal jitter: between half the exponential step and all of it.
-			if d := sv.backoff(attempt, 0); d < full/2 || d > full {
-				t.Fatalf("attempt %d: wait %v outside [%v, %v]", attempt, d, full/2, full)
+		var ids []int
+		start := 0
+		switch kind {
+		case probetest.VLLM, probetest.SGLang:
+			p := probetest.IDs(tk.Encode(ex.Prompt, true))
+			if ex.Kind == sftdata.Chat {
+				p = probetest.IDs(tk.Encode(probetest.ChatTemplate(turns), false))
+			}
+			ids, start = append(p, probetest.IDs(tk.Encode(ex.Response, false))...), len(p)
+		case probetest.TGI:
+			prompt := ex.Prompt
+			if ex.Kind == sftdata.Chat {
+				prompt = strings.TrimPrefix(probetest.ChatTemplate(turns), "<|begin_of_text|>")
+			}
+			toks := tk.Encode(prompt+ex.Response, true)
+			ids = probetest.IDs(toks)
+			for start < len(toks) && toks[start].Stop <= len(prompt) {
+				start++
 			}
 		}
-	}
-	// Retry-After wins when it is longer, up to 4 × MaxBackoff.
-	if d := sv.backoff(0, 7*time.Second); d != 7*time.Second {
-		t.Errorf("Retry-After 7 s: wait %v", d)
-	}
-	if d := sv.backoff(0, time.Hour); d != 2*time.Minute {
-		t.Errorf("Retry-After 1 h: wait %v", d)
-	}
-	for h, want := range map[string]time.Duration{"3": 3 * time.Second, "": 0, "soon": 0, "-1": 0} {
-		if got := retryAfter(h); got != want {
-			t.Errorf("retryAfter(%q) = %v, want %v", h, got, want)
+		for i := start; i < len(ids); i++ {
+			sum += m.P(ids[i-1], ids[i], i)
+			tokens++
 		}
 	}
-	if got := retryAfter(time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)); got < 58*time.Second || got > time.Minute {
-		t.Errorf("retryAfter(date) = %v", got)
+	return tokens, sum / float64(tokens)
+}
+
+// standin starts a stand-in server.
+func standin(t testing.TB, s *probetest.Server) string {
+	t.Helper()
+	if s.Model == "" {
+		s.Model = "org/model-7b"
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+// run scores data on the servers and returns the report.
+func run(t testing.TB, sv *Server, data string) (*Report, ServerResult, error) {
+	t.Helper()
+	src, res, err := sv.Score(context.Background(), data, "", Options{})
+	if err != nil {
+		return nil, res, err
+	}
+	defer src.(io.Closer).Close()
+	acc := NewAccumulator(Config{})
+	if err := acc.Consume(src); err != nil {
+		return nil, res, err
+	}
+	rep, err := acc.Report()
+	return rep, res, err
+}
+
+func noSleep(context.Context, time.Duration) error { return nil }
+
+// TestLiveExact: against stand-ins of vLLM, SGLang and TGI that add a BOS
+// and split multi-byte characters into byte tokens, the probe scores
+// exactly the response tokens of all three SFT shapes.
+func TestLiveExact(t *testing.T) {
+	for _, kind := range []string{probetest.VLLM, probetest.SGLang, probetest.TGI} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			data := writeFile(t, dir, "sft.jsonl", sftLines...)
+			url := standin(t, &probetest.Server{Kind: kind})
+			rep, res, err := run(t, &Server{URLs: []string{url}, TopK: 2}, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks, meanP := expected(t, kind, strings.Join(sftLines, "\n"))
+			if rep.Sequences != int64(len(sftLines)) || rep.Tokens != int64(toks) || !near(rep.MeanP, meanP, 1e-12) {
+				t.Errorf("%d sequences, %d tokens, mean p %.15g; want %d, %d, %.15g", rep.Sequences, rep.Tokens, rep.MeanP, len(sftLines), toks, meanP)
+			}
+			if res.Kind != ServerKind(kind) || res.Model != "org/model-7b" || res.Scored != len(sftLines) || res.Cache != DefaultCache(data, "org/model-7b", ServerKind(kind)) {
+				t.Errorf("result %+v", res)
+			}
+			if (kind != probetest.TGI) != (rep.TopKTokens == rep.Tokens) {
+				t.Errorf("%d of %d tokens with top-k", rep.TopKTokens, rep.Tokens)
+			}
+			// The cache is a --logprobs input with the same numbers.
+			again, err := reportOf(t, Config{}, Options{}, res.Cache)
+			if err != nil || again.Tokens != rep.Tokens || again.MeanP != rep.MeanP {
+				t.Errorf("the cache as input: %v, %+v", err, again)
+			}
+		})
+	}
+}
+
+// A server that does not score the response tokens as sent is caught: a
+// reply with a token missing is retried, and given up on when it persists.
+func TestLiveBadReplies(t *testing.T) {
+	dir := t.TempDir()
+	data := writeFile(t, dir, "sft.jsonl", sftLines[:2]...)
+	s := &probetest.Server{Kind: probetest.VLLM, Faults: map[string][]probetest.Fault{
+		"Hamlet": {probetest.FaultBad, probetest.FaultBad},
+		"France": {probetest.FaultBad, probetest.FaultBad, probetest.FaultBad}}}
+	rep, res, err := run(t, &Server{URLs: []string{standin(t, s)}, Attempts: 3, sleep: noSleep}, data)
+	if err == nil || !strings.Contains(err.Error(), "sft.jsonl:2: not in the cache (gave up after 3 attempts") {
+		t.Fatalf("report %+v, err %v", rep, err)
+	}
+	if res.Scored != 1 || res.Failed != 1 || res.Retries != 4 {
+		t.Errorf("result %+v", res.ServerProgress)
+	}
+}
+
+func TestLiveRetries(t *testing.T) {
+	dir := t.TempDir()
+	data := writeFile(t, dir, "sft.jsonl", sftLines...)
+	s := &probetest.Server{Kind: probetest.SGLang, Faults: map[string][]probetest.Fault{
+		"Hamlet": {probetest.Fault429, probetest.Fault500},
+		"France": {probetest.FaultDrop},
+		"Italy":  {probetest.Fault503, probetest.FaultBad}}}
+	rep, res, err := run(t, &Server{URLs: []string{standin(t, s)}, sleep: noSleep}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, meanP := expected(t, probetest.SGLang, strings.Join(sftLines, "\n"))
+	if rep.Tokens != int64(toks) || !near(rep.MeanP, meanP, 1e-12) || res.Retries < 5 || res.Failed != 0 {
+		t.Errorf("%d tokens, mean p %v, result %+v", rep.Tokens, rep.MeanP, res.ServerProgress)
+	}
+}
+
+// TestPreflight: a closed port, a URL that is no inference server and a
+// wrong model name fail before any example, saying what to fix.
+func TestPreflight(t *testing.T) {
+	dir := t.TempDir()
+	data := writeFile(t, dir, "sft.jsonl", sftLines...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			fmt.Fprint(w, "<html>hello</html>")
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer web.Close()
+	vllm := standin(t, &probetest.Server{Kind: probetest.VLLM, Model: "Qwen/Qwen2.5-7B"})
+	for name, c := range map[string]struct {
+		sv   Server
+		want string
+	}{
+		"closed port":  {Server{URLs: []string{closed}}, "nothing answers at " + closed},
+		"not a server": {Server{URLs: []string{web.URL}}, web.URL + " answers, but not as vLLM, SGLang or TGI do"},
+		"wrong model":  {Server{URLs: []string{vllm}, Model: "Qwen/Qwen2.5-7B-Instruct"}, `serves "Qwen/Qwen2.5-7B", not "Qwen/Qwen2.5-7B-Instruct": fix --served-model`},
+		"wrong kind":   {Server{URLs: []string{vllm}, Kind: KindTGI}, "GET /info"},
+		"one of two":   {Server{URLs: []string{vllm, closed}}, "nothing answers at " + closed},
+		"mixed":        {Server{URLs: []string{vllm, standin(t, &probetest.Server{Kind: probetest.SGLang, Model: "Qwen/Qwen2.5-7B"})}}, "the servers differ"},
+	} {
+		_, _, err := run(t, &c.sv, data)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+	// With --cache named, the cache is opened before the preflight; a
+	// failed run leaves no empty file behind.
+	cache := filepath.Join(dir, "named-cache.jsonl")
+	if _, _, err := (&Server{URLs: []string{closed}}).Score(context.Background(), data, cache, Options{}); err == nil {
+		t.Error("closed port with --cache: no error")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("a failed preflight left files: %v", entries)
+	}
+}
+
+// TestDetection: auto tells the three servers apart; a kind named on the
+// command line is used as given.
+func TestDetection(t *testing.T) {
+	for _, kind := range []string{probetest.VLLM, probetest.SGLang, probetest.TGI} {
+		url := standin(t, &probetest.Server{Kind: kind})
+		sv := (&Server{URLs: []string{url}}).defaults()
+		reps, err := sv.preflight(context.Background())
+		if err != nil || reps[0].kind != ServerKind(kind) || reps[0].model != "org/model-7b" {
+			t.Errorf("%s: detected %+v, %v", kind, reps, err)
+		}
+	}
+	for _, s := range []string{"auto", "VLLM", "sglang", "tgi", ""} {
+		if _, err := ParseServerKind(s); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	if _, err := ParseServerKind("ollama"); err == nil {
+		t.Error("ollama parsed")
+	}
+}
+
+// A TGI started without --enable-prefill-logprobs stops the run with the
+// flag in the message.
+func TestTGINeedsPrefillLogprobs(t *testing.T) {
+	dir := t.TempDir()
+	data := writeFile(t, dir, "sft.jsonl", sftLines...)
+	_, _, err := run(t, &Server{URLs: []string{standin(t, &probetest.Server{Kind: probetest.TGI, NoPrefillLogprobs: true})}}, data)
+	if err == nil || !strings.Contains(err.Error(), "--enable-prefill-logprobs") {
+		t.Fatal(err)
+	}
+}
+
+// Examples the server refuses (too long here) are given up at once and
+// reported by line; when the first five are all refused, the run stops.
+func TestRefusedExamples(t *testing.T) {
+	dir := t.TempDir()
+	long := `{"prompt": "` + strings.Repeat("x", 300) + `", "response": " ok"}`
+	data := writeFile(t, dir, "sft.jsonl", sftLines[0], long, sftLines[1])
+	url := standin(t, &probetest.Server{Kind: probetest.VLLM, MaxLen: 200})
+	_, res, err := run(t, &Server{URLs: []string{url}}, data)
+	if err == nil || !strings.Contains(err.Error(), "sft.jsonl:2: not in the cache (301 prompt and 1 response tokens: longer than the 200") ||
+		res.Scored != 2 || res.Failed != 1 {
+		t.Fatalf("%+v %v", res.ServerProgress, err)
+	}
+	var lines []string
+	for range 6 {
+		lines = append(lines, long)
+	}
+	data = writeFile(t, dir, "long.jsonl", lines...)
+	if _, _, err := run(t, &Server{URLs: []string{url}}, data); err == nil || !strings.Contains(err.Error(), "refused the first 5 examples") {
+		t.Fatal(err)
+	}
+}
+
+// TestCacheLock: a second probe on the same cache refuses; the lock goes
+// with the first.
+func TestCacheLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.jsonl")
+	a, err := openCache(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openCache(path); err == nil || !strings.Contains(err.Error(), "in use by another selector probe") {
+		t.Fatalf("second open: %v", err)
+	}
+	if err := a.close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := openCache(path)
+	if err != nil {
+		t.Fatalf("after close: %v", err)
+	}
+	b.close()
+}
+
+// TestCancel: a cancelled run returns once its requests in flight have had
+// their grace, with every reply that came in cached whole; the next run
+// scores only the rest, a torn last line is repaired, and the numbers are
+// those of an uninterrupted run.
+func TestCancel(t *testing.T) {
+	dir := t.TempDir()
+	data := writeFile(t, dir, "sft.jsonl", sftLines...)
+	s := &probetest.Server{Kind: probetest.VLLM, Faults: map[string][]probetest.Fault{"Italy": {probetest.FaultHang}}}
+	url := standin(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	var scored atomic.Int32
+	sv := &Server{URLs: []string{url}, Concurrency: 1, Grace: 50 * time.Millisecond,
+		Progress: func(p ServerProgress) {
+			if p.Scored == 2 && scored.Swap(2) == 0 {
+				cancel() // the third example (Italy) hangs
+			}
+		}}
+	start := time.Now()
+	_, res, err := sv.Score(ctx, data, "", Options{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("the cancelled run took %v", el)
+	}
+	cache := DefaultCache(data, "org/model-7b", KindVLLM)
+	b, _ := os.ReadFile(cache)
+	if n := strings.Count(string(b), "\n"); n != 2 || res.Scored != 2 {
+		t.Fatalf("%d cache lines, %d scored", n, res.Scored)
+	}
+	// A torn line (a run killed while writing) is cut off.
+	f, _ := os.OpenFile(cache, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"id":"capsel-torn","choi`)
+	f.Close()
+	s.Faults = nil
+	rep, res, err := run(t, &Server{URLs: []string{url}, Kind: KindVLLM, Model: "org/model-7b"}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, meanP := expected(t, probetest.VLLM, strings.Join(sftLines, "\n"))
+	if res.Cached != 2 || res.Scored != len(sftLines)-2 || rep.Tokens != int64(toks) || !near(rep.MeanP, meanP, 1e-12) {
+		t.Errorf("resumed: %+v, %d tokens, mean p %v", res.ServerProgress, rep.Tokens, rep.MeanP)
+	}
+	// A third run finds everything cached and sends nothing.
+	calls := s.Calls.Load()
+	if _, res, err := run(t, &Server{URLs: []string{url}, Kind: KindVLLM, Model: "org/model-7b"}, data); err != nil || res.Cached != len(sftLines) || s.Calls.Load() != calls {
+		t.Errorf("third run: %+v, %v, %d calls", res.ServerProgress, err, s.Calls.Load()-calls)
+	}
+}
+
+// TestReplicas: examples spread over three servers (each takes jobs once
+// its workers queue for them: with more examples than the first replicas'
+// starting limits, every one does), and the report is the one server's.
+func TestReplicas(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	for i := range 400 {
+		lines = append(lines, fmt.Sprintf(`{"prompt": "Q%d: the capital of France?\n", "response": " Paris %d"}`, i, i%7))
+	}
+	data := writeFile(t, dir, "sft.jsonl", lines...)
+	var urls []string
+	var servers []*probetest.Server
+	for range 3 {
+		s := &probetest.Server{Kind: probetest.SGLang, Capacity: 4, Latency: time.Millisecond}
+		servers = append(servers, s)
+		urls = append(urls, standin(t, s))
+	}
+	rep, res, err := run(t, &Server{URLs: urls}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, meanP := expected(t, probetest.SGLang, strings.Join(lines, "\n"))
+	if rep.Tokens != int64(toks) || !near(rep.MeanP, meanP, 1e-12) || len(res.Replicas) != 3 {
+		t.Fatalf("%d tokens, mean p %v, %+v", rep.Tokens, rep.MeanP, res)
+	}
+	total := 0
+	for i, r := range res.Replicas {
+		total += r.Scored
+		if r.Scored == 0 || servers[i].Scored.Load() != int64(r.Scored) {
+			t.Errorf("replica %d scored %d (server says %d)", i, r.Scored, servers[i].Scored.Load())
+		}
+	}
+	if total != len(lines) {
+		t.Errorf("replicas scored %d of %d", total, len(lines))
+	}
+}
+
+// TestCacheFormatMismatch: a cache of one server's replies is not mixed
+// with another's.
+func TestCacheFormatMismatch(t *testing.T) {
+	dir := t.TempDir()
+	data := writeFile(t, dir, "sft.jsonl", sftLines...)
+	cache := filepath.Join(dir, "c.jsonl")
+	src, _, err := (&Server{URLs: []string{standin(t, &probetest.Server{Kind: probetest.TGI})}}).Score(context.Background(), data, cache, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.(io.Closer).Close()
+	os.WriteFile(cache, []byte(strings.SplitN(readString(t, cache), "\n", 2)[0]+"\n"), 0o644)
+	_, _, err = (&Server{URLs: []string{standin(t, &probetest.Server{Kind: probetest.VLLM})}}).Score(context.Background(), data, cache, Options{})
+	if err == nil || !strings.Contains(err.Error(), "holds tgi replies and the server is vllm") {
+		t.Fatal(err)
+	}
+}
+
+func readString(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestCacheKeys: the key changes with everything that changes the score,
+// and a duplicated example on another line counts twice.
+func TestCacheKeys(t *testing.T) {
+	ex := sftdata.Example{Kind: sftdata.PromptResponse, Prompt: "a", Response: "b", Line: 1}
+	sv := &Server{Kind: KindVLLM, Model: "m", TopK: 5}
+	k := sv.cacheKey(ex)
+	for name, change := range map[string]func(*Server, *sftdata.Example){
+		"model": func(s *Server, _ *sftdata.Example) { s.Model = "n" },
+		"kind":  func(s *Server, _ *sftdata.Example) { s.Kind = KindSGLang },
+		"k":     func(s *Server, _ *sftdata.Example) { s.TopK = 1 },
+		"line":  func(_ *Server, e *sftdata.Example) { e.Line = 2 },
+		"split": func(_ *Server, e *sftdata.Example) { e.Prompt, e.Response = "ab", "" },
+		"chat": func(_ *Server, e *sftdata.Example) {
+			e.Kind, e.Prompt, e.Context = sftdata.Chat, "", []sftdata.Message{{Role: "user", Content: "a"}}
+		},
+	} {
+		s2, e2 := *sv, ex
+		change(&s2, &e2)
+		if s2.cacheKey(e2) == k {
+			t.Errorf("%s: same key", name)
+		}
+	}
+	if b, _ := json.Marshal(ex); len(b) == 0 || sv.cacheKey(ex) != k {
+		t.Error("the key is not a function of the example")
 	}
 }

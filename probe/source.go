@@ -106,3 +106,9 @@ func (s *SliceSource) Next() (Sequence, error) {
 	s.i++
 	return s.Seqs[s.i-1], nil
 }
+
+// SourceFunc adapts a function to a Source.
+type SourceFunc func() (Sequence, error)
+
+// Next calls f.
+func (f SourceFunc) Next() (Sequence, error) { return f() }

@@ -165,6 +165,9 @@ func ExportObjective(o objectives.Objective, f Format, opt ExportOptions) (Expor
 	if o.Adaptive() && f != FormatTOML {
 		return exportAdaptive(o, f, opt)
 	}
+	if !o.Adaptive() && !o.OfP() && f != FormatTOML {
+		return Export{}, fmt.Errorf("selector: %v is a %s, not of p alone, and the exports to other trainers do not cover it yet; export to toml to train it with capsel's trainer", o, o.Form())
+	}
 	return exportFixed(o, f), nil
 }
 

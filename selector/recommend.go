@@ -6,15 +6,17 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/capsel/capsel/continuum"
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/theory"
 )
 
-// Region names, as the probe reports them.
+// Region names, as the probe reports them (package continuum is their one
+// source).
 const (
-	RegionWeak         = "model-weak"
-	RegionIntermediate = "model-intermediate"
-	RegionStrong       = "model-strong"
+	RegionWeak         = string(continuum.Weak)
+	RegionIntermediate = string(continuum.Intermediate)
+	RegionStrong       = string(continuum.Strong)
 )
 
 // Evidence is what the recommendation rests on: the probe's capability

@@ -1,10 +1,25 @@
 package theory
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/capsel/capsel/objectives"
 )
+
+// Covers reports whether the rates of this package apply to o: they are
+// the paper's, for an objective that is a function f of the target's p
+// alone. The objectives the trainers ship beyond that family (eaft, deft,
+// deft-cayley, asft; see objectives.Form) are refused with an error that
+// wraps objectives.ErrNotP: a gate read from the whole distribution, the
+// batch's mean p, or a KL anchor to a reference model is outside the
+// paper's Lemma 3.1, and their rates are not implemented yet.
+func Covers(o objectives.Objective) error {
+	if o.Valid() && !o.Adaptive() && !o.OfP() {
+		return fmt.Errorf("theory: %v is a %s, %w: the paper's rate covers objectives f(p), and the rates of gated and anchored objectives are not implemented yet", o, o.Form(), objectives.ErrNotP)
+	}
+	return nil
+}
 
 // Inner returns ⟨e_truth − q, e_label − q⟩ = δ − q_truth − q_label + ‖q‖².
 // It panics if an index is out of range.
@@ -22,7 +37,7 @@ func Inner(q []float64, label, truth int) float64 {
 //
 // for the distribution q, the training label ỹ = label and the true label
 // y* = truth (paper Eq. 14 with Assumption E.3). It panics if an index is out
-// of range and returns NaN for adaptive objectives.
+// of range and returns NaN for adaptive objectives and those Covers refuses.
 func Rate(o objectives.Objective, q []float64, label, truth int) float64 {
 	return q[truth] * o.S(q[label]) * Inner(q, label, truth)
 }

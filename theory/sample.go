@@ -258,6 +258,9 @@ func EstimateRate(o objectives.Objective, ctxs []Context, nm NoiseModel) (Estima
 	if o.Adaptive() || !o.Valid() {
 		return est, fmt.Errorf("theory: %v has no fixed rate; estimate a concrete objective", o)
 	}
+	if err := Covers(o); err != nil {
+		return est, err
+	}
 	if len(ctxs) == 0 {
 		return est, ErrEmpty
 	}

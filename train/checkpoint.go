@@ -11,6 +11,8 @@ import (
 	"math"
 
 	"github.com/nlpodyssey/spago/mat"
+
+	"github.com/capsel/capsel/objectives"
 )
 
 // Checkpoint is everything a run needs to continue, or a model needs to be
@@ -22,6 +24,10 @@ type Checkpoint struct {
 	Tokenizer *Tokenizer
 	Tensors   []Tensor
 	Run       *RunState // nil for weights only
+	// Ref holds the frozen reference model's weights of a run whose
+	// objective anchors to one (asft-α), in Params order without moments;
+	// nil otherwise.
+	Ref []Tensor
 
 	name string // the file it was read from, for errors
 }
@@ -64,6 +70,12 @@ func (t *Trainer) Checkpoint() *Checkpoint {
 			ts.V = append([]float32(nil), st.V...)
 		}
 		ck.Tensors = append(ck.Tensors, ts)
+	}
+	if t.ref != nil {
+		for _, np := range t.ref.Params() {
+			sh := np.Param.Shape()
+			ck.Ref = append(ck.Ref, Tensor{Name: np.Name, Rows: sh[0], Cols: sh[1], W: append([]float32(nil), mat.Data[float32](np.Param)...)})
+		}
 	}
 	return ck
 }
@@ -118,6 +130,22 @@ func Resume(ck *Checkpoint, data []Example) (*Trainer, error) {
 	if err := t.setup(data); err != nil {
 		return nil, err
 	}
+	if t.obj.Form() == objectives.FormAnchored {
+		if ck.Ref == nil {
+			return nil, fmt.Errorf("%s: the run trains %v, which anchors to the model it started from, and the checkpoint holds no reference weights", ck.where(), t.obj)
+		}
+		ref, err := NewModel(ck.Model, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ck.where(), err)
+		}
+		if err := (&Checkpoint{Tensors: ck.Ref, name: ck.name}).load(ref, false); err != nil {
+			return nil, fmt.Errorf("reference model: %w", err)
+		}
+		for _, np := range ref.Params() {
+			np.Param.SetRequiresGrad(false)
+		}
+		t.ref, t.refWS = ref, &workspace{}
+	}
 	if t.dataHash != ck.Run.DataHash {
 		return nil, errors.New("the training data differ from the data this run started with; resume needs the same data")
 	}
@@ -128,12 +156,17 @@ func Resume(ck *Checkpoint, data []Example) (*Trainer, error) {
 //
 //	magic "CAPSELCK" | version uint32 | header length uint32 | header JSON
 //	| tensors: W, then M and V when header says so, float32 each
+//	| version 2 only: the reference model's tensors (W only), as header "ref" lists them
 //	| CRC-32C (Castagnoli) of everything before it, uint32
 //
-// The checksum turns a truncated or corrupted file into an error.
+// The checksum turns a truncated or corrupted file into an error. A
+// checkpoint without reference weights is written as version 1, byte for
+// byte as before they existed; one with them as version 2, which older
+// builds refuse by its version rather than misread.
 const (
-	ckMagic   = "CAPSELCK"
-	ckVersion = 1
+	ckMagic      = "CAPSELCK"
+	ckVersion    = 1
+	ckVersionRef = 2
 )
 
 type ckHeader struct {
@@ -141,6 +174,7 @@ type ckHeader struct {
 	Tokenizer *Tokenizer  `json:"tokenizer"`
 	Run       *RunState   `json:"run,omitempty"`
 	Tensors   []ckTensor  `json:"tensors"`
+	Ref       []ckTensor  `json:"ref,omitempty"`
 }
 
 type ckTensor struct {
@@ -158,13 +192,18 @@ func (ck *Checkpoint) WriteTo(w io.Writer) (int64, error) {
 	for _, ts := range ck.Tensors {
 		h.Tensors = append(h.Tensors, ckTensor{ts.Name, ts.Rows, ts.Cols, ts.M != nil})
 	}
+	version := ckVersion
+	for _, ts := range ck.Ref {
+		h.Ref = append(h.Ref, ckTensor{ts.Name, ts.Rows, ts.Cols, false})
+		version = ckVersionRef
+	}
 	hj, err := json.Marshal(h)
 	if err != nil {
 		return 0, err
 	}
 	var buf bytes.Buffer
 	buf.WriteString(ckMagic)
-	binary.Write(&buf, binary.LittleEndian, uint32(ckVersion))
+	binary.Write(&buf, binary.LittleEndian, uint32(version))
 	binary.Write(&buf, binary.LittleEndian, uint32(len(hj)))
 	buf.Write(hj)
 	put := func(xs []float32) {
@@ -180,6 +219,9 @@ func (ck *Checkpoint) WriteTo(w io.Writer) (int64, error) {
 			put(ts.M)
 			put(ts.V)
 		}
+	}
+	for _, ts := range ck.Ref {
+		put(ts.W)
 	}
 	binary.Write(&buf, binary.LittleEndian, crc32.Checksum(buf.Bytes(), crcTable))
 	n, err := w.Write(buf.Bytes())
@@ -203,8 +245,9 @@ func ReadCheckpoint(r io.Reader, name string) (*Checkpoint, error) {
 		return nil, bad("checksum mismatch: the file is truncated or corrupted (%d bytes)", len(b))
 	}
 	p := len(ckMagic)
-	if v := binary.LittleEndian.Uint32(b[p:]); v != ckVersion {
-		return nil, bad("format version %d; this build reads version %d", v, ckVersion)
+	version := binary.LittleEndian.Uint32(b[p:])
+	if version != ckVersion && version != ckVersionRef {
+		return nil, bad("format version %d; this build reads versions %d and %d", version, ckVersion, ckVersionRef)
 	}
 	hl := int(binary.LittleEndian.Uint32(b[p+4:]))
 	p += 8
@@ -252,6 +295,16 @@ func ReadCheckpoint(r io.Reader, name string) (*Checkpoint, error) {
 			}
 		}
 		ck.Tensors = append(ck.Tensors, ts)
+	}
+	if (version == ckVersionRef) != (len(h.Ref) > 0) {
+		return nil, bad("format version %d with %d reference tensors", version, len(h.Ref))
+	}
+	for _, ht := range h.Ref {
+		ts := Tensor{Name: ht.Name, Rows: ht.Rows, Cols: ht.Cols}
+		if ts.W, err = get(ht.Rows * ht.Cols); err != nil {
+			return nil, err
+		}
+		ck.Ref = append(ck.Ref, ts)
 	}
 	if p != len(body) {
 		return nil, bad("%d unexpected bytes after the tensors", len(body)-p)

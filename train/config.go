@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/capsel/capsel/continuum"
 	"github.com/capsel/capsel/objectives"
 )
 
@@ -31,8 +32,8 @@ type Config struct {
 type AutoConfig struct {
 	// Weak and Strong are the running mean p at or below which auto trains
 	// with pure NLL and at or above which with pure "p"; between them it
-	// blends linearly. The defaults are the probe's region cuts (0.30 and
-	// 0.675, midway between the paper's anchor clusters).
+	// blends linearly. The defaults are the continuum's region cuts
+	// (continuum.DefaultCuts, midway between the paper's anchor clusters).
 	Weak   float64 `json:"weak"`
 	Strong float64 `json:"strong"`
 	// HalfLife is the half-life, in steps, of the running mean p.
@@ -69,7 +70,7 @@ func DefaultConfig() Config {
 		Clip:        1.0,
 		Seed:        1,
 		Auto: AutoConfig{
-			Weak: 0.30, Strong: 0.675, HalfLife: 20,
+			Weak: continuum.DefaultCuts.WeakBelow, Strong: continuum.DefaultCuts.StrongAt, HalfLife: 20,
 			Every: 10, Noise: 0.1, Rate: "raw", Contexts: 256,
 			Candidates: []string{"nll", "p", "GeneralFamily-10", "OnlyTopLogP-0.2", "blend-0.5"},
 		},
@@ -135,6 +136,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("auto candidates: %w", err))
 		} else if o.Adaptive() {
 			bad("auto candidates: %s is itself adaptive", s)
+		} else if !o.OfP() {
+			bad("auto candidates: %s is %s: auto-theory ranks candidates by the paper's rate, which covers functions of p alone", s, objectives.ErrNotP)
 		}
 	}
 	return errors.Join(errs...)

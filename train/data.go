@@ -1,8 +1,6 @@
 package train
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +8,8 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/capsel/capsel/sftdata"
 )
 
 // Special token ids. Characters start at FirstChar.
@@ -128,68 +127,21 @@ type Example struct {
 	Line     int    // 1-based line in Source
 }
 
-// ReadExamples reads training data. A file whose first non-blank line starts
-// with '{' is JSONL: each line holds "prompt" and "response" (SFT) or "text"
-// (pretraining); other fields are ignored. Any other file is plain text, one
-// pretraining document per non-blank line. Errors name the file and line.
+// ReadExamples reads training data with package sftdata, the project's one
+// reader of SFT files: JSONL with "prompt" and "response" (or TRL's
+// "completion"), chat "messages" (the last assistant turn is the response;
+// the turns before it are rendered as sftdata.ChatTemplate says), or "text"
+// (pretraining), or plain text with one pretraining document per line. An
+// example's prompt is empty for pretraining text, so the loss covers all
+// of it. Errors name the file and line.
 func ReadExamples(r io.Reader, name string) ([]Example, error) {
-	br := bufio.NewReaderSize(r, 1<<16)
-	var out []Example
-	jsonl := -1 // unknown until the first non-blank line
-	for line := 1; ; line++ {
-		b, err := br.ReadBytes('\n')
-		if len(b) > 0 {
-			if !utf8.Valid(b) {
-				return nil, fmt.Errorf("%s:%d: not valid UTF-8", name, line)
-			}
-			trimmed := bytes.TrimSpace(b)
-			if len(trimmed) > 0 {
-				if jsonl == -1 {
-					jsonl = 0
-					if trimmed[0] == '{' {
-						jsonl = 1
-					}
-				}
-				var ex Example
-				if jsonl == 1 {
-					var v struct {
-						Prompt   *string `json:"prompt"`
-						Response *string `json:"response"`
-						Text     *string `json:"text"`
-					}
-					if jerr := json.Unmarshal(trimmed, &v); jerr != nil {
-						return nil, fmt.Errorf("%s:%d: bad JSON: %v", name, line, jerr)
-					}
-					switch {
-					case v.Text != nil && v.Prompt == nil && v.Response == nil:
-						ex.Response = *v.Text
-					case v.Response != nil && v.Text == nil:
-						ex.Response = *v.Response
-						if v.Prompt != nil {
-							ex.Prompt = *v.Prompt
-						}
-					default:
-						return nil, fmt.Errorf(`%s:%d: need "prompt" and "response" (SFT) or "text" (pretraining)`, name, line)
-					}
-					if ex.Response == "" {
-						return nil, fmt.Errorf("%s:%d: empty response: there is nothing to train on", name, line)
-					}
-				} else {
-					ex.Response = strings.TrimRight(string(b), "\r\n")
-				}
-				ex.Source, ex.Line = name, line
-				out = append(out, ex)
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
-		}
+	in, err := sftdata.ReadAll(r, name)
+	if err != nil {
+		return nil, err
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no examples", name)
+	out := make([]Example, len(in))
+	for i, ex := range in {
+		out[i] = Example{Prompt: ex.PromptText(), Response: ex.Response, Source: ex.Source, Line: ex.Line}
 	}
 	return out, nil
 }

@@ -113,9 +113,8 @@ func refAttention(qkv []float64, seqs, t, d, heads int) []float64 {
 	return y
 }
 
-// refLoss is the objective's mean loss over the batch, via objectives.Batch
-// on float64 log-probs.
-func (r refParams) loss(t *testing.T, b Batch, obj objectives.Objective) float64 {
+// logits runs the float64 reference forward pass: n×V logits.
+func (r refParams) logits(b Batch) []float64 {
 	c := r.cfg
 	n, d := b.Seqs*c.Context, c.D
 	x := make([]float64, n*d)
@@ -139,25 +138,107 @@ func (r refParams) loss(t *testing.T, b Batch, obj objectives.Objective) float64
 		}
 	}
 	x = refLayerNorm(x, n, d, r.p["lnf_g"], r.p["lnf_b"])
-	z := refLinear(x, n, d, c.Vocab, r.p["head"], r.p["head_b"])
-	lp := make([]float64, n)
-	for i := range n {
-		row := z[i*c.Vocab : (i+1)*c.Vocab]
+	return refLinear(x, n, d, c.Vocab, r.p["head"], r.p["head_b"])
+}
+
+// refLogSoftmax is the log-softmax of each row of z (n×v).
+func refLogSoftmax(z []float64, v int) [][]float64 {
+	var out [][]float64
+	for i := 0; i < len(z); i += v {
+		row := z[i : i+v]
 		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = math.Max(mx, v)
+		for _, x := range row {
+			mx = math.Max(mx, x)
 		}
 		var s float64
-		for _, v := range row {
-			s += math.Exp(v - mx)
+		for _, x := range row {
+			s += math.Exp(x - mx)
 		}
-		lp[i] = math.Min(row[b.Targets[i]]-mx-math.Log(s), 0)
+		l := mx + math.Log(s)
+		lq := make([]float64, v)
+		for k, x := range row {
+			lq[k] = math.Min(x-l, 0)
+		}
+		out = append(out, lq)
+	}
+	return out
+}
+
+// detached holds what an objective's gradient does not flow through,
+// evaluated at the unperturbed weights: finite differences of the loss must
+// hold it fixed to agree with a gradient that detaches it.
+type detached struct {
+	stat  []float64 // FormDist: each row's gate statistic
+	p     []float64 // asft: each row's DFT weight p; deft-cayley: p for the exponent
+	meanP float64   // deft-cayley: the batch's mean p
+}
+
+// loss is the objective's mean loss over the batch from the float64
+// forward pass; refModel is asft's reference (nil otherwise). With det nil
+// the detached quantities are computed here (and returned), otherwise they
+// are det's.
+func (r refParams) loss(t *testing.T, b Batch, obj objectives.Objective, refModel *refParams, det *detached) (float64, *detached) {
+	t.Helper()
+	v := r.cfg.Vocab
+	lq := refLogSoftmax(r.logits(b), v)
+	lp := make([]float64, len(lq))
+	for i := range lq {
+		lp[i] = lq[i][b.Targets[i]]
+	}
+	if det == nil {
+		det = &detached{}
+		var n int
+		for i := range lq {
+			det.stat = append(det.stat, obj.DistStat(lq[i]))
+			det.p = append(det.p, math.Exp(lp[i]))
+			if b.Mask[i] {
+				det.meanP += math.Exp(lp[i])
+				n++
+			}
+		}
+		det.meanP /= float64(n)
+	}
+	switch obj.Form() {
+	case objectives.FormDist:
+		st, err := obj.BatchDist(objectives.DistBatch{LogP: lp, Mask: b.Mask, Stat: det.stat}, nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Loss, det
+	case objectives.FormAnchored:
+		// −sg(p)·log p + α·KL(r ‖ q) over scored tokens (LLaMA-Factory's
+		// _asft_cross_entropy, see objectives' torch test).
+		lr := refLogSoftmax(refModel.logits(b), v)
+		var s float64
+		var n int
+		for i := range lq {
+			if b.Mask[i] {
+				s += -det.p[i]*lp[i] + obj.Param()*objectives.KL(lr[i], lq[i])
+				n++
+			}
+		}
+		return s / float64(n), det
+	case objectives.FormBatch:
+		// Cayley_Trans with its exponent held at the unperturbed p and mean p
+		// (main_verl/trainer/fsdp_sft_trainer.py, luludus/DEFT bbe7896).
+		var s float64
+		var n int
+		for i := range lq {
+			if b.Mask[i] {
+				floor := 0.5 * det.meanP
+				d := 1 - det.p[i] + 1e-8
+				a := math.Min(math.Max(floor+(1-floor)*(1-d)/(1+d+1e-8), 0.001), 1)
+				s += -math.Expm1(a*lp[i]) / (a + 1e-8)
+				n++
+			}
+		}
+		return s / (float64(n) + 1e-8), det
 	}
 	st, err := obj.Batch(lp, b.Mask, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Loss
+	return st.Loss, det
 }
 
 // tinyModel has random weights large enough that every gradient matters.
@@ -191,12 +272,18 @@ func tinyModelOf(t *testing.T, seed uint64, cfg ModelConfig) (*Model, Batch) {
 }
 
 func TestModelGradients(t *testing.T) {
-	for _, spec := range []string{"nll", "p", "GeneralFamily-0.5", "OnlyTopLogP-0.2", "focal-2", "blend-0.3"} {
+	for _, spec := range []string{"nll", "p", "GeneralFamily-0.5", "OnlyTopLogP-0.2", "focal-2", "blend-0.3",
+		"eaft-axolotl-1-5", "eaft-axolotl-0.5-20", "deft", "deft-cayley", "asft-0.1", "asft-1"} {
 		t.Run(spec, func(t *testing.T) {
 			m, b := tinyModel(t, 3)
 			checkGradients(t, m, b, spec)
 		})
 	}
+	// LLaMA-Factory's EAFT reads the top 20 logits: a vocabulary of 23.
+	t.Run("eaft-1", func(t *testing.T) {
+		m, b := tinyModelOf(t, 4, ModelConfig{Vocab: 23, D: 8, Layers: 1, Heads: 2, Context: 5})
+		checkGradients(t, m, b, "eaft-1")
+	})
 	// Head width 8 and width 16 run the vector kernels (the model above, with
 	// heads of 4, runs their portable fallbacks), and a context of 9 pads the
 	// attention rows to 16.
@@ -211,7 +298,16 @@ func TestModelGradients(t *testing.T) {
 func checkGradients(t *testing.T, m *Model, b Batch, spec string) {
 	t.Helper()
 	obj := objectives.MustParse(spec)
-	loss, st, err := m.Loss(b, obj)
+	// asft's reference: the same architecture with other random weights, so
+	// that the anchor's gradient is not zero.
+	var refM *Model
+	var refRef *refParams
+	if obj.Form() == objectives.FormAnchored {
+		refM, _ = tinyModelOf(t, 99, m.Cfg)
+		rr := toRef(refM)
+		refRef = &rr
+	}
+	loss, st, err := m.LossWithReference(b, obj, refM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +319,8 @@ func checkGradients(t *testing.T, m *Model, b Batch, spec string) {
 	}
 	ref := toRef(m)
 	// The float32 forward agrees with the float64 reference to float32 accuracy.
-	if want := ref.loss(t, b, obj); math.Abs(float64(vals(loss)[0])-want) > 1e-5*math.Max(1, math.Abs(want)) {
+	want, det := ref.loss(t, b, obj, refRef, nil)
+	if math.Abs(float64(vals(loss)[0])-want) > 1e-5*math.Max(1, math.Abs(want)) {
 		t.Fatalf("loss %v, float64 reference %v", vals(loss)[0], want)
 	}
 	var gmax float64
@@ -244,9 +341,9 @@ func checkGradients(t *testing.T, m *Model, b Batch, spec string) {
 		for i := range w {
 			old := w[i]
 			w[i] = old + 1e-6
-			up := ref.loss(t, b, obj)
+			up, _ := ref.loss(t, b, obj, refRef, det)
 			w[i] = old - 1e-6
-			down := ref.loss(t, b, obj)
+			down, _ := ref.loss(t, b, obj, refRef, det)
 			w[i] = old
 			fd := (up - down) / 2e-6
 			got := float64(grads[np.Name][i])

@@ -201,19 +201,31 @@ func (m *Model) logits(b Batch, ws *workspace) (mat.Tensor, error) {
 
 // Loss runs the model and the objective on a batch. It returns the scalar
 // loss node (call ag.Backward on it) and the batch statistics, whose MeanP
-// is the paper's Eq. 5 on this batch.
+// is the paper's Eq. 5 on this batch. An objective that anchors to a
+// reference model (asft-α) needs LossWithReference.
 func (m *Model) Loss(b Batch, obj objectives.Objective) (mat.Tensor, objectives.BatchStats, error) {
 	return m.loss(b, obj, nil)
 }
 
 // loss is Loss with the step's buffers from ws.
 func (m *Model) loss(b Batch, obj objectives.Objective, ws *workspace) (mat.Tensor, objectives.BatchStats, error) {
+	return m.lossRef(b, obj, nil, ws, nil)
+}
+
+// lossRef is loss with the reference model ref (nil for none), run with
+// the buffers of refWS.
+func (m *Model) lossRef(b Batch, obj objectives.Objective, ref *Model, ws, refWS *workspace) (mat.Tensor, objectives.BatchStats, error) {
 	logits, err := m.logits(b, ws)
 	if err != nil {
 		return nil, objectives.BatchStats{}, err
 	}
 	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: m.Cfg.Vocab, ws: ws}
 	op.logprobs()
+	if ref != nil && obj.Form() == objectives.FormAnchored {
+		if err := op.setReference(ref, b, refWS); err != nil {
+			return nil, objectives.BatchStats{}, err
+		}
+	}
 	if err := op.apply(obj); err != nil {
 		return nil, objectives.BatchStats{}, err
 	}

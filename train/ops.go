@@ -419,7 +419,9 @@ func (o *attentionOp) Backward(gy mat.Tensor) error {
 //
 //	∂Loss/∂z_t = scale_t · (softmax(z_t) − e_{y_t})
 //
-// (Lemma 3.1 of the paper; scale_t = s_f(p_t)·keep_t / kept).
+// (Lemma 3.1 of the paper; scale_t = s_f(p_t)·keep_t / kept). Objectives
+// that read the whole distribution or a reference model add to this (see
+// lossdist.go).
 type lossOp struct {
 	logits  mat.Tensor
 	targets []int
@@ -430,8 +432,13 @@ type lossOp struct {
 
 	logp  []float64
 	lse   []float32
+	lse64 []float64 // lse before rounding, for the rows' log-softmax
 	scale []float64
 	stats objectives.BatchStats
+
+	anchor []float64 // coefficients of softmax(z) − r; nil unless anchored
+	refZ   []float32 // the reference model's logits (n×V), or nil
+	refLSE []float64 // their per-row log-sum-exp
 }
 
 func (o *lossOp) Operands() []mat.Tensor { return []mat.Tensor{o.logits} }
@@ -449,12 +456,14 @@ func (o *lossOp) logprobs() {
 	n, v := o.n, o.v
 	o.logp = make([]float64, n)
 	o.lse = make([]float32, n)
+	o.lse64 = make([]float64, n)
 	par.For(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			row := z[i*v : i*v+v]
 			mx := simd.Max(row)
 			l := float64(mx) + math.Log(float64(simd.SumExp(row, mx)))
 			o.lse[i] = float32(l)
+			o.lse64[i] = l
 			o.logp[i] = math.Min(float64(row[o.targets[i]])-l, 0)
 		}
 	})
@@ -462,6 +471,9 @@ func (o *lossOp) logprobs() {
 
 // apply evaluates the objective on the log-probs: the loss and the scales.
 func (o *lossOp) apply(obj objectives.Objective) error {
+	if f := obj.Form(); f == objectives.FormDist || f == objectives.FormAnchored {
+		return o.applyDist(obj)
+	}
 	o.obj = obj
 	o.scale = make([]float64, o.n)
 	st, err := obj.Batch(o.logp, o.mask, nil, o.scale)
@@ -493,6 +505,11 @@ func (o *lossOp) Backward(gy mat.Tensor) error {
 	gs := float64(vals(gy)[0])
 	n, v := o.n, o.v
 	dz, dd := o.ws.grad(n, v, false)
+	if o.anchor != nil {
+		o.backwardAnchored(gs, dd)
+		o.logits.AccGrad(dz)
+		return nil
+	}
 	par.For(n, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			sc := o.scale[i] * gs

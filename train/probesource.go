@@ -4,15 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-
-	"github.com/capsel/capsel/probe"
 )
 
-// probeSource scores examples with a model, a batch at a time, and hands
-// them to the probe one sequence per example: the log-probs of the response
-// tokens and EOS, the target characters, and the full next-token
-// distribution for the reservoir's theory contexts.
-type probeSource struct {
+// Scorer scores examples with a model by teacher forcing, a batch per
+// forward pass, and hands them out one at a time in order: the scores of
+// each example's response tokens and EOS, their texts, and the model's full
+// next-token distributions. It is how the probe reads the project's own
+// models (package probe/ckprobe turns it into a probe.Source).
+type Scorer struct {
 	ctx   context.Context
 	m     *Model
 	tok   *Tokenizer
@@ -25,13 +24,18 @@ type probeSource struct {
 	first   int // row index of pending[0]
 }
 
-var _ probe.Source = (*probeSource)(nil)
+// Scored is one example's scores.
+type Scored struct {
+	Example Example
+	// Tokens[i] is the text of target Target[i] ("</s>" for EOS).
+	Tokens []string
+	TokenScores
+}
 
-// ProbeSource returns a probe.Source that scores data with the model by
-// teacher forcing, batch examples per forward pass. It fails at once on
-// characters outside the model's alphabet and on examples whose response
-// falls outside the context.
-func ProbeSource(ctx context.Context, m *Model, tok *Tokenizer, data []Example, batch int) (probe.Source, error) {
+// NewScorer returns a Scorer of data. It fails at once on characters
+// outside the model's alphabet and on examples whose response falls outside
+// the context.
+func NewScorer(ctx context.Context, m *Model, tok *Tokenizer, data []Example, batch int) (*Scorer, error) {
 	rows, st, err := encode(tok, data, m.Cfg.Context)
 	if err != nil {
 		return nil, err
@@ -39,12 +43,13 @@ func ProbeSource(ctx context.Context, m *Model, tok *Tokenizer, data []Example, 
 	if st.Dropped > 0 {
 		return nil, fmt.Errorf("%d examples have no response token within the model's context of %d positions", st.Dropped, m.Cfg.Context)
 	}
-	return &probeSource{ctx: ctx, m: m, tok: tok, rows: rows, data: data, batch: max(1, batch)}, nil
+	return &Scorer{ctx: ctx, m: m, tok: tok, rows: rows, data: data, batch: max(1, batch)}, nil
 }
 
-func (s *probeSource) Next() (probe.Sequence, error) {
+// Next returns the next example's scores, or io.EOF after the last.
+func (s *Scorer) Next() (Scored, error) {
 	if s.next >= len(s.rows) {
-		return probe.Sequence{}, io.EOF
+		return Scored{}, io.EOF
 	}
 	if s.next >= s.first+len(s.pending) {
 		hi := min(s.next+s.batch, len(s.rows))
@@ -53,7 +58,7 @@ func (s *probeSource) Next() (probe.Sequence, error) {
 			s.pending = append(s.pending, tf)
 		})
 		if err != nil {
-			return probe.Sequence{}, err
+			return Scored{}, err
 		}
 	}
 	tf := s.pending[s.next-s.first]
@@ -67,14 +72,5 @@ func (s *probeSource) Next() (probe.Sequence, error) {
 			toks[i] = s.tok.Decode([]int{id})
 		}
 	}
-	return probe.Sequence{
-		ID:       fmt.Sprintf("%s:%d", ex.Source, ex.Line),
-		LogProbs: tf.LogP,
-		Tokens:   toks,
-		Full: func(i int) ([]float64, int) {
-			return tf.Dist(i), tf.Target[i]
-		},
-		Source: ex.Source,
-		Line:   ex.Line,
-	}, nil
+	return Scored{Example: ex, Tokens: toks, TokenScores: tf}, nil
 }

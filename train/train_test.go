@@ -102,7 +102,9 @@ func TestLearnsAndEvaluates(t *testing.T) {
 // TestResumeIsBitExact saves a run mid-way, reads the checkpoint back,
 // resumes, and compares the final weights with an uninterrupted run's.
 func TestResumeIsBitExact(t *testing.T) {
-	for _, obj := range []string{"nll", "OnlyTopLogP-0.2", "auto", "auto-theory"} {
+	// The toy vocabulary has 16 tokens: eaft-axolotl takes min(k, V), and
+	// eaft-1 (which needs 20) is refused (TestTrainerObjectivesBeyondP).
+	for _, obj := range []string{"nll", "OnlyTopLogP-0.2", "auto", "auto-theory", "eaft-axolotl-1-20", "deft", "deft-cayley", "asft-0.1"} {
 		t.Run(obj, func(t *testing.T) {
 			cfg := toyConfig(obj, 12)
 			cfg.Auto.Every = 3
@@ -140,19 +142,107 @@ func TestResumeIsBitExact(t *testing.T) {
 	}
 }
 
-func TestThreadCountDoesNotChangeResults(t *testing.T) {
-	run := func(procs int) [][]float32 {
-		old := runtime.GOMAXPROCS(procs)
-		defer runtime.GOMAXPROCS(old)
-		tr, err := New(toyConfig("p", 6), nil, toyData())
-		if err != nil {
-			t.Fatal(err)
-		}
-		runSteps(t, tr, 6)
-		return weights(tr.Model())
+// TestTrainerObjectivesBeyondP checks what the trainer does with the
+// objectives that read the distribution or a reference: asft anchors to the
+// weights the run starts from (an --init checkpoint's), keeps them frozen,
+// saves them in its checkpoints and resumes bit for bit from them even
+// though the model has moved; eaft-1 refuses a vocabulary under 20 tokens.
+func TestTrainerObjectivesBeyondP(t *testing.T) {
+	data := toyData()
+	base, _ := New(toyConfig("nll", 30), nil, data)
+	runSteps(t, base, 30)
+	init := base.Checkpoint()
+	baseW := weights(base.Model())
+
+	if _, err := New(toyConfig("eaft-1", 5), init, data); err == nil || !strings.Contains(err.Error(), "eaft-axolotl-1-16") {
+		t.Errorf("eaft-1 on 16 tokens: %v, want a refusal naming eaft-axolotl-1-16", err)
 	}
-	if !sameBits(run(1), run(4)) {
-		t.Error("weights after 6 steps differ between GOMAXPROCS=1 and 4")
+
+	cfg := toyConfig("asft-0.5", 10)
+	a, err := New(cfg, init, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := runSteps(t, a, 10)
+	// Until the first update the model is its own reference: KL 0 exactly
+	// (the warm-up makes step 1's learning rate 0, so step 2 too).
+	if full[0].KL != 0 || full[1].KL != 0 || full[2].KL <= 0 {
+		t.Errorf("KL at steps 1–3 = %v, %v, %v; want 0, 0 (model = reference), then > 0", full[0].KL, full[1].KL, full[2].KL)
+	}
+	if full[0].Gate != full[0].MeanP {
+		t.Errorf("asft's gate (the DFT weight p) averages %v, want the batch's mean p %v", full[0].Gate, full[0].MeanP)
+	}
+	ck := a.Checkpoint()
+	if len(ck.Ref) != len(ck.Tensors) {
+		t.Fatalf("checkpoint holds %d reference tensors, want %d", len(ck.Ref), len(ck.Tensors))
+	}
+	for i, ts := range ck.Ref {
+		if ts.M != nil || !sameBits([][]float32{ts.W}, [][]float32{baseW[i]}) {
+			t.Fatalf("reference tensor %s is not the --init weights", ts.Name)
+		}
+	}
+	if sameBits(weights(a.Model()), baseW) {
+		t.Fatal("the model did not move")
+	}
+	// Kill after 4 steps, resume from the file: the same 10 steps.
+	b, _ := New(cfg, init, data)
+	runSteps(t, b, 4)
+	var buf bytes.Buffer
+	if _, err := b.Checkpoint().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if v := buf.Bytes()[8]; v != 2 {
+		t.Errorf("checkpoint with reference weights: format version %d, want 2", v)
+	}
+	mid, err := ReadCheckpoint(bytes.NewReader(buf.Bytes()), "mid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Resume(mid, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := runSteps(t, c, 6)
+	if !sameBits(weights(a.Model()), weights(c.Model())) {
+		t.Fatal("resumed asft run differs from the uninterrupted one")
+	}
+	for i, info := range rest {
+		if info != full[4+i] {
+			t.Errorf("step %d: resumed %+v, uninterrupted %+v", info.Step, info, full[4+i])
+		}
+	}
+	// A checkpoint that lost its reference cannot resume an asft run.
+	mid.Ref = nil
+	if _, err := Resume(mid, data); err == nil || !strings.Contains(err.Error(), "reference") {
+		t.Errorf("resume without reference weights: %v", err)
+	}
+	// Without a reference, the model's Loss refuses asft.
+	if _, _, err := c.Model().Loss(makeBatch(c.rows, []int{0, 1}), objectives.MustParse("asft-0.1")); err == nil {
+		t.Error("Loss(asft) without a reference: want an error")
+	}
+	// Checkpoints of other objectives stay at format version 1.
+	buf.Reset()
+	base.Checkpoint().WriteTo(&buf)
+	if v := buf.Bytes()[8]; v != 1 {
+		t.Errorf("checkpoint without reference: format version %d, want 1", v)
+	}
+}
+
+func TestThreadCountDoesNotChangeResults(t *testing.T) {
+	for _, obj := range []string{"p", "eaft-axolotl-1-20", "asft-0.1"} {
+		run := func(procs int) [][]float32 {
+			old := runtime.GOMAXPROCS(procs)
+			defer runtime.GOMAXPROCS(old)
+			tr, err := New(toyConfig(obj, 6), nil, toyData())
+			if err != nil {
+				t.Fatal(err)
+			}
+			runSteps(t, tr, 6)
+			return weights(tr.Model())
+		}
+		if !sameBits(run(1), run(4)) {
+			t.Errorf("%s: weights after 6 steps differ between GOMAXPROCS=1 and 4", obj)
+		}
 	}
 }
 
@@ -326,6 +416,12 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if !errors.Is(DefaultConfig().Validate(), nil) {
 		t.Error("defaults must validate")
+	}
+	// auto-theory ranks by the paper's rate, which covers functions of p only.
+	c = DefaultConfig()
+	c.Auto.Candidates = []string{"nll", "eaft-1"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "eaft-1 is not a function of p alone") {
+		t.Errorf("eaft-1 as an auto-theory candidate: %v", err)
 	}
 }
 

@@ -28,6 +28,10 @@ type Trainer struct {
 	step     int
 	auto     AutoState
 	ws       *workspace // the buffers of a step, reused by the next
+	// ref is the frozen reference model of an anchored objective (asft-α):
+	// the weights the run started from, run forward only. nil otherwise.
+	ref   *Model
+	refWS *workspace
 }
 
 // AutoState is the adaptive objectives' state, saved in checkpoints.
@@ -55,6 +59,11 @@ type StepInfo struct {
 	RunningMeanP float64 `json:"running_mean_p,omitempty"`
 	// Switched is true when auto-theory changed its choice at this step.
 	Switched bool `json:"switched,omitempty"`
+	// Gate is the mean detached gate of an objective that is not a function
+	// of p alone (EAFT's factor, DEFT's exponent, ASFT's DFT weight p), and
+	// KL asft's mean KL(reference ‖ model) over the scored targets.
+	Gate float64 `json:"gate,omitempty"`
+	KL   float64 `json:"kl,omitempty"`
 }
 
 // New starts a run. With init nil the model is trained from scratch: the
@@ -62,6 +71,12 @@ type StepInfo struct {
 // architecture (its Vocab is set from the tokenizer). Otherwise the weights,
 // architecture and tokenizer come from init (fine-tuning) and the optimizer
 // starts afresh.
+//
+// An objective that anchors to a reference model (asft-α) anchors to the
+// model the run starts from: init's weights, or the seeded initialisation
+// from scratch. That copy is frozen (forward only, no optimizer state) and
+// saved in the run's checkpoints, so that a resumed run anchors to the same
+// weights.
 func New(cfg Config, init *Checkpoint, data []Example) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -87,13 +102,26 @@ func New(cfg Config, init *Checkpoint, data []Example) (*Trainer, error) {
 		t.model, t.tok = m, init.Tokenizer
 		t.cfg.Model = init.Model
 	}
-	return t, t.setup(data)
+	if err := t.setup(data); err != nil {
+		return nil, err
+	}
+	if t.obj.Form() == objectives.FormAnchored {
+		ref, err := t.model.frozenCopy()
+		if err != nil {
+			return nil, err
+		}
+		t.ref, t.refWS = ref, &workspace{}
+	}
+	return t, nil
 }
 
 func (t *Trainer) setup(data []Example) error {
 	var err error
 	t.obj, err = objectives.Parse(t.cfg.Objective)
 	if err != nil {
+		return err
+	}
+	if err := t.obj.CheckVocab(t.cfg.Model.Vocab); err != nil {
 		return err
 	}
 	t.rows, t.data, err = encode(t.tok, data, t.cfg.Model.Context)
@@ -153,6 +181,11 @@ func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
 	}
 	op := &lossOp{logits: logits, targets: b.Targets, mask: b.Mask, n: len(b.Targets), v: t.model.Cfg.Vocab, ws: t.ws}
 	op.logprobs()
+	if t.ref != nil {
+		if err := op.setReference(t.ref, b, t.refWS); err != nil {
+			return StepInfo{}, err
+		}
+	}
 	info := StepInfo{Step: k + 1, Steps: t.cfg.Steps, MeanP: op.meanP()}
 	obj := t.obj
 	switch t.obj.Kind() {
@@ -179,6 +212,7 @@ func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
 	}
 	t.step++
 	info.Loss, info.Tokens, info.Kept, info.Objective = op.stats.Loss, op.stats.Scored, op.stats.Kept, obj.String()
+	info.Gate, info.KL = op.stats.MeanGate, op.stats.MeanKL
 	if math.IsNaN(info.Loss) || math.IsInf(info.Loss, 0) {
 		return info, fmt.Errorf("train: step %d: loss is %v; lower the learning rate", info.Step, info.Loss)
 	}

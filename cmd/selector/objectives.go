@@ -13,8 +13,8 @@ var cmdObjectives = &command{
 	name:  "objectives",
 	usage: "selector objectives list [--json] | show SPEC [SPEC...] [--p P,...] [--json] [--plot FILE.png]",
 	short: "list the objective family; show f, s and W of objectives at chosen p",
-	long: `Every objective capsel knows is a function f of the model's probability p of
-the target token (Li et al., ICML 2026, §3). Its gradient with respect to the
+	long: `The paper's objectives are functions f of the model's probability p of the
+target token (Li et al., ICML 2026, §3). Their gradient with respect to the
 logits is NLL's gradient scaled per token by s(p) = −p·f′(p); the weight on the
 correct logit is W(p) = s(p)·(1 − p). Where W puts its mass decides the class:
 prior-leaning objectives (most W on p ≥ 0.5) trust what the model already
@@ -25,14 +25,26 @@ unlikely (p below q), the tokens whose weight the paper blames for NLL's
 weakness on strong models, so it is prior-leaning even where most of the W it
 keeps lies below 0.5; OnlyBottom* keeps only those tokens and is prior-averse.
 
+The trainers also ship objectives that are not functions of p, computed here
+exactly as their code computes them: EAFT (LLaMA-Factory, Axolotl) and DEFT
+scale each token's gradient by a detached gate read from its whole next-token
+distribution, the DEFT fork's Cayley_Trans by the batch's mean p, and ASFT adds
+a KL anchor to a frozen reference model. No W(p) curve describes them, so the
+paper's classes do not place them; 'show' reads their weight on representative
+distributions instead.
+
   selector objectives list                  the accepted spec forms
   selector objectives show nll p GeneralFamily-10 --plot weights.png
                                             f, s, W on a grid of p, and the
                                             normalised W curves (the paper's Fig. 3)
   selector objectives show OnlyTopLogP-0.2 --p 0.1,0.2,0.9 --json
+  selector objectives show eaft-1 deft asft-0.1
+                                            gate and W on confident, diffuse and
+                                            bimodal distributions
 
 The paper's training-script keys parse unchanged (original, logp, p,
-GeneralFamily-α, OnlyTopP-q, OnlyBottomP-q, OnlyTopLogP-q, OnlyBottomLogP-q).`,
+GeneralFamily-α, OnlyTopP-q, OnlyBottomP-q, OnlyTopLogP-q, OnlyBottomLogP-q),
+and so do the DEFT fork's (DEFT, Cayley_Trans).`,
 }
 
 func init() { cmdObjectives.run = runObjectives }
@@ -85,12 +97,42 @@ type showJSON struct {
 	Spec         string      `json:"spec"`
 	Canonical    string      `json:"canonical"`
 	Class        string      `json:"class"`
+	Form         string      `json:"form"`
 	Formula      string      `json:"formula"`
 	ClassBy      string      `json:"class_by"`      // "threshold" (OnlyTop*, OnlyBottom*), "weight" (LeaningShare) or "adaptive"
 	LeaningShare *float64    `json:"leaning_share"` // share of W's mass on p ≥ 0.5
 	PeakP        *float64    `json:"peak_p"`        // argmax of W
 	Points       []pointJSON `json:"points"`
+	// Shapes: for objectives that are not functions of p, the weight on
+	// representative distributions (see objectives.Shapes).
+	Shapes []shapePointJSON `json:"shapes,omitempty"`
+	// BatchPoints: for deft-cayley, s and W on the grid of p at a few batch
+	// mean p.
+	BatchPoints []batchPointJSON `json:"batch_points,omitempty"`
 }
+
+// shapePointJSON is one target on one representative distribution.
+type shapePointJSON struct {
+	Distribution string   `json:"distribution"`
+	Target       string   `json:"target"`
+	P            float64  `json:"p"`
+	Stat         *float64 `json:"stat"` // the gate's statistic (top-k entropy, Σ q²); null when none
+	Gate         *float64 `json:"gate"`
+	S            float64  `json:"s"` // coefficient of softmax − e_y
+	W            float64  `json:"w"` // s·(1 − p), the weight on the correct logit
+	NLLW         float64  `json:"nll_w"`
+}
+
+type batchPointJSON struct {
+	MeanP float64 `json:"mean_p"`
+	P     float64 `json:"p"`
+	A     float64 `json:"a"` // the detached exponent
+	S     float64 `json:"s"`
+	W     float64 `json:"w"`
+}
+
+// cayleyMeans are the batch mean p at which show evaluates deft-cayley.
+var cayleyMeans = []float64{0.2, 0.5, 0.8}
 
 // defaultGrid is where "objectives show" evaluates without --p.
 var defaultGrid = []float64{0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99}
@@ -129,11 +171,35 @@ W(p) = s(p)·(1 − p) on a grid of p. With several specs, --json prints a list.
 	}
 	shows := make([]showJSON, len(objs))
 	for i, o := range objs {
-		sj := showJSON{Spec: o.String(), Canonical: o.Canonical(), Class: o.Class().String(), ClassBy: classBy(o), Formula: o.Formula(),
+		sj := showJSON{Spec: o.String(), Canonical: o.Canonical(), Class: o.Class().String(), ClassBy: classBy(o), Form: o.Form().String(), Formula: o.Formula(),
 			LeaningShare: num(o.LeaningShare()), PeakP: num(o.PeakP()), Points: []pointJSON{}}
-		if !o.Adaptive() {
+		switch {
+		case o.OfP():
 			for _, p := range grid {
 				sj.Points = append(sj.Points, pointJSON{P: p, F: num(o.F(p)), S: num(o.S(p)), W: num(o.W(p))})
+			}
+		case o.Form() == objectives.FormBatch:
+			for _, m := range cayleyMeans {
+				for _, p := range grid {
+					_, s, a, err := o.BatchToken(math.Log(p), m)
+					if err != nil {
+						return err
+					}
+					sj.BatchPoints = append(sj.BatchPoints, batchPointJSON{MeanP: m, P: p, A: a, S: s, W: s * (1 - p)})
+				}
+			}
+		case !o.Adaptive():
+			for _, sh := range objectives.Shapes() {
+				for _, tg := range sh.Targets {
+					// The reference is the model itself, as at the start of an
+					// asft run: the anchor then pulls no logit.
+					tv, err := o.Token(sh.LogQ, sh.LogQ, tg.Index)
+					if err != nil {
+						return err
+					}
+					sj.Shapes = append(sj.Shapes, shapePointJSON{Distribution: sh.Name, Target: tg.Name, P: tv.P,
+						Stat: num(tv.Stat), Gate: num(tv.Gate), S: tv.Scale, W: tv.Scale * (1 - tv.P), NLLW: 1 - tv.P})
+				}
 			}
 		}
 		shows[i] = sj
@@ -160,6 +226,12 @@ W(p) = s(p)·(1 − p) on a grid of p. With several specs, --json prints a list.
 			fmt.Fprintf(e.stdout, "class: adaptive: the trainer resolves it while training (see 'selector train -h')\n")
 			continue
 		}
+		if !o.OfP() {
+			if err := showBeyondP(e, o, sj); err != nil {
+				return err
+			}
+			continue
+		}
 		fmt.Fprintln(e.stdout, classLine(o))
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "p\tf(p)\ts(p)\tW(p)\t")
@@ -180,6 +252,8 @@ func classBy(o objectives.Objective) string {
 	switch {
 	case o.Adaptive():
 		return "adaptive"
+	case !o.OfP():
+		return "none" // not a function of p: no W(p), no class (showBeyondP)
 	case o.Thresholded():
 		return "threshold"
 	}
@@ -203,11 +277,54 @@ func classLine(o objectives.Objective) string {
 	}
 }
 
+// showBeyondP prints an objective that is not a function of p: why the
+// paper's class does not apply, and its weight where it can be read.
+func showBeyondP(e *env, o objectives.Objective, sj showJSON) error {
+	w := e.stdout
+	fmt.Fprintf(w, "class: none. It is a %s, so it has no W(p),\nand the paper's Def. 3.3, which places f by where W(p) sits on [0, 1], does not place it.\n", o.Form())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if o.Form() == objectives.FormBatch {
+		fmt.Fprintln(w, "Its exponent a reads p and the batch's mean p m; s = a·p^a/(a + 1e-8), W = s·(1 − p):")
+		fmt.Fprint(tw, "p\t")
+		for _, m := range cayleyMeans {
+			fmt.Fprintf(tw, "W (m = %g)\t", m)
+		}
+		fmt.Fprintln(tw, "NLL's W\t")
+		for i, p := range sj.BatchPoints[:len(sj.BatchPoints)/len(cayleyMeans)] {
+			fmt.Fprintf(tw, "%s\t", fmtG(p.P))
+			for j := range cayleyMeans {
+				fmt.Fprintf(tw, "%s\t", fmtG(sj.BatchPoints[j*len(sj.BatchPoints)/len(cayleyMeans)+i].W))
+			}
+			fmt.Fprintf(tw, "%s\t\n", fmtG(1-p.P))
+		}
+		return tw.Flush()
+	}
+	stat := map[objectives.Kind]string{objectives.KindEAFT: "H top-20", objectives.KindEAFTAxolotl: fmt.Sprintf("H top-%d", o.TopK()), objectives.KindDEFT: "Σ q²"}[o.Kind()]
+	gate := map[objectives.Kind]string{objectives.KindEAFT: "gate", objectives.KindEAFTAxolotl: "gate", objectives.KindDEFT: "exponent c", objectives.KindASFT: "DFT weight"}[o.Kind()]
+	fmt.Fprintf(w, "Weight W = s·(1 − p) on the correct logit, s the coefficient of softmax − e_y, on\nrepresentative distributions over %d tokens (NLL's W = 1 − p):\n", objectives.ShapeVocab)
+	if o.Form() == objectives.FormAnchored {
+		fmt.Fprintf(w, "(with the reference equal to the model, as at the start of the run; as the model\nmoves, the anchor adds %s·(softmax − r) to each token's logit gradient)\n", fmtG(o.Param()))
+	}
+	head := "distribution\ttarget\tp\t"
+	if stat != "" {
+		head += stat + "\t"
+	}
+	fmt.Fprintln(tw, head+gate+"\ts\tW\tNLL's W\t")
+	for _, r := range sj.Shapes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t", r.Distribution, r.Target, fmtG(r.P))
+		if stat != "" {
+			fmt.Fprintf(tw, "%s\t", fmtP(r.Stat))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", fmtP(r.Gate), fmtG(r.S), fmtG(r.W), fmtG(r.NLLW))
+	}
+	return tw.Flush()
+}
+
 // plotWeights draws W_f(p)/max W_f for each objective.
 func plotWeights(path string, objs []objectives.Objective) error {
 	var curves []plots.Curve
 	for _, o := range objs {
-		if o.Adaptive() {
+		if !o.OfP() {
 			continue
 		}
 		const n = 400
@@ -225,7 +342,7 @@ func plotWeights(path string, objs []objectives.Objective) error {
 		curves = append(curves, c)
 	}
 	if len(curves) == 0 {
-		return fmt.Errorf("--plot: no fixed objective to draw (auto and auto-theory have no W curve)")
+		return fmt.Errorf("--plot: no objective with a W(p) curve to draw (auto, auto-theory and the objectives that are not functions of p have none)")
 	}
 	return plots.Lines(path, "Logit-gradient weight W(p) = −p·f′(p)·(1 − p), normalised",
 		"p (model probability of the target token)", "W(p) / max W", curves)

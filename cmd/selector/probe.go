@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,15 +12,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capsel/capsel/continuum"
 	"github.com/capsel/capsel/internal/atomicfile"
 	"github.com/capsel/capsel/internal/plots"
 	"github.com/capsel/capsel/probe"
-	"github.com/capsel/capsel/train"
+	"github.com/capsel/capsel/probe/ckprobe"
+	"github.com/capsel/capsel/sftdata"
 )
 
 var cmdProbe = &command{
 	name:  "probe",
-	usage: "selector probe (--logprobs FILE|GLOB... [--format F] | --server URL --served-model NAME --data SFT.jsonl | --model CKPT --data SFT.jsonl) [--out REPORT.json] [--plot DIR] [--json]",
+	usage: "selector probe (--logprobs FILE|GLOB... [--format F] | --server URL... [--served-model NAME] --data SFT.jsonl | --model CKPT --data SFT.jsonl) [--out REPORT.json] [--plot DIR] [--json]",
 	short: "measure a base model's token probabilities on held-out SFT data",
 	long: `Measures how much a base model already believes its fine-tuning targets and
 places it on the capability continuum of Li et al. (ICML 2026). The input is
@@ -32,13 +33,19 @@ scored tokens, with a bootstrap CI over sequences:
   selector probe --logprobs scores.jsonl                 any script's output
   selector probe shard-*.jsonl --out report.json         shards merge into one report
   selector probe --server http://localhost:8000 --served-model Qwen/Qwen2.5-7B \
-                 --data heldout.jsonl --top-k 5          score on a live vLLM server
+                 --data heldout.jsonl                    score on a live server
+  selector probe --server http://gpu1:8000 --server http://gpu2:8000 \
+                 --data heldout.jsonl --out report.json  replicas share the work
+  selector probe --model runs/base/final --data heldout.jsonl   a capsel checkpoint
   selector probe a.report.json b.report.json --json      merge saved reports
 
 Inputs are read in constant memory; several files or globs (and saved
-reports) merge into one report equal to the report over their concatenation.
-The format of each file is detected from its first line unless --format
-names it. Formats:
+reports) merge into one report equal to the report over their concatenation;
+a file named twice is read once. The format of each file is detected from
+its first line unless --format names it. Where the response starts is a
+token index, "response_start": printed token texts do not add up to the
+prompt's characters when a BOS token, SentencePiece, split multi-byte
+characters or token_id:N tokens are involved. Formats:
 
 ` + probe.NativeFormat + `
 
@@ -48,16 +55,41 @@ names it. Formats:
 
 ` + probe.SGLangFormat + `
 
-Live server mode (--server) sends each example's prompt + response to
-URL/v1/completions with echo, logprobs k, max_tokens 1, temperature 0,
---concurrency requests at a time, retries 429, 5xx, timeouts and broken
-replies with exponential backoff and jitter (honouring Retry-After), and
-appends each reply to --cache in the vllm-echo format: an interrupted run
-resumes where it stopped, and the cache is itself a --logprobs input.
+` + probe.TGIFormat + `
 
-` + probe.DataFormat + `
+Live server mode (--server, repeatable for replicas) scores --data on vLLM,
+SGLang or TGI. It tokenizes each prompt with the server's special tokens (a
+chat's turns through the server's chat template) and the response without,
+sends the token ids, and scores the positions from the prompt's length on,
+as SFT trainers build their label masks. The requests, per server:
 
-The report: sequences, tokens, mean_p and mean_p_ci, mean_logp, quantiles
+` + probe.ServerRequests + `
+
+` + probe.ServerDetection + `
+
+Before the first example a preflight asks each server what it is and
+serves: a closed port, a URL that is no inference server and a wrong
+--served-model (the message lists the served names) fail within seconds.
+--served-model may be left out when the server serves one model.
+
+Requests spread over the replicas. With --concurrency 0 (the default) the
+requests in flight per server adapt: from 32, they double while throughput
+grows, settle with headroom when it stops growing, halve on 429 or 503,
+and back off when latency rises without throughput to show for it, up to
+--max-concurrency. 429, 5xx, timeouts, dropped connections and replies
+that do not hold what was asked are retried (--attempts, exponential
+backoff with jitter, honouring Retry-After); an example the server refuses
+(too long, say) is reported by line and the run goes on. Each reply is
+appended to --cache (default DATA.<model>.<kind>.jsonl) in that server's
+format with response_start: the cache is a --logprobs input, an
+interrupted run resumes without rescoring, and a second probe on the same
+cache refuses. Ctrl-C stops within about a second, keeping every reply
+that came in; a second Ctrl-C stops at once.
+
+` + sftdata.DataFormat + `
+
+The report: sequences, tokens, mean_p and mean_p_ci (undefined, and [0, 1],
+below 20 sequences), mean_logp, quantiles
 of p (exact to 10⁻⁴), a histogram, share_p_gt_055 (the theory's
 model-strong condition wants ≥ 70 %), share_p_ge_02, top1_agreement and
 mean_q_sq_norm (with top-k), per-sequence quantiles, and the placement:
@@ -84,37 +116,41 @@ func (s *stringList) Set(v string) error {
 // probeInputs are the flags that say where token probabilities come from
 // and how to summarise them; 'selector recommend' takes the same.
 type probeInputs struct {
-	logprobs    stringList
-	format      *string
-	scoreAll    *bool
-	server      *string
-	servedModel *string
-	data        *string
-	cache       *string
-	concurrency *int
-	topK        *int
-	timeout     *time.Duration
-	attempts    *int
-	model       *string
-	skipBad     *bool
-	seed        *uint64
-	reservoir   *int
-	bootstrap   *int
-	vocab       *int
-	weakBelow   *float64
-	strongAt    *float64
+	logprobs       stringList
+	format         *string
+	scoreAll       *bool
+	servers        stringList
+	serverKind     *string
+	servedModel    *string
+	data           *string
+	cache          *string
+	concurrency    *int
+	maxConcurrency *int
+	topK           *int
+	timeout        *time.Duration
+	attempts       *int
+	model          *string
+	skipBad        *bool
+	seed           *uint64
+	reservoir      *int
+	bootstrap      *int
+	vocab          *int
+	weakBelow      *float64
+	strongAt       *float64
 }
 
 func addProbeInputs(f *flags) *probeInputs {
 	pi := &probeInputs{}
 	f.Var(&pi.logprobs, "logprobs", "log-prob `file`s or globs (repeatable, comma-separated; also positional)")
-	pi.format = f.String("format", "", "input `format`: native, vllm-echo, vllm-prompt or sglang (default: detect per file)")
+	pi.format = f.String("format", "", "input `format`: "+strings.Join(probe.Formats, ", ")+" (default: detect per file)")
 	pi.scoreAll = f.Bool("score-all", false, "score every token of inputs that do not say where the response starts")
-	pi.server = f.String("server", "", "base `URL` of an OpenAI-compatible server (vLLM) to score --data on")
-	pi.servedModel = f.String("served-model", "", "the served model's `name` (with --server)")
-	pi.data = f.String("data", "", "SFT JSONL `file` with prompt and response (with --server or --model)")
-	pi.cache = f.String("cache", "", "resumable cache `file` of server replies (default DATA.<model>.vllm.jsonl)")
-	pi.concurrency = f.Int("concurrency", 4, "requests in flight (with --server)")
+	f.Var(&pi.servers, "server", "base `URL` of a vLLM, SGLang or TGI server to score --data on (repeatable: replicas)")
+	pi.serverKind = f.String("server-kind", "auto", "the server: auto, vllm, sglang or tgi (auto asks it; see below)")
+	pi.servedModel = f.String("served-model", "", "the served model's `name` (with --server; default: the one it serves)")
+	pi.data = f.String("data", "", "SFT data `file` (with --server or --model; shapes below)")
+	pi.cache = f.String("cache", "", "resumable cache `file` of server replies (default DATA.<model>.<kind>.jsonl)")
+	pi.concurrency = f.Int("concurrency", 0, "requests in flight per server (with --server; 0: adapt)")
+	pi.maxConcurrency = f.Int("max-concurrency", probe.DefaultMaxConcurrency, "most requests in flight per server when adapting")
 	pi.topK = f.Int("top-k", 5, "top log-probs per token to request (with --server; 0: none)")
 	pi.timeout = f.Duration("timeout", time.Minute, "timeout of each request (with --server)")
 	pi.attempts = f.Int("attempts", 8, "tries per example before giving up on it (with --server)")
@@ -124,15 +160,30 @@ func addProbeInputs(f *flags) *probeInputs {
 	pi.reservoir = f.Int("reservoir", probe.DefaultReservoir, "token records kept for theory (0: none)")
 	pi.bootstrap = f.Int("bootstrap", probe.DefaultBootstrap, "bootstrap resamples for the CI of mean p")
 	pi.vocab = f.Int("vocab", 0, "vocabulary size V, recorded for theory's top-k contexts (0: unknown)")
-	pi.weakBelow = f.Float64("weak-below", probe.DefaultCuts.WeakBelow, "capability below which a model is model-weak")
-	pi.strongAt = f.Float64("strong-at", probe.DefaultCuts.StrongAt, "capability from which a model is model-strong")
+	pi.weakBelow = f.Float64("weak-below", continuum.DefaultCuts.WeakBelow, "capability below which a model is model-weak")
+	pi.strongAt = f.Float64("strong-at", continuum.DefaultCuts.StrongAt, "capability from which a model is model-strong")
 	return pi
+}
+
+// describe names the input of a report for people.
+func (pi *probeInputs) describe(pos []string) string {
+	switch {
+	case *pi.model != "":
+		return "checkpoint " + *pi.model + " on " + *pi.data
+	case len(pi.servers) > 0:
+		m := *pi.servedModel
+		if m == "" {
+			m = "the served model"
+		}
+		return m + " at " + strings.Join(pi.servers, ", ") + " on " + *pi.data
+	}
+	return strings.Join(append(append([]string(nil), pos...), pi.logprobs...), ", ")
 }
 
 // config checks the summary flags.
 func (pi *probeInputs) config(f *flags) (probe.Config, error) {
 	cfg := probe.Config{Seed: *pi.seed, Reservoir: *pi.reservoir, Bootstrap: *pi.bootstrap, Vocab: *pi.vocab,
-		Cuts: probe.Cuts{WeakBelow: *pi.weakBelow, StrongAt: *pi.strongAt}, SkipBad: *pi.skipBad}
+		Cuts: continuum.Cuts{WeakBelow: *pi.weakBelow, StrongAt: *pi.strongAt}, SkipBad: *pi.skipBad}
 	switch {
 	case *pi.reservoir < 0:
 		return cfg, f.usagef("--reservoir: %d < 0", *pi.reservoir)
@@ -157,7 +208,7 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	}
 	inputs := append(append([]string(nil), pi.logprobs...), pos...)
 	modes := 0
-	for _, on := range []bool{len(inputs) > 0, *pi.server != "", *pi.model != ""} {
+	for _, on := range []bool{len(inputs) > 0, len(pi.servers) > 0, *pi.model != ""} {
 		if on {
 			modes++
 		}
@@ -170,29 +221,15 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 			return nil, f.usagef("--format: %v", err)
 		}
 	}
-	if (*pi.server != "" || *pi.model != "") && *pi.data == "" {
+	if (len(pi.servers) > 0 || *pi.model != "") && *pi.data == "" {
 		return nil, f.usagef("--data SFT.jsonl is required with --server and --model")
 	}
-	var modelSrc probe.Source
 	if *pi.model != "" {
-		src, vocab, err := checkpointSource(e.ctx, *pi.model, *pi.data)
-		if err != nil {
-			return nil, err
-		}
-		modelSrc = src
-		if cfg.Vocab == 0 {
-			cfg.Vocab = vocab
-		}
+		return checkpointReport(e, *pi.model, *pi.data, cfg)
 	}
 	acc := probe.NewAccumulator(cfg)
 	switch {
-	case modelSrc != nil:
-		src := modelSrc
-		acc.AddSource(*pi.data, "checkpoint "+*pi.model)
-		if err := consume(e, acc, src, nil); err != nil {
-			return nil, err
-		}
-	case *pi.server != "":
+	case len(pi.servers) > 0:
 		if err := pi.fromServer(e, f, acc); err != nil {
 			return nil, err
 		}
@@ -204,26 +241,24 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	return acc.Report()
 }
 
-// checkpointSource scores an SFT file with a capsel checkpoint, and returns
-// the model's vocabulary size for the theory contexts.
-func checkpointSource(ctx context.Context, ckpt, data string) (probe.Source, int, error) {
+// checkpointReport probes a capsel checkpoint on an SFT file.
+func checkpointReport(e *env, ckpt, data string, cfg probe.Config) (*probe.Report, error) {
 	ck, err := readCheckpointFile(ckpt)
 	if err != nil {
-		return nil, 0, err
-	}
-	m, err := ck.NewModel()
-	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	ex, err := readExamplesFile(data)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	src, err := train.ProbeSource(ctx, m, ck.Tokenizer, ex, 32)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", data, err)
+	prog := newProgress(e, "probe", "tokens")
+	defer prog.finish()
+	cfg.Progress = func(p probe.Progress) { prog.update(float64(p.Sequences+p.Skipped)/float64(len(ex)), p.Tokens) }
+	rep, err := ckprobe.Report(e.ctx, ck, ckpt, ex, data, cfg)
+	if err != nil && e.ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted: %w", e.ctx.Err())
 	}
-	return src, ck.Model.Vocab, nil
+	return rep, err
 }
 
 var globMeta = regexp.MustCompile(`[*?\[]`)
@@ -244,6 +279,10 @@ func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, input
 			return fmt.Errorf("no file matches %q", in)
 		}
 		paths = append(paths, m...)
+	}
+	paths, twice := uniqueFiles(paths)
+	for _, p := range twice {
+		e.log.Warn().Str("file", p).Msg("named more than once: read once")
 	}
 	var raw []string
 	for _, p := range paths {
@@ -289,13 +328,43 @@ func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, input
 	return consume(e, acc, fs, fs.Bytes)
 }
 
-// fromServer scores --data on a live server and reads the replies.
+// uniqueFiles drops the paths that name a file named before (the same
+// file by another path too), and returns them apart.
+func uniqueFiles(paths []string) (unique, twice []string) {
+	var seen []os.FileInfo
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			unique = append(unique, p) // the error comes when it is opened
+			continue
+		}
+		dup := false
+		for _, s := range seen {
+			if os.SameFile(s, st) {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			twice = append(twice, p)
+			continue
+		}
+		seen = append(seen, st)
+		unique = append(unique, p)
+	}
+	return unique, twice
+}
+
+// fromServer scores --data on live servers and reads the replies.
 func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) error {
+	kind, err := probe.ParseServerKind(*pi.serverKind)
 	switch {
-	case *pi.servedModel == "":
-		return f.usagef("--served-model NAME is required with --server")
-	case *pi.concurrency < 1:
-		return f.usagef("--concurrency: need at least 1, got %d", *pi.concurrency)
+	case err != nil:
+		return f.usagef("--server-kind: %v", err)
+	case *pi.concurrency < 0:
+		return f.usagef("--concurrency: %d < 0", *pi.concurrency)
+	case *pi.maxConcurrency < 1:
+		return f.usagef("--max-concurrency: need at least 1, got %d", *pi.maxConcurrency)
 	case *pi.topK < 0:
 		return f.usagef("--top-k: %d < 0", *pi.topK)
 	case *pi.timeout <= 0:
@@ -303,37 +372,35 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 	case *pi.attempts < 1:
 		return f.usagef("--attempts: need at least 1, got %d", *pi.attempts)
 	}
-	if !strings.HasPrefix(*pi.server, "http://") && !strings.HasPrefix(*pi.server, "https://") {
-		return f.usagef("--server: %q is not an http(s) URL", *pi.server)
+	for _, u := range pi.servers {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return f.usagef("--server: %q is not an http(s) URL", u)
+		}
 	}
-	cache := *pi.cache
-	if cache == "" {
-		cache = *pi.data + "." + safeName(*pi.servedModel) + ".vllm.jsonl"
-	}
-	e.log.Info().Str("server", *pi.server).Str("model", *pi.servedModel).Str("cache", cache).Msg("scoring on the server")
+	e.log.Info().Strs("servers", pi.servers).Str("kind", string(kind)).Str("data", *pi.data).Msg("scoring on the server")
 	prog := newProgress(e, "server", "examples")
-	sv := probe.Server{URL: *pi.server, Model: *pi.servedModel, TopK: *pi.topK, Concurrency: *pi.concurrency,
-		Timeout: *pi.timeout, Attempts: *pi.attempts,
+	sv := probe.Server{URLs: pi.servers, Kind: kind, Model: *pi.servedModel, TopK: *pi.topK, Concurrency: *pi.concurrency,
+		MaxConcurrency: *pi.maxConcurrency, Timeout: *pi.timeout, Attempts: *pi.attempts,
 		Progress: func(p probe.ServerProgress) {
 			done := p.Cached + p.Scored + p.Failed
 			prog.update(float64(done)/float64(p.Total), int64(p.Scored))
 		}}
-	src, res, err := sv.Score(e.ctx, *pi.data, cache, probe.Options{})
+	src, res, err := sv.Score(e.ctx, *pi.data, *pi.cache, probe.Options{})
 	prog.finish()
 	ev := e.log.Info()
 	if err != nil {
 		ev = e.log.Warn()
 	}
-	ev.Int("examples", res.Total).Int("cached", res.Cached).Int("scored", res.Scored).Int("failed", res.Failed).
-		Int("requests", res.Requests).Int("retries", res.Retries).Msg("server run")
+	ev.Str("kind", string(res.Kind)).Str("model", res.Model).Str("cache", res.Cache).Int("examples", res.Total).Int("cached", res.Cached).
+		Int("scored", res.Scored).Int("failed", res.Failed).Int("requests", res.Requests).Int("retries", res.Retries).Msg("server run")
+	for _, r := range res.Replicas {
+		e.log.Info().Str("server", r.URL).Int("scored", r.Scored).Int("concurrency", r.Limit).Msg("replica")
+	}
 	if err != nil {
-		if errors.Is(err, e.ctx.Err()) && e.ctx.Err() != nil {
-			return fmt.Errorf("interrupted after scoring %d examples; run the same command again to resume from %s", res.Scored, cache)
+		if e.ctx.Err() != nil && errors.Is(err, e.ctx.Err()) {
+			return fmt.Errorf("interrupted after scoring %d examples; run the same command again to resume from %s", res.Scored, res.Cache)
 		}
 		return err
-	}
-	if res.Mismatches > 0 {
-		e.log.Warn().Int("replies", res.Mismatches).Msg("the server echoed a text that differs from prompt + response: text offsets may not line up with the prompt's length")
 	}
 	for i, fe := range res.Failures {
 		if i == 3 {
@@ -341,24 +408,17 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 		}
 		e.log.Warn().Err(fe).Msg("gave up on an example")
 	}
-	acc.AddSource(*pi.data, probe.VLLMEcho+" via "+*pi.server)
+	acc.AddSource(*pi.data, res.Kind.Format()+" via "+strings.Join(pi.servers, ", "))
 	cs := src.(interface {
 		probe.Source
 		Bytes() (int64, int64)
 		Close() error
 	})
-	defer cs.Close()
-	return consume(e, acc, cs, cs.Bytes)
-}
-
-// safeName turns a model name into a file-name part.
-func safeName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '/' || r == '\\' || r == ':' || r == ' ' {
-			return '_'
-		}
-		return r
-	}, s)
+	err = consume(e, acc, cs, cs.Bytes)
+	if cerr := cs.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // ctxSource stops a source when the command is interrupted.
@@ -438,22 +498,12 @@ func plotProbe(dir string, rep *probe.Report) error {
 	}
 	var anchors []plots.Anchor
 	for _, a := range probe.Anchors {
-		anchors = append(anchors, plots.Anchor{Label: a.Model + " (" + a.Domain + ")", MeanP: a.MeanP, Region: regionIndex(a.Region)})
+		anchors = append(anchors, plots.Anchor{Label: a.Model + " (" + a.Domain + ")", MeanP: a.MeanP, Region: a.Region.Index()})
 	}
 	return plots.Continuum(filepath.Join(dir, "probe-continuum.png"), plots.Placement{
-		MeanP: rep.MeanP, CI: rep.MeanPCI, Region: regionIndex(rep.Region),
+		MeanP: rep.MeanP, CI: rep.MeanPCI, NoCI: !rep.MeanPCIDefined, Region: rep.Region.Index(),
 		Cuts: [2]float64{rep.Placement.Cuts.WeakBelow, rep.Placement.Cuts.StrongAt}, Anchors: anchors,
 	})
-}
-
-func regionIndex(r probe.Region) int {
-	switch r {
-	case probe.Weak:
-		return 0
-	case probe.Intermediate:
-		return 1
-	}
-	return 2
 }
 
 // printReport writes the report for people.
@@ -470,8 +520,13 @@ func printReport(w io.Writer, rep *probe.Report) {
 	fmt.Fprintf(&b, "probe: %s sequences, %s scored tokens from %d input(s) (%s)\n\n",
 		group(rep.Sequences), group(rep.Tokens), len(files), strings.Join(formats, ", "))
 	pl := rep.Placement
-	fmt.Fprintf(&b, "  mean p (Eq. 5)        %.4f   95%% CI %.4f – %.4f (bootstrap over sequences, %d resamples)\n",
-		rep.MeanP, rep.MeanPCI[0], rep.MeanPCI[1], rep.Bootstrap)
+	if rep.MeanPCIDefined {
+		fmt.Fprintf(&b, "  mean p (Eq. 5)        %.4f   95%% CI %.4f – %.4f (bootstrap over sequences, %d resamples)\n",
+			rep.MeanP, rep.MeanPCI[0], rep.MeanPCI[1], rep.Bootstrap)
+	} else {
+		fmt.Fprintf(&b, "  mean p (Eq. 5)        %.4f   95%% CI undefined: %d sequence(s), a CI needs at least %d\n",
+			rep.MeanP, rep.Sequences, rep.CIMinSequences)
+	}
 	if rep.MeanLogP != nil {
 		fmt.Fprintf(&b, "  mean log p            %.4f", *rep.MeanLogP)
 		if rep.ZeroPTokens > 0 {

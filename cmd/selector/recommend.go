@@ -11,6 +11,7 @@ import (
 
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/probe"
+	"github.com/capsel/capsel/probe/ckprobe"
 	"github.com/capsel/capsel/selector"
 	"github.com/capsel/capsel/theory"
 	"github.com/capsel/capsel/train"
@@ -28,7 +29,7 @@ var demoSFT []byte
 
 var cmdRecommend = &command{
 	name:  "recommend",
-	usage: "selector recommend [REPORT.json | --logprobs FILE... | --server URL --served-model NAME --data SFT.jsonl | --model CKPT --data SFT.jsonl] [--noise E] [--json] [--export FORMAT] [--pilot]",
+	usage: "selector recommend [REPORT.json | --logprobs FILE... | --server URL... [--served-model NAME] --data SFT.jsonl | --model CKPT --data SFT.jsonl] [--noise E] [--json] [--export FORMAT] [--pilot]",
 	short: "recommend the fine-tuning objective for a base model and its data",
 	long: `Tells you which objective to fine-tune a base model with on your data, why,
 and what to put in your trainer's config.
@@ -55,12 +56,14 @@ Inputs (one of):
                               and its fine-tuning data
   REPORT.json                 a report written by 'selector probe --out'
   --logprobs FILE...          log-prob files, as 'selector probe' reads them
-  --server URL --served-model NAME --data SFT.jsonl
-                              score the data on a vLLM server
+  --server URL... [--served-model NAME] --data SFT.jsonl
+                              score the data on vLLM, SGLang or TGI servers
+                              (see 'selector probe -h')
   --model CKPT --data SFT.jsonl
                               a capsel checkpoint (also enables --pilot)
 
-Your own model, in two commands (vLLM serving it on localhost:8000):
+Your own model, in two commands (vLLM, SGLang or TGI serving it on
+localhost:8000):
   selector probe --server http://localhost:8000 --served-model MODEL \
                  --data sft.jsonl --out report.json
   selector recommend report.json --export trl
@@ -128,7 +131,7 @@ func runRecommend(e *env, args []string) error {
 	if *pilotSteps < 1 || *pilotSeeds < 1 {
 		return f.usagef("--pilot-steps and --pilot-seeds must be ≥ 1")
 	}
-	demo := len(pos) == 0 && len(pi.logprobs) == 0 && *pi.server == "" && *pi.model == ""
+	demo := len(pos) == 0 && len(pi.logprobs) == 0 && len(pi.servers) == 0 && *pi.model == ""
 	if *pilot && !demo && *pi.model == "" {
 		return f.usagef("--pilot fine-tunes the model itself: it needs --model CKPT --data FILE (or the demo)")
 	}
@@ -147,12 +150,7 @@ func runRecommend(e *env, args []string) error {
 		if rep, err = pi.report(e, f, pos); err != nil {
 			return err
 		}
-		input = strings.Join(append(append([]string(nil), pos...), pi.logprobs...), ", ")
-		if *pi.model != "" {
-			input = "checkpoint " + *pi.model + " on " + *pi.data
-		} else if *pi.server != "" {
-			input = *pi.servedModel + " at " + *pi.server + " on " + *pi.data
-		}
+		input = pi.describe(pos)
 	}
 	rec, err := selector.Recommend(selector.FromReport(rep), opt)
 	if err != nil {
@@ -223,23 +221,7 @@ func demoReport(ctx context.Context, cfg probe.Config) (*probe.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := ck.NewModel()
-	if err != nil {
-		return nil, err
-	}
-	src, err := train.ProbeSource(ctx, m, ck.Tokenizer, data, 64)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Vocab == 0 {
-		cfg.Vocab = ck.Model.Vocab
-	}
-	acc := probe.NewAccumulator(cfg)
-	acc.AddSource("demo/sft.jsonl", "checkpoint demo/base.ckpt")
-	if err := acc.Consume(src); err != nil {
-		return nil, err
-	}
-	return acc.Report()
+	return ckprobe.Report(ctx, ck, "demo/base.ckpt", data, "demo/sft.jsonl", cfg)
 }
 
 // pilotInputs loads the model and data the pilot fine-tunes.

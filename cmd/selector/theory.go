@@ -163,6 +163,9 @@ func parseFixed(f *flags, flagName, s string) (objectives.Objective, error) {
 	if o.Adaptive() {
 		return o, f.usagef("%s: %s is chosen during training and has no fixed rate; name a concrete objective", flagName, o)
 	}
+	if err := theory.Covers(o); err != nil {
+		return o, f.usagef("%s: %v", flagName, err)
+	}
 	return o, nil
 }
 

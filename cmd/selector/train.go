@@ -46,6 +46,17 @@ The objective is any spec of 'selector objectives list', or:
   auto-theory   every --auto-every steps, ranks --auto-candidates by their
                 estimated risk-reduction rate on the current batch (see
                 'selector theory -h') and trains with the best.
+  eaft-α, eaft-axolotl-α-k, deft, deft-cayley
+                the trainers' gated objectives: each token's gate is read from
+                its whole next-token distribution (deft-cayley: the batch's
+                mean p) and detached, as LLaMA-Factory, Axolotl and the DEFT
+                fork compute them. eaft-α needs a vocabulary of 20 tokens.
+  asft-α        DFT plus α·KL to a frozen reference: the model the run starts
+                from (the --init checkpoint's weights, or the seeded
+                initialisation). The reference runs forward on every batch
+                and is saved in each checkpoint, so --resume anchors to the
+                same weights; it costs a forward pass and a copy of the
+                weights (see bench/README.md).
 
 Optimisation follows the paper: AdamW (betas 0.9/0.95, weight decay 0.01),
 cosine schedule with warm-up ratio 0.1, gradient clipping at 1.0. Training is

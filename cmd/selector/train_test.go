@@ -156,20 +156,27 @@ func TestTrainConfigFile(t *testing.T) {
 
 // TestKillAndResume trains in a separate process, kills it with SIGKILL in
 // the middle, resumes it, and checks that the final checkpoint equals an
-// uninterrupted run's byte for byte (weights, optimizer state, step). On a
-// machine fast enough to finish the run before the test's first look at
-// it, the run is redone four times longer, rather than the test failing.
+// uninterrupted run's byte for byte (weights, optimizer state, step, and
+// asft's frozen reference weights). On a machine fast enough to finish the
+// run before the test's first look at it, the run is redone four times
+// longer, rather than the test failing.
 func TestKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs training three times")
 	}
+	for _, obj := range []string{"auto", "asft-0.1"} {
+		t.Run(obj, func(t *testing.T) { killAndResume(t, obj) })
+	}
+}
+
+func killAndResume(t *testing.T, obj string) {
 	dir := t.TempDir()
 	data := writeToyData(t, dir)
 	var steps int
 	var common []string
 	killed := filepath.Join(dir, "killed")
 	for steps = 300; ; steps *= 4 {
-		common = append([]string{"--data", data, "--steps", fmt.Sprint(steps), "--checkpoint-every", "1", "--objective", "auto"}, toyFlags...)
+		common = append([]string{"--data", data, "--steps", fmt.Sprint(steps), "--checkpoint-every", "1", "--objective", obj}, toyFlags...)
 		os.RemoveAll(killed)
 		if killMidway(t, append([]string{"train", "--out", killed}, common...), filepath.Join(killed, "metrics.jsonl")) {
 			break

@@ -1,8 +1,10 @@
 package plots
 
 import (
+	"cmp"
 	"fmt"
 	"image/color"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -58,39 +60,131 @@ func ProbeHistogram(path string, h Histogram) error {
 	hist := &plotter.Histogram{Bins: bins, Width: h.Edges[1] - h.Edges[0], FillColor: Palette[5], LineStyle: plotter.DefaultLineStyle}
 	hist.LineStyle.Color = color.White
 	p.Add(hist)
-	p.Y.Min, p.Y.Max = 0, top*1.18
 	p.X.Min, p.X.Max = 0, 1
 	p.X.Tick.Marker = tenths()
+	lines := make([]vmark, 0, len(h.Marks)+1)
 	for _, m := range h.Marks {
-		if err := vline(p, m.X, p.Y.Max, color.Gray{110}, true, m.Label); err != nil {
+		lines = append(lines, vmark{x: m.X, c: color.Gray{110}, dashed: true, label: m.Label})
+	}
+	lines = append(lines, vmark{x: h.MeanP, c: Palette[6], label: fmt.Sprintf("mean p = %.3f", h.MeanP)})
+	rows := stagger(lines)
+	// Room above the tallest bar for the rows of labels.
+	lowest := labelRow(rows - 1)
+	p.Y.Min, p.Y.Max = 0, top/(lowest-0.05)
+	for _, m := range lines {
+		if err := vline(p, m, p.Y.Max); err != nil {
 			return fmt.Errorf("plot %s: %w", path, err)
 		}
-	}
-	if err := vline(p, h.MeanP, p.Y.Max, Palette[6], false, fmt.Sprintf("mean p = %.3f", h.MeanP)); err != nil {
-		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return SavePNG(p, 16*vg.Centimeter, 10*vg.Centimeter, path)
 }
 
-// vline draws a vertical line at x up to height y with a label at its top.
-func vline(p *plot.Plot, x, y float64, c color.Color, dashed bool, label string) error {
-	l, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: y * 0.93}})
+// vmark is a labelled vertical line; its label sits in row row (0 at the
+// top) at horizontal alignment align (draw.XCenter, XLeft: right of the
+// line, XRight: left of it).
+type vmark struct {
+	x      float64
+	c      color.Color
+	dashed bool
+	label  string
+	row    int
+	align  draw.XAlignment
+	lo, hi float64 // the label's horizontal span, in data units
+}
+
+// labelFont is the size of the lines' labels.
+const labelFont = 8
+
+// stagger places the labels, left to right, each in the highest row and
+// the first of centred, right of its line or left of it, where it overlaps
+// no label placed before it and crosses no line: a line runs from the
+// bottom up to its own label's row. It returns the number of rows used. A
+// label's width in data units is its width in points over the about 400
+// points that the x axis spans in a 16 cm wide plot, plus a margin.
+func stagger(lines []vmark) int {
+	order := make([]int, len(lines))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(lines[a].x, lines[b].x) })
+	ts := draw.TextStyle{Font: plot.DefaultFont, Handler: plot.DefaultTextHandler}
+	ts.Font.Size = vg.Points(labelFont)
+	// Lines are placed in order, so a line not yet placed is taken to reach
+	// the top row: no label may cross it.
+	placed := make([]bool, len(lines))
+	free := func(i, row int, lo, hi float64) bool {
+		for j := range lines {
+			if j == i {
+				continue
+			}
+			if placed[j] && lines[j].row == row && lines[j].lo < hi && lo < lines[j].hi {
+				return false
+			}
+			reaches := !placed[j] || lines[j].row < row
+			if reaches && lo <= lines[j].x && lines[j].x <= hi {
+				return false
+			}
+		}
+		return true
+	}
+	rows := 0
+	for _, i := range order {
+		m := &lines[i]
+		w := float64(ts.Width(m.label))/400 + 0.01
+		found := false
+		for row := 0; !found; row++ {
+			for _, al := range []draw.XAlignment{draw.XCenter, draw.XLeft, draw.XRight} {
+				lo, hi := m.x-w/2, m.x+w/2
+				switch al {
+				case draw.XLeft:
+					lo, hi = m.x+0.005, m.x+0.005+w
+				case draw.XRight:
+					lo, hi = m.x-0.005-w, m.x-0.005
+				}
+				if free(i, row, lo, hi) || row > len(lines) {
+					m.row, m.align, m.lo, m.hi = row, al, lo, hi
+					found = true
+					break
+				}
+			}
+		}
+		placed[i] = true
+		rows = max(rows, m.row+1)
+	}
+	return rows
+}
+
+// labelRow is the height of row r of labels, as a share of the plot's
+// height.
+func labelRow(r int) float64 { return 0.94 - 0.075*float64(r) }
+
+// vline draws a vertical line up to its label's row, with the label.
+func vline(p *plot.Plot, m vmark, ymax float64) error {
+	y := ymax * labelRow(m.row)
+	l, err := plotter.NewLine(plotter.XYs{{X: m.x, Y: 0}, {X: m.x, Y: y - ymax*0.01}})
 	if err != nil {
 		return err
 	}
-	l.Color = c
+	l.Color = m.c
 	l.Width = vg.Points(1.2)
-	if dashed {
+	if m.dashed {
 		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 	}
 	p.Add(l)
-	lab, err := plotter.NewLabels(plotter.XYLabels{XYs: plotter.XYs{{X: x, Y: y * 0.94}}, Labels: []string{label}})
+	x := m.x
+	switch m.align {
+	case draw.XLeft:
+		x = m.x + 0.005
+	case draw.XRight:
+		x = m.x - 0.005
+	}
+	lab, err := plotter.NewLabels(plotter.XYLabels{XYs: plotter.XYs{{X: x, Y: y}}, Labels: []string{m.label}})
 	if err != nil {
 		return err
 	}
-	lab.TextStyle[0].Color = c
-	lab.TextStyle[0].XAlign = draw.XCenter
-	lab.TextStyle[0].Font.Size = vg.Points(8)
+	lab.TextStyle[0].Color = m.c
+	lab.TextStyle[0].XAlign = m.align
+	lab.TextStyle[0].Font.Size = vg.Points(labelFont)
 	p.Add(lab)
 	return nil
 }
@@ -105,8 +199,10 @@ type Anchor struct {
 // Placement is a model's capability with its CI, to be drawn among the
 // paper's anchors.
 type Placement struct {
-	MeanP   float64
-	CI      [2]float64
+	MeanP float64
+	CI    [2]float64
+	// NoCI says the CI is undefined (too few sequences): none is drawn.
+	NoCI    bool
 	Region  int
 	Cuts    [2]float64 // weak-below, strong-at
 	Anchors []Anchor
@@ -178,7 +274,11 @@ func Continuum(path string, pl Placement) error {
 		ticks = append(ticks, plot.Tick{Value: float64(i), Label: fmt.Sprintf("%s  %.2f", a.Label, a.MeanP)})
 	}
 	y := float64(n)
-	ticks = append(ticks, plot.Tick{Value: y, Label: fmt.Sprintf("this model  %.3f [%.3f, %.3f]", pl.MeanP, pl.CI[0], pl.CI[1])})
+	me := fmt.Sprintf("this model  %.3f [%.3f, %.3f]", pl.MeanP, pl.CI[0], pl.CI[1])
+	if pl.NoCI {
+		me = fmt.Sprintf("this model  %.3f (CI undefined)", pl.MeanP)
+	}
+	ticks = append(ticks, plot.Tick{Value: y, Label: me})
 	sep, err := plotter.NewLine(plotter.XYs{{X: 0, Y: y - 0.5}, {X: 1, Y: y - 0.5}})
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
@@ -187,18 +287,20 @@ func Continuum(path string, pl Placement) error {
 	p.Add(sep)
 	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
 	p.Y.Tick.Label.Font.Size = vg.Points(8)
-	eb := &plotter.XErrorBars{XYs: plotter.XYs{{X: pl.MeanP, Y: y}},
-		XErrors: plotter.XErrors{{Low: pl.MeanP - pl.CI[0], High: pl.CI[1] - pl.MeanP}}, LineStyle: plotter.DefaultLineStyle, CapWidth: vg.Points(8)}
-	eb.LineStyle.Width = vg.Points(1.5)
-	p.Add(eb)
-	me, err := plotter.NewScatter(plotter.XYs{{X: pl.MeanP, Y: y}})
+	if !pl.NoCI {
+		eb := &plotter.XErrorBars{XYs: plotter.XYs{{X: pl.MeanP, Y: y}},
+			XErrors: plotter.XErrors{{Low: pl.MeanP - pl.CI[0], High: pl.CI[1] - pl.MeanP}}, LineStyle: plotter.DefaultLineStyle, CapWidth: vg.Points(8)}
+		eb.LineStyle.Width = vg.Points(1.5)
+		p.Add(eb)
+	}
+	mark, err := plotter.NewScatter(plotter.XYs{{X: pl.MeanP, Y: y}})
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
-	me.GlyphStyle.Color = color.Black
-	me.GlyphStyle.Shape = draw.PyramidGlyph{}
-	me.GlyphStyle.Radius = vg.Points(5)
-	p.Add(me)
+	mark.GlyphStyle.Color = color.Black
+	mark.GlyphStyle.Shape = draw.PyramidGlyph{}
+	mark.GlyphStyle.Radius = vg.Points(5)
+	p.Add(mark)
 	return SavePNG(p, 18*vg.Centimeter, 11*vg.Centimeter, path)
 }
 
