@@ -186,9 +186,11 @@ func pyObjectiveOf(o objectives.Objective, i int) pyObjective {
 	case objectives.KindOnlyBottomLogP:
 		po.Body = keep("logp.detach().exp() <= "+v, "-logp")
 	case objectives.KindLog1mP:
-		po.Body = ret("torch.log(torch.clamp(-torch.expm1(logp), min=" + pyFloat(objectives.Log1mPClamp) + "))  # flat, zero gradient, where 1 - p < " + pyFloat(objectives.Log1mPClamp))
+		po.Body = append([]string{"# flat, with zero gradient, where 1 - p < " + pyFloat(objectives.Log1mPClamp)},
+			ret("torch.log(torch.clamp(-torch.expm1(logp), min="+pyFloat(objectives.Log1mPClamp)+"))")...)
 	case objectives.KindFocal:
-		po.Body = ret("-torch.pow(torch.clamp(-torch.expm1(logp), min=1e-12), " + v + ") * logp  # the clamp keeps the gradient finite at p = 1")
+		po.Body = append([]string{"# the clamp keeps the gradient finite at p = 1"},
+			ret("-torch.pow(torch.clamp(-torch.expm1(logp), min=1e-12), "+v+") * logp")...)
 	case objectives.KindBlend:
 		po.Body = ret("-" + v + " * logp - (1.0 - " + v + ") * torch.expm1(logp)")
 	case objectives.KindEAFT:
