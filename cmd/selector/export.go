@@ -14,7 +14,7 @@ import (
 var cmdExport = &command{
 	name:  "export",
 	usage: "selector export SPEC --to FORMAT [--out FILE] [--weighting tokens|fork] [--fallback SPEC] [--json]",
-	short: "write any objective as the config or code of a trainer (TRL, ms-swift, LLaMA-Factory, ...)",
+	short: "write any objective as config or code for TRL, ms-swift, LLaMA-Factory, ...",
 	long: `Writes the objective SPEC (any spec 'selector objectives list' accepts) for
 the trainer FORMAT, with notes that say how to run it and what it does not do:
 
@@ -57,9 +57,9 @@ func init() { cmdExport.run = runExport }
 
 func runExport(e *env, args []string) error {
 	f := newFlags(e, "export", cmdExport.usage, cmdExport.long)
-	to := f.String("to", "", "the trainer to write for: "+formatList())
+	to := f.String("to", "", "the trainer `format` to write for: "+formatList())
 	out := f.String("out", "", "write the text to `file` (atomically) instead of stdout")
-	weighting := f.String("weighting", "", "loss normalisation under gradient accumulation: tokens or fork (default: the trainer's, tokens for TRL and ms-swift code)")
+	weighting := f.String("weighting", "", "the loss's `normalisation` under gradient accumulation: tokens or fork (default: the trainer's, tokens for TRL and ms-swift code)")
 	fallback := f.String("fallback", "", "a fixed objective `spec` to export in place of an objective the trainer cannot run (auto, auto-theory)")
 	asJSON := f.Bool("json", false, "print the export as JSON (format, objective, exact, text, notes)")
 	pos, err := f.parse(args)
