@@ -40,6 +40,7 @@ type harnessCase struct {
 	Steps     int     `json:"steps"`
 	Seed      int     `json:"seed"`
 	LR        float64 `json:"lr"`
+	Init      float64 `json:"init,omitempty"` // the scale of the bigram table's random start (0: uniform)
 	Ref       bool    `json:"ref,omitempty"`
 	Resume    *int    `json:"resume,omitempty"`
 	Phase     string  `json:"phase,omitempty"`
@@ -285,7 +286,7 @@ func compareMB(t *testing.T, name string, step, j int, got harnessMB, want expec
 // harnessSpecs are the fixed objectives run through the harness: every form
 // (p-family, thresholded, gated, Cayley, anchored).
 var harnessSpecs = []string{
-	"nll", "p", "dft", "GeneralFamily-10", "GeneralFamily-0.5", "OnlyTopP-0.3", "OnlyBottomP-0.4",
+	"nll", "p", "dft", "GeneralFamily-10", "GeneralFamily-0.5", "OnlyTopP-0.3", "OnlyBottomP-0.05",
 	"OnlyTopLogP-0.2", "OnlyBottomLogP-0.3", "log1mp", "focal-2", "blend-0.3",
 	"eaft-1", "eaft-0.7", "eaft-axolotl-1.3-5", "deft", "deft-cayley", "asft-0.1",
 }
@@ -304,7 +305,7 @@ func TestHarnessFixed(t *testing.T) {
 	add := func(spec string, f Format, w Weighting, accum int) {
 		o := objectives.MustParse(spec)
 		c := harnessCase{spec: spec, weighting: w, File: writeExport(t, dir, spec, f, w), Trainer: "sft",
-			B: 2, T: 8, V: 24, Accum: accum, Steps: 2, Seed: 3, LR: 0.5, Ref: o.Form() == objectives.FormAnchored, Workdir: dir}
+			B: 2, T: 8, V: 24, Accum: accum, Steps: 2, Seed: 3, LR: 0.5, Init: 2.5, Ref: o.Form() == objectives.FormAnchored, Workdir: dir}
 		if f == FormatSwift {
 			c.Trainer, c.LossType = "swift", "capsel"
 		} else if c.Ref {
@@ -340,6 +341,7 @@ func TestHarnessFixed(t *testing.T) {
 			t.Fatalf("%s: %d steps, want %d", c.Name, len(r.Steps), c.Steps)
 		}
 		key := fmt.Sprintf("accum %d", c.Accum)
+		split := false
 		for _, st := range r.Steps {
 			if len(st.MBs) != c.Accum {
 				t.Fatalf("%s: step %d has %d micro-batches, want %d", c.Name, st.Step, len(st.MBs), c.Accum)
@@ -352,10 +354,26 @@ func TestHarnessFixed(t *testing.T) {
 				t.Errorf("%s step %d: the Trainer counted num_items_in_batch %d, the scored tokens are %d", c.Name, st.Step, st.NumItems, count)
 			}
 			for j, mb := range st.MBs {
+				if o.Thresholded() {
+					kept, rows := 0, scoredRows(j, mb)
+					for _, r := range rows {
+						p := math.Exp(r.lq[r.y])
+						if math.Abs(p-o.Param()) < 1e-4 {
+							t.Fatalf("%s: a token has p = %v, within float32 reach of the threshold; change the seed", c.Name, p)
+						}
+						if o.Keep(p) {
+							kept++
+						}
+					}
+					split = split || (kept > 0 && kept < len(rows))
+				}
 				dl, dg := compareMB(t, c.Name, st.Step, j, mb, capselMB(t, o, mb, st.NumItems, c.weighting))
 				w := worst[key]
 				worst[key] = [2]float64{math.Max(w[0], dl), math.Max(w[1], dg)}
 			}
+		}
+		if o.Thresholded() && !split {
+			t.Errorf("%s: the threshold never splits a micro-batch, so the test cannot tell kept tokens from all of them", c.Name)
 		}
 	}
 	for _, k := range slices.Sorted(mapsKeys(worst)) {

@@ -141,9 +141,10 @@ class Outputs:
 
 
 class Bigram(torch.nn.Module):
-    def __init__(self, V, T):
+    def __init__(self, V, T, init=0.0):
         super().__init__()
-        self.W = torch.nn.Parameter(torch.zeros(V, V))
+        g = torch.Generator().manual_seed(1)
+        self.W = torch.nn.Parameter(init * torch.randn(V, V, generator=g))
         self.P = torch.nn.Parameter(torch.zeros(T, V))
         self.trained = []  # (logits, labels) of each training forward, for the report
 
@@ -375,7 +376,7 @@ def run(case, workdir):
     accum, steps = case["accum"], case["steps"]
     with_ref = case.get("ref", False)
     data = make_data(steps * accum, B, T, V, case["seed"], with_ref)
-    model = strip_ref(Bigram(V, T))
+    model = strip_ref(Bigram(V, T, case.get("init", 0.0)))
     args = Args(accum, restore=case.get("restore", True))
     resume = case.get("resume")  # [save after this many steps, then resume in a fresh process]
     mod = load(case["file"], "capsel_export_" + str(os.getpid()))
