@@ -378,7 +378,7 @@ func verlKey(o objectives.Objective) (string, bool) {
 }
 
 const (
-	verlSPNote = "Keep ulysses_sequence_parallel_size at 1 (the default): above 1 (which needs use_remove_padding) _compute_loss_and_backward takes its sequence-parallel branch, whose loss is plain cross-entropy whatever objective_trans says."
+	verlSPNote        = "Keep ulysses_sequence_parallel_size at 1 (the default): above 1 (which needs use_remove_padding) _compute_loss_and_backward takes its sequence-parallel branch, whose loss is plain cross-entropy whatever objective_trans says."
 	verlWeightingNote = "Under gradient accumulation the fork sums each micro-batch's mean without weights (its backward() runs inside _compute_loss_and_backward, before training_step divides by the number of micro-batches): the fork weighting, which the trl and swift exports offer with --weighting fork."
 	deftForkNote      = "DEFT and Cayley_Trans are keys of the DEFT fork of the paper's code (github.com/luludus/DEFT, main_verl/trainer/fsdp_sft_trainer.py at bbe7896), not of the paper's fork; its other keys are the paper's."
 )

@@ -28,24 +28,24 @@ import (
 
 // harnessCase is one run of the harness (see trainer.py's run).
 type harnessCase struct {
-	Name      string `json:"name"`
-	File      string `json:"file"`
-	Trainer   string `json:"trainer"` // sft (TRL's SFTTrainer), capsel (CapselSFTTrainer), swift
-	LossType  string `json:"loss_type,omitempty"`
+	Name      string   `json:"name"`
+	File      string   `json:"file"`
+	Trainer   string   `json:"trainer"` // sft (TRL's SFTTrainer), capsel (CapselSFTTrainer), swift
+	LossType  string   `json:"loss_type,omitempty"`
 	Callbacks []string `json:"callbacks,omitempty"`
-	B         int     `json:"B"`
-	T         int     `json:"T"`
-	V         int     `json:"V"`
-	Accum     int     `json:"accum"`
-	Steps     int     `json:"steps"`
-	Seed      int     `json:"seed"`
-	LR        float64 `json:"lr"`
-	Init      float64 `json:"init,omitempty"` // the scale of the bigram table's random start (0: uniform)
-	Ref       bool    `json:"ref,omitempty"`
-	Resume    *int    `json:"resume,omitempty"`
-	Phase     string  `json:"phase,omitempty"`
-	Restore   *bool   `json:"restore,omitempty"`
-	Workdir   string  `json:"workdir"`
+	B         int      `json:"B"`
+	T         int      `json:"T"`
+	V         int      `json:"V"`
+	Accum     int      `json:"accum"`
+	Steps     int      `json:"steps"`
+	Seed      int      `json:"seed"`
+	LR        float64  `json:"lr"`
+	Init      float64  `json:"init,omitempty"` // the scale of the bigram table's random start (0: uniform)
+	Ref       bool     `json:"ref,omitempty"`
+	Resume    *int     `json:"resume,omitempty"`
+	Phase     string   `json:"phase,omitempty"`
+	Restore   *bool    `json:"restore,omitempty"`
+	Workdir   string   `json:"workdir"`
 
 	spec      string
 	weighting Weighting
