@@ -40,7 +40,8 @@ type harnessCase struct {
 	Steps     int      `json:"steps"`
 	Seed      int      `json:"seed"`
 	LR        float64  `json:"lr"`
-	Init      float64  `json:"init,omitempty"` // the scale of the bigram table's random start (0: uniform)
+	Init      float64  `json:"init,omitempty"`  // the scale of the bigram table's random start (0: uniform)
+	World     int      `json:"world,omitempty"` // data-parallel ranks (DDP over gloo); 0 or 1: one process
 	Ref       bool     `json:"ref,omitempty"`
 	Resume    *int     `json:"resume,omitempty"`
 	Phase     string   `json:"phase,omitempty"`
@@ -66,9 +67,10 @@ type harnessStep struct {
 }
 
 type harnessResult struct {
-	Error   string        `json:"error"`
-	Steps   []harnessStep `json:"steps"`
-	History [][2]any      `json:"history"`
+	Ranks   []harnessResult `json:"ranks"` // a DDP run: each rank's result
+	Error   string          `json:"error"`
+	Steps   []harnessStep   `json:"steps"`
+	History [][2]any        `json:"history"`
 }
 
 // harnessAuto is the auto-theory setting the harness runs: capsel's default
@@ -583,4 +585,102 @@ func flat(x [][][]float64) []float64 {
 		}
 	}
 	return out
+}
+
+// TestHarnessDDP runs the code on two ranks (DDP over gloo, each rank its
+// own shard of the data) at accumulation 2: the Trainer gathers
+// num_items_in_batch over the ranks and multiplies the loss by their number,
+// and DDP averages the parameters' gradients. Under the tokens weighting each
+// rank's logit gradient is then 2× capsel's on the batch of both ranks; under
+// the fork weighting the code divides the Trainer's factor back out, so it is
+// capsel's on the micro-batch. auto-theory all-reduces its rate sums, so both
+// ranks make capsel's choice on the tokens of both.
+func TestHarnessDDP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Python")
+	}
+	py := torchtest.Python(t)
+	dir := t.TempDir()
+	var cases []harnessCase
+	for _, spec := range []string{"GeneralFamily-10", "OnlyTopLogP-0.2", "asft-0.1"} {
+		for _, w := range []Weighting{WeightingTokens, WeightingFork} {
+			o := objectives.MustParse(spec)
+			c := harnessCase{spec: spec, weighting: w, File: writeExport(t, dir, spec, FormatTRL, w), Trainer: "sft",
+				B: 2, T: 8, V: 24, Accum: 2, Steps: 2, Seed: 3, LR: 0.5, Init: 2.5, World: 2, Ref: o.Form() == objectives.FormAnchored}
+			if c.Ref {
+				c.Trainer = "capsel"
+			}
+			c.Name = fmt.Sprintf("%s/%s/ddp2", spec, w)
+			c.Workdir = filepath.Join(dir, strings.NewReplacer("/", "_").Replace(c.Name))
+			cases = append(cases, c)
+		}
+	}
+	auto := harnessCase{Name: "auto-theory/ddp2", spec: "auto-theory", weighting: WeightingTokens, File: writeExport(t, dir, "auto-theory", FormatTRL, WeightingTokens),
+		Trainer: "capsel", B: 2, T: 8, V: 24, Accum: 2, Steps: 10, Seed: 7, LR: 30, World: 2, Workdir: filepath.Join(dir, "auto")}
+	cases = append(cases, auto)
+	res := runHarness(t, py, cases)
+	var dl, dg float64
+	for i, c := range cases {
+		if len(res[i].Ranks) != 2 {
+			t.Fatalf("%s: %d ranks reported, want 2", c.Name, len(res[i].Ranks))
+		}
+		ranks := res[i].Ranks
+		for _, r := range ranks {
+			if r.Error != "" {
+				t.Fatalf("%s: %s", c.Name, r.Error)
+			}
+		}
+		var choices []string
+		if c.spec == "auto-theory" {
+			// capsel's choice on the step's micro-batches of both ranks.
+			steps := make([]harnessStep, len(ranks[0].Steps))
+			for k := range steps {
+				steps[k] = harnessStep{MBs: append(slices.Clone(ranks[0].Steps[k].MBs), ranks[1].Steps[k].MBs...)}
+			}
+			want, margin := autoChoices(t, harnessAuto(), steps, false)
+			if margin < 1e-4 {
+				t.Fatalf("%s: a ranking was within %.2g of a tie; change the seed", c.Name, margin)
+			}
+			for rk, r := range ranks {
+				if got := historyChoices(r.History, len(steps)); !slices.Equal(got, want) {
+					t.Errorf("%s rank %d: choices %v, capsel's on both ranks' tokens %v", c.Name, rk, got, want)
+				}
+			}
+			choices = want
+			t.Logf("%s: choices %v on both ranks", c.Name, want)
+		}
+		for rk, r := range ranks {
+			for k, st := range r.Steps {
+				o := objectives.MustParse(c.spec)
+				if choices != nil {
+					o = objectives.MustParse(choices[k])
+				}
+				n := 0
+				for _, other := range ranks {
+					for _, mb := range other.Steps[k].MBs {
+						n += len(scoredRows(0, mb))
+					}
+				}
+				if st.NumItems != n {
+					t.Errorf("%s rank %d step %d: num_items_in_batch %d, both ranks' scored tokens %d", c.Name, rk, k, st.NumItems, n)
+				}
+				for j, mb := range st.MBs {
+					want := capselMB(t, o, mb, n, c.weighting)
+					if c.weighting == WeightingTokens {
+						want.loss *= 2 // the Trainer's × num_processes, which DDP's average undoes on the weights
+						for b := range want.grad {
+							for i := range want.grad[b] {
+								for v := range want.grad[b][i] {
+									want.grad[b][i][v] *= 2
+								}
+							}
+						}
+					}
+					l, g := compareMB(t, fmt.Sprintf("%s rank %d", c.Name, rk), k, j, mb, want)
+					dl, dg = math.Max(dl, l), math.Max(dg, g)
+				}
+			}
+		}
+	}
+	t.Logf("two ranks, accumulation 2: max |Δ loss| %.2g, max |Δ ∂L/∂z| %.2g against capsel", dl, dg)
 }

@@ -29,6 +29,12 @@ The stand-ins below follow the trainers' code, read at these commits
                 num_processes under average_tokens_across_devices and
                 model_accepts_loss_kwargs; swift/loss/base.py BaseLoss
 
+Cases with "world" above 1 run on that many processes joined by
+torch.distributed over gloo, each with its own shard of the data, as DDP
+would: num_items_in_batch is all-reduced (accelerator.gather(...).sum()), the
+loss multiplied by the number of processes, and the parameters' gradients
+averaged over ranks before the optimizer step.
+
 The model is a bigram table W[V, V] plus a position bias, so its logits are
 an ordinary function of trainable weights, trained by SGD; the labels come from
 a fixed Markov chain, so that the model grows confident and auto-theory's
@@ -127,6 +133,12 @@ sys.modules["transformers"] = transformers
 sys.modules["transformers.trainer_callback"] = trainer_callback
 
 
+def _world():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
 class Args:
     def __init__(self, accum, restore=True, average_tokens_across_devices=True):
         self.gradient_accumulation_steps = accum
@@ -181,6 +193,9 @@ class Trainer:
         num_items_in_batch = None
         if batch_samples and "labels" in batch_samples[0] and (self.model_accepts_loss_kwargs or self.compute_loss_func is not None):
             num_items_in_batch = sum([(b["labels"].ne(-100)).sum() for b in batch_samples])
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices and _world() > 1:
+            num_items_in_batch = num_items_in_batch.clone()
+            torch.distributed.all_reduce(num_items_in_batch)  # accelerator.gather(...).sum()
         return batch_samples, num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -192,7 +207,7 @@ class Trainer:
             raise RuntimeError("harness: no compute_loss_func")
         loss = self.compute_loss_func(outputs, labels, num_items_in_batch=num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            loss = loss * 1  # accelerator.num_processes: one process here
+            loss = loss * _world()  # accelerator.num_processes
         model.trained.append((outputs.logits, labels))
         return (loss, outputs) if return_outputs else loss
 
@@ -252,6 +267,10 @@ class Trainer:
                 if "ref" in inputs:
                     mb["ref"] = inputs["ref"].tolist()
                 mbs.append(mb)
+            if _world() > 1:  # DDP averages the parameters' gradients over ranks
+                for q in model.parameters():
+                    torch.distributed.all_reduce(q.grad)
+                    q.grad /= _world()
             opt.step()
             opt.zero_grad()
             self.state.global_step += 1
@@ -320,6 +339,8 @@ class SwiftTrainer(Trainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         loss = self.compute_loss_func(outputs, labels, num_items_in_batch=num_items_in_batch, loss_scale=loss_scale, trainer=self)
+        if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            loss = loss * _world()
         model.trained.append((outputs.logits, labels))
         return (loss, outputs) if return_outputs else loss
 
@@ -375,7 +396,9 @@ def run(case, workdir):
     B, T, V = case["B"], case["T"], case["V"]
     accum, steps = case["accum"], case["steps"]
     with_ref = case.get("ref", False)
-    data = make_data(steps * accum, B, T, V, case["seed"], with_ref)
+    world = _world()
+    data = make_data(steps * accum * world, B, T, V, case["seed"], with_ref)
+    data = data[torch.distributed.get_rank() :: world] if world > 1 else data  # each rank's shard
     model = strip_ref(Bigram(V, T, case.get("init", 0.0)))
     args = Args(accum, restore=case.get("restore", True))
     resume = case.get("resume")  # [save after this many steps, then resume in a fresh process]
@@ -403,14 +426,41 @@ def run(case, workdir):
     return out
 
 
+def guarded(case):
+    try:
+        return run(case, case["workdir"])
+    except Exception as e:  # reported to the Go test, which decides whether it was expected
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+
+
+def rank_main(rank, world, cases, port, out):
+    """One rank of DDP runs over gloo: each case the same run on its own shard of the data."""
+    torch.distributed.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % port, rank=rank, world_size=world)
+    try:
+        res = [guarded(case) for case in cases]
+    finally:
+        torch.distributed.destroy_process_group()
+    json.dump(res, open("%s.rank%d" % (out, rank), "w"))
+
+
 def main():
     cases = json.load(open(sys.argv[1]))
-    results = []
-    for case in cases:
-        try:
-            results.append(run(case, case["workdir"]))
-        except Exception as e:  # reported to the Go test, which decides whether it was expected
-            results.append({"error": "%s: %s" % (type(e).__name__, e)})
+    results = [guarded(c) if c.get("world", 1) == 1 else None for c in cases]
+    ddp = [i for i, c in enumerate(cases) if c.get("world", 1) > 1]
+    if ddp:
+        world = cases[ddp[0]]["world"]
+        if any(cases[i]["world"] != world for i in ddp):
+            raise SystemExit("harness: the DDP cases of one call must share their world size")
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        out = sys.argv[2] + ".ddp"
+        torch.multiprocessing.spawn(rank_main, args=(world, [cases[i] for i in ddp], port, out), nprocs=world)
+        per_rank = [json.load(open("%s.rank%d" % (out, r))) for r in range(world)]
+        for j, i in enumerate(ddp):
+            results[i] = {"ranks": [per_rank[r][j] for r in range(world)]}
     json.dump(results, open(sys.argv[2], "w"))
 
 
