@@ -402,6 +402,7 @@ func autoTheoryNotes(f Format) []string {
 		"auto-theory as capsel's trainer runs it: every EVERY steps, before the step's update, it ranks the candidates by the paper's rate on the step's response tokens (capsel's trainer ranks at most its auto contexts, 256 evenly spaced tokens of the batch, by default; the file ranks them all) and trains with the best until the next ranking.",
 		exact,
 		"Under DDP the rate sums are all-reduced before the choice, so every rank trains the same objective.",
+		"The ranking pass runs in training mode, like the training forward: with dropout above 0 (rare in fine-tuning) its logits are another draw than the ones the loss sees.",
 		"Its state (the choice in force and the history of choices) is an ExportableState saved in trainer_state.json; the Trainer restores it on resume only with " + restore + ", and the hook stops with an error when a run resumes without it.",
 		"Evaluation (logits without gradient) uses the choice in force and changes nothing.",
 	}
