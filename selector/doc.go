@@ -2,10 +2,16 @@
 // recommended fine-tuning objective, and exports it to the configs of common
 // trainers.
 //
-// ExportObjective writes one objective as the config lines of capsel's own
-// trainer (TOML), the paper's verl fork (trainer.objective_trans), TRL
-// (loss_type or a compute_loss_func), LLaMA-Factory (use_dft_loss), ms-swift
-// (--enable_dft_loss) and Axolotl (Liger token scaling). Each export says
-// whether the trainer computes the objective exactly, and when it cannot,
-// says so in plain notes instead of approximating silently.
+// ExportObjective writes one objective for a trainer: capsel's own (TOML),
+// the paper's verl fork and the DEFT fork (trainer.objective_trans),
+// LLaMA-Factory (use_dft_loss, use_eaft_loss, use_asft_loss) and Axolotl
+// (Liger token scaling, use_eaft) through their settings, and TRL and
+// ms-swift through their built-in losses or the Python capsel writes
+// (templates/hook.py.tmpl): a compute_loss_func or loss plugin for every
+// fixed objective, and a stateful hook for auto-theory. Each export says
+// whether the trainer computes the objective exactly, how it weighs
+// micro-batches under gradient accumulation, and what its code does wrong
+// where it does, in plain notes instead of approximating silently. The
+// tests run the Python inside a transcription of the trainers' loops
+// (testdata/harness) and check it against objectives and train.
 package selector

@@ -131,30 +131,54 @@ type Export struct {
 
 // ExportOptions tunes ExportObjective.
 type ExportOptions struct {
-	// AutoFallback is what to export when the objective is auto or
-	// auto-theory and the trainer cannot adapt the objective during
-	// training: for example the pilot sweep's best fixed objective. The
-	// zero value exports nll and says why. It must not itself be adaptive.
+	// AutoFallback is what to export when the objective is adaptive and the
+	// trainer cannot run it: for example the pilot sweep's best fixed
+	// objective. It must not itself be adaptive. The zero value exports
+	// auto-theory's fallback as nll and says why, and refuses auto (see
+	// ErrNotYet).
 	AutoFallback objectives.Objective
+	// FallbackWhy says where AutoFallback comes from, completing "Exported X
+	// instead, …" (for example "the best fixed objective of your pilot
+	// sweep"); empty when it was simply given.
+	FallbackWhy string
+	// Weighting is how the code capsel writes (TRL, ms-swift) normalises
+	// the loss over gradient accumulation and ranks; for the trainers'
+	// built-in settings it must match what they do, or be left default.
+	Weighting Weighting
+	// AutoTheory are the auto-theory settings its TRL and ms-swift exports
+	// fix in the code; needed only for auto-theory to trl or swift.
+	AutoTheory AutoTheorySettings
 }
 
 // ExportObjective writes o as the config of the trainer named by f:
 //
 //	toml          objective = "<canonical spec>" (capsel's trainer; exact for every objective, auto included)
-//	verl          trainer.objective_trans=<key> for the paper's keys; dft as p (same gradient)
-//	trl           loss_type="nll" or "dft" where that is the objective; otherwise a compute_loss_func
-//	llamafactory  use_dft_loss: true for p, dft and GeneralFamily-1; nothing for nll
-//	swift         --enable_dft_loss true for the same set
-//	axolotl       Liger token scaling for the same set
+//	verl          trainer.objective_trans=<key> for the paper's keys (dft as p, the same gradient);
+//	              DEFT and Cayley_Trans for deft and deft-cayley (the DEFT fork of that code)
+//	trl           loss_type="nll" or "dft" where that is the objective; otherwise a Python file with a
+//	              compute_loss_func for every fixed objective and auto-theory
+//	llamafactory  use_dft_loss for p, dft and GeneralFamily-1; use_eaft_loss for eaft-α; use_asft_loss for asft-α
+//	swift         --enable_dft_loss for p, dft and GeneralFamily-1; otherwise a loss plugin
+//	              (--external_plugins, --loss_type) for every fixed objective and auto-theory
+//	axolotl       Liger token scaling for p, dft and GeneralFamily-1; use_eaft for eaft-axolotl-α-k
 //
-// Objectives that a trainer cannot express get commented-out text naming the
-// nearest setting it has (by the shape of the gradient weight W(p) over
-// p ∈ [0, 1]), Exact false, and notes saying where the objective can be
-// trained exactly. Degenerate parameters are recognised: blend-1, focal-0,
-// OnlyTopLogP-0 and OnlyBottomLogP-1 are NLL; blend-0, GeneralFamily-1,
-// OnlyTopP-0 and OnlyBottomP-1 are p.
+// Objectives of p that a trainer cannot express get commented-out text
+// naming the nearest setting it has (by the shape of the gradient weight
+// W(p) over p ∈ [0, 1]), Exact false, and notes saying where the objective
+// can be trained exactly; the gated and anchored objectives (EAFT, DEFT,
+// ASFT), which have no W(p), get commented-out text and those notes.
+// Degenerate parameters are recognised: blend-1, focal-0, OnlyTopLogP-0 and
+// OnlyBottomLogP-1 are NLL; blend-0, GeneralFamily-1, OnlyTopP-0 and
+// OnlyBottomP-1 are p.
 //
-// Errors: an invalid objective, an unknown format, an adaptive AutoFallback.
+// auto-theory is exported to trl and swift as a stateful hook and to the
+// others as a fixed fallback (opt.AutoFallback, else nll) with notes saying
+// why. auto is not exported to any trainer but capsel's yet: with a fallback
+// its text is the fallback's, otherwise the error wraps ErrNotYet.
+//
+// Errors: an invalid objective, an unknown format, an adaptive AutoFallback,
+// a weighting the trainer's built-in setting does not use, incomplete
+// auto-theory settings, auto without fallback.
 func ExportObjective(o objectives.Objective, f Format, opt ExportOptions) (Export, error) {
 	if !o.Valid() {
 		return Export{}, errors.New("selector: cannot export an invalid objective")
@@ -162,47 +186,99 @@ func ExportObjective(o objectives.Objective, f Format, opt ExportOptions) (Expor
 	if !f.known() {
 		return Export{}, fmt.Errorf("%w %q; %s", ErrFormat, string(f), acceptedFormats())
 	}
+	if _, err := ParseWeighting(string(opt.Weighting)); err != nil {
+		return Export{}, err
+	}
 	if o.Adaptive() && f != FormatTOML {
 		return exportAdaptive(o, f, opt)
 	}
-	if !o.Adaptive() && !o.OfP() && f != FormatTOML {
-		return Export{}, fmt.Errorf("selector: %v is a %s, not of p alone, and the exports to other trainers do not cover it yet; export to toml to train it with capsel's trainer", o, o.Form())
+	e, err := exportFixed(o, f, opt)
+	if err != nil {
+		return Export{}, err
 	}
-	return exportFixed(o, f), nil
+	return e, nil
 }
 
-func exportFixed(o objectives.Objective, f Format) Export {
+func exportFixed(o objectives.Objective, f Format, opt ExportOptions) (Export, error) {
+	var e Export
+	w := opt.Weighting
 	switch f {
 	case FormatTOML:
-		return exportTOML(o)
+		e = exportTOML(o)
+		if w == WeightingFork {
+			e.Notes = append(e.Notes, "capsel's trainer does not accumulate gradients: each step is one batch, on which the fork weighting and the tokens weighting are the same.")
+		}
+		return e, nil
+	case FormatTRL, FormatSwift:
+		return exportCode(o, f, opt)
 	case FormatVerl:
-		return exportVerl(o)
-	case FormatTRL:
-		return exportTRL(o)
+		e = exportVerl(o)
+	default:
+		e = exportBuiltin(o, f)
 	}
-	return exportDFTOnly(o, f)
+	return e, checkBuiltinWeighting(o, f, e, w)
+}
+
+// builtinWeighting is how the trainer's own setting normalises the loss over
+// micro-batches: the paper's fork (and the DEFT fork) and LLaMA-Factory's
+// ASFT sum per-micro-batch means; the others divide by num_items_in_batch.
+func builtinWeighting(o objectives.Objective, f Format) Weighting {
+	if f == FormatVerl || (f == FormatLlamaFactory && o.Kind() == objectives.KindASFT) {
+		return WeightingFork
+	}
+	return WeightingTokens
+}
+
+func checkBuiltinWeighting(o objectives.Objective, f Format, e Export, w Weighting) error {
+	if w == WeightingDefault || !e.Exact || w == builtinWeighting(o, f) {
+		return nil
+	}
+	return fmt.Errorf("selector: %s's setting for %s uses the %s weighting, not %s; export to trl or swift, whose code capsel writes, to choose the weighting", f.trainer(), o, builtinWeighting(o, f), w)
 }
 
 // exportAdaptive handles auto and auto-theory for trainers other than capsel's.
 func exportAdaptive(o objectives.Objective, f Format, opt ExportOptions) (Export, error) {
-	fb, fromPilot := opt.AutoFallback, opt.AutoFallback.Valid()
-	if fromPilot && fb.Adaptive() {
+	if o.Kind() == objectives.KindAutoTheory && (f == FormatTRL || f == FormatSwift) {
+		return exportCode(o, f, opt)
+	}
+	fb, given := opt.AutoFallback, opt.AutoFallback.Valid()
+	if given && fb.Adaptive() {
 		return Export{}, fmt.Errorf("selector: the fallback for %s must be a fixed objective, not %s", o, fb)
 	}
-	if !fromPilot {
+	var why []string
+	switch {
+	case o.Kind() == objectives.KindAuto:
+		if !given {
+			return Export{}, fmt.Errorf("%w: %s to %s: %s", ErrNotYet, o, f, autoNotYet)
+		}
+		why = append(why, fmt.Sprintf("%s is not exported to %s yet: %s", o, f.trainer(), autoNotYet))
+	case f == FormatVerl:
+		why = append(why, "The paper's verl fork cannot run auto-theory without a patch to its SFT trainer: training_step would have to run a forward pass without gradient over the step's micro-batches every K steps, all-reduce the rate statistics over the data-parallel group and pick the candidate before the loop that calls _compute_loss_and_backward, which reads config.trainer.objective_trans instead of that choice, and save the choice in its checkpoints; capsel does not ship that patch.")
+	default:
+		why = append(why, fmt.Sprintf("%s's built-in losses cannot change objective during training; export auto-theory to trl or swift, where capsel writes the hook that does.", f.trainer()))
+	}
+	if !given {
 		fb = objectives.NLL()
 	}
-	e := exportFixed(fb, f)
-	e.Exact = false
-	notes := []string{fmt.Sprintf("%s cannot run %s: no trainer other than capsel's changes the objective during training.", f.trainer(), o)}
-	if fromPilot {
-		notes = append(notes, fmt.Sprintf("Exported %s instead, the best fixed objective of your pilot sweep; export to toml to train %s itself with capsel's trainer.", fb, o))
-	} else {
-		notes = append(notes, fmt.Sprintf("Exported nll instead, the safe default: run a short pilot sweep of fixed objectives (the recommendation lists one) and export its winner, or export to toml to train %s with capsel's trainer.", o))
+	e, err := exportFixed(fb, f, opt)
+	if err != nil {
+		return Export{}, err
 	}
-	e.Notes = append(notes, e.Notes...)
+	e.Exact = false
+	switch {
+	case given && opt.FallbackWhy != "":
+		why = append(why, fmt.Sprintf("Exported %s instead, %s; export to toml to train %s itself with capsel's trainer.", fb, opt.FallbackWhy, o))
+	case given:
+		why = append(why, fmt.Sprintf("Exported %s instead, the fallback you gave; export to toml to train %s itself with capsel's trainer.", fb, o))
+	default:
+		why = append(why, fmt.Sprintf("Exported nll instead, the safe default: run a short pilot sweep of fixed objectives and export its winner, or export to toml to train %s with capsel's trainer.", o))
+	}
+	e.Notes = append(why, e.Notes...)
 	return e, nil
 }
+
+// autoNotYet says why auto has no export to other trainers.
+const autoNotYet = "auto is being redesigned to measure capability and label noise once on the base model, drop or down-weight the examples it flags as mislabeled, and choose the objective from that measurement; its export will be that outcome (a fixed objective and the examples to drop), and until then only capsel's trainer runs auto (export to toml)."
 
 // TOMLObjectiveKey is the key of capsel's run TOML that names the
 // objective: the toml export writes it, and 'selector train --config' reads
@@ -293,11 +369,19 @@ func verlKey(o objectives.Objective) (string, bool) {
 		return "OnlyTopLogP-" + num, true
 	case objectives.KindOnlyBottomLogP:
 		return "OnlyBottomLogP-" + num, true
+	case objectives.KindDEFT:
+		return "DEFT", true
+	case objectives.KindDEFTCayley:
+		return "Cayley_Trans", true
 	}
 	return "", false
 }
 
-const verlSPNote = "Keep ulysses_sequence_parallel_size at 1 (the default): with sequence parallelism the fork ignores objective_trans and trains plain NLL."
+const (
+	verlSPNote        = "Keep ulysses_sequence_parallel_size at 1 (the default): above 1 (which needs use_remove_padding) _compute_loss_and_backward takes its sequence-parallel branch, whose loss is plain cross-entropy whatever objective_trans says."
+	verlWeightingNote = "Under gradient accumulation the fork sums each micro-batch's mean without weights (its backward() runs inside _compute_loss_and_backward, before training_step divides by the number of micro-batches): the fork weighting, which the trl and swift exports offer with --weighting fork."
+	deftForkNote      = "DEFT and Cayley_Trans are keys of the DEFT fork of the paper's code (github.com/luludus/DEFT, main_verl/trainer/fsdp_sft_trainer.py at bbe7896), not of the paper's fork; its other keys are the paper's."
+)
 
 func exportVerl(o objectives.Objective) Export {
 	key, ok := verlKey(o)
@@ -308,6 +392,9 @@ func exportVerl(o objectives.Objective) Export {
 			key, _ = verlKey(r)
 		}
 	}
+	if !ok && !o.OfP() {
+		return unsupported(FormatVerl, o)
+	}
 	if !ok {
 		near := nearest(o, verlCandidates())
 		nk, _ := verlKey(near)
@@ -315,14 +402,20 @@ func exportVerl(o objectives.Objective) Export {
 	}
 	e := Export{Format: FormatVerl, Text: "trainer.objective_trans=" + key + "\n", Exact: true}
 	var notes []string
-	if o.Kind() == objectives.KindDFT {
+	switch o.Kind() {
+	case objectives.KindDFT:
 		notes = append(notes, "The fork has no DFT key; p has exactly DFT's gradient, so it trains the same model, and only the logged loss differs (1 − p instead of −p·log p).")
 		why = ""
+	case objectives.KindDEFT, objectives.KindDEFTCayley:
+		notes = append(notes, deftForkNote)
+	}
+	if o.Kind() == objectives.KindDEFTCayley {
+		notes = append(notes, "Cayley_Trans's floor reads the mean p of each micro-batch (per rank), so micro_batch_size_per_gpu is part of the objective.")
 	}
 	if key != "original" {
 		notes = append(notes, verlSPNote)
 	}
-	e.Notes = withWhy(why, notes...)
+	e.Notes = withWhy(why, append(notes, verlWeightingNote)...)
 	return e
 }
 
@@ -349,108 +442,21 @@ func mustGeneral(alpha float64) objectives.Objective {
 	return o
 }
 
-// ---- TRL ----
+// ---- LLaMA-Factory, Axolotl (and ms-swift's built-in DFT) ----
 
-func exportTRL(o objectives.Objective) Export {
-	if r, why, ok := reduce(o); ok {
-		if r.Kind() == objectives.KindNLL {
-			return Export{Format: FormatTRL, Exact: true, Text: trlConfig("nll", "NLL; TRL's default \"chunked_nll\" is the same objective"),
-				Notes: withWhy(why, "loss_type needs TRL 0.23 or later; on older versions drop that line, as NLL is the default.")}
-		}
-		return Export{Format: FormatTRL, Exact: true, Text: trlConfig("dft", "DFT: exactly the gradient of 1 - p"),
-			Notes: withWhy(why,
-				"TRL's DFT loss weights each token's log-likelihood by its detached probability, which is exactly the gradient of p; only the logged loss (−p·log p) differs from 1 − p.",
-				"loss_type=\"dft\" needs TRL 0.23 or later; it also works with use_liger_kernel=True, through Liger's token scaling.")}
-	}
-	notes := []string{
-		"Keep loss_type=\"nll\" as written: TRL rejects a compute_loss_func together with loss_type=\"dft\", and its default \"chunked_nll\" returns no logits.",
-		"Keep use_liger_kernel=False: Liger's fused loss skips the logits, and capsel_loss stops with an error when it gets none.",
-		"Only tokens whose label is not -100 count: train on a prompt-completion dataset (completion_only_loss) or set assistant_only_loss=True so that the loss covers response tokens only, as the paper does.",
-		"Train without context or sequence parallelism: they pass pre-shifted labels, and capsel_loss shifts the labels itself, like TRL's own DFT loss.",
-		"compute_loss_func needs TRL 0.15 or later, and loss_type TRL 0.23 or later; on 0.15 to 0.22 drop the loss_type line.",
-	}
-	if o.Thresholded() {
-		notes = append(notes, "As in the paper's code, the loss is averaged over the tokens the threshold keeps, per micro-batch and per device; under gradient accumulation each micro-batch then weighs by its share of response tokens, as TRL weighs NLL.")
-	}
-	return Export{Format: FormatTRL, Exact: true, Text: trlLossFunc(o), Notes: notes}
-}
+// Citations of the trainers' code the notes below rest on.
+const (
+	lfAt      = "src/llamafactory/train/sft/trainer.py and train/trainer_utils.py, hiyouga/LLaMA-Factory ff6d4d1"
+	axolotlAt = "src/axolotl/monkeypatch/loss/eaft.py and core/builders/causal.py, axolotl-ai-cloud/axolotl 067b021"
+)
 
-// trlConfig is the SFTConfig for a built-in loss_type.
-func trlConfig(lossType, comment string) string {
-	return render("trl_config.py.tmpl", struct{ LossType, Comment string }{lossType, comment})
-}
-
-// pyFloat writes x as a Python float literal.
-func pyFloat(x float64) string {
-	s := strconv.FormatFloat(x, 'g', -1, 64)
-	if !strings.ContainsAny(s, ".e") {
-		s += ".0"
-	}
-	return s
-}
-
-// pyLoss describes one objective as Python: constants, the keep condition for
-// thresholded objectives, and the per-token loss expression.
-type pyLoss struct {
-	consts  []string // "NAME = value" lines
-	keep    string   // thresholded objectives: the condition on p, "" otherwise
-	expr    string   // f(p) computed from logp
-	formula string   // f(p) in ASCII, without the threshold
-	remark  string   // how expr computes it, "" when obvious
-}
-
-func pyLossOf(o objectives.Objective) pyLoss {
-	v := pyFloat(o.Param())
-	g := strconv.FormatFloat(o.Param(), 'g', -1, 64)
-	switch o.Kind() {
-	case objectives.KindGeneral:
-		return pyLoss{[]string{"ALPHA = " + v}, "", "-torch.expm1(ALPHA * logp) / ALPHA",
-			"(1 - p**" + g + ") / " + g, "expm1 avoids cancellation near p = 1"}
-	case objectives.KindOnlyTopP:
-		return pyLoss{[]string{"Q = " + v}, "logp.exp() >= Q", "-torch.expm1(logp)", "1 - p", ""}
-	case objectives.KindOnlyBottomP:
-		return pyLoss{[]string{"Q = " + v}, "logp.exp() <= Q", "-torch.expm1(logp)", "1 - p", ""}
-	case objectives.KindOnlyTopLogP:
-		return pyLoss{[]string{"Q = " + v}, "logp.exp() >= Q", "-logp", "-log p", ""}
-	case objectives.KindOnlyBottomLogP:
-		return pyLoss{[]string{"Q = " + v}, "logp.exp() <= Q", "-logp", "-log p", ""}
-	case objectives.KindLog1mP:
-		return pyLoss{[]string{"CLAMP = " + pyFloat(objectives.Log1mPClamp)}, "",
-			"torch.log(torch.clamp(-torch.expm1(logp), min=CLAMP))",
-			"log(max(1 - p, CLAMP))", "flat, with zero gradient, where 1 - p < CLAMP"}
-	case objectives.KindFocal:
-		return pyLoss{[]string{"GAMMA = " + v}, "",
-			"-torch.pow(torch.clamp(-torch.expm1(logp), min=1e-12), GAMMA) * logp",
-			"-(1 - p)**" + g + " * log p", "the clamp keeps the gradient finite at p = 1"}
-	case objectives.KindBlend:
-		return pyLoss{[]string{"LAMBDA = " + v}, "",
-			"-LAMBDA * logp - (1.0 - LAMBDA) * torch.expm1(logp)",
-			g + " * (-log p) + " + strconv.FormatFloat(1-o.Param(), 'g', -1, 64) + " * (1 - p)", ""}
-	}
-	panic("selector: no Python loss for " + o.String())
-}
-
-// trlLossFunc writes a complete compute_loss_func for o and the TRL lines
-// that wire it in (templates/trl_loss.py.tmpl). The function follows the
-// paper's code: fp32 log-softmax, labels shifted by one with -100 ignored,
-// the mean of f(p) over response tokens (over kept tokens for thresholded
-// objectives).
-func trlLossFunc(o objectives.Objective) string {
-	pl := pyLossOf(o)
-	doc := "Mean of f(p) = " + pl.formula + " over response tokens (labels != -100)."
-	if pl.keep != "" {
-		cond := strings.Replace(pl.keep, "logp.exp()", "p", 1)
-		cond = strings.Replace(cond, "Q", strconv.FormatFloat(o.Param(), 'g', -1, 64), 1)
-		doc = "Mean of f(p) = " + pl.formula + " over the response tokens (labels != -100) with " + cond + "."
-	}
-	return render("trl_loss.py.tmpl", struct {
-		Spec, Formula, Doc string
-		Consts             []string
-		Keep, Expr, Remark string
-	}{o.String(), o.Formula(), doc, pl.consts, pl.keep, pl.expr, pl.remark})
-}
-
-// ---- LLaMA-Factory, ms-swift, Axolotl: NLL or DFT only ----
+// Notes shared by LLaMA-Factory's built-in losses.
+const (
+	lfPrecedenceNote = "LLaMA-Factory reads use_dft_loss, then use_eaft_loss, then use_asft_loss (an if/elif chain in CustomSeq2SeqTrainer.__init__, " + lfAt + "): the first one set wins silently, so set only one."
+	lfMegatronNote   = "Its Megatron back ends (use_mca, use_megatron_bridge) never read use_dft_loss, use_eaft_loss or use_asft_loss and train plain NLL without a warning: keep the default Trainer back end."
+	lfEmptyNote      = "On a micro-batch with no response tokens (all labels -100, e.g. responses cut off by cutoff_len) its DFT and EAFT losses return torch.tensor(0.0) without gradient, and that step's backward() fails with \"element 0 of tensors does not require grad\": keep responses inside cutoff_len."
+	lfTokensNote     = "Under gradient accumulation it divides each micro-batch's sum by num_items_in_batch, the step's response tokens (the tokens weighting): the gradient of one batch holding the step's micro-batches."
+)
 
 // dftSetting is the config that turns on the trainer's DFT loss.
 func dftSetting(f Format) string {
@@ -468,7 +474,40 @@ func dftSetting(f Format) string {
 	panic("selector: no DFT setting for " + string(f))
 }
 
-func exportDFTOnly(o objectives.Objective, f Format) Export {
+// exportBuiltin writes the setting of LLaMA-Factory, Axolotl or ms-swift
+// that computes o, where it has one: NLL, DFT (for p's gradient), and
+// LLaMA-Factory's EAFT and ASFT and Axolotl's EAFT.
+func exportBuiltin(o objectives.Objective, f Format) Export {
+	v := strconv.FormatFloat(o.Param(), 'f', -1, 64)
+	switch {
+	case f == FormatLlamaFactory && o.Kind() == objectives.KindEAFT:
+		return Export{Format: f, Exact: true, Text: "use_eaft_loss: true\neaft_alpha: " + v + "\n", Notes: []string{
+			"LLaMA-Factory's eaft_loss_func scales each response token's cross-entropy by (H/3)^eaft_alpha, H the entropy of the softmax of its 20 largest logits, detached: eaft-" + v + " exactly (" + lfAt + "); torch.topk(k=20) needs a vocabulary of at least 20 tokens.",
+			lfPrecedenceNote,
+			lfTokensNote,
+			"Where the model returns no logits, eaft_loss_func returns outputs.get(\"loss\", torch.tensor(0.0)), and as the Trainer popped the labels before the forward that is a constant without gradient: the backward fails. With enable_liger_kernel the labels are popped before the forward too, so Liger computes the logits and EAFT trains, without Liger's memory saving.",
+			lfEmptyNote,
+			lfMegatronNote,
+		}}
+	case f == FormatLlamaFactory && o.Kind() == objectives.KindASFT:
+		return Export{Format: f, Exact: true, Text: "use_asft_loss: true\nasft_alpha: " + v + "\n# with finetuning_type: lora, also: ref_model: <the base model's name or path>\n", Notes: []string{
+			"LLaMA-Factory's asft_loss_func is DFT (the cross-entropy weighted by the detached p) plus asft_alpha times KL(reference ‖ model) per token, each averaged over the micro-batch's response tokens: asft-" + v + " exactly (" + lfAt + "); whatever the help text says, asft_alpha multiplies the KL.",
+			lfPrecedenceNote + " With use_dft_loss also set, its ASFT compute_loss hands the reference logits to the DFT loss as num_items_in_batch and the step fails.",
+			"With finetuning_type: lora and no ref_model, create_ref_model returns None and the first step fails calling it: set ref_model to the base model (the commented line).",
+			"The reference model is a second full copy of the weights, run forward without gradient on every micro-batch: about a third more compute per step.",
+			"Its compute_loss runs the model with the labels in the inputs, so with enable_liger_kernel the model returns Liger's loss and no logits, and asft_loss_func returns that loss: it silently trains plain NLL. Keep Liger off.",
+			"Under gradient accumulation each micro-batch contributes its mean, and the Trainer does not divide by gradient_accumulation_steps because compute_loss_func is set: the micro-batches' means are summed (the fork weighting), unlike its DFT and EAFT.",
+			lfMegatronNote,
+		}}
+	case f == FormatAxolotl && o.Kind() == objectives.KindEAFTAxolotl:
+		return Export{Format: f, Exact: true, Text: "use_eaft: true\neaft_alpha: " + v + "\neaft_k: " + strconv.Itoa(o.TopK()) + "\n", Notes: []string{
+			"Axolotl's eaft_loss scales each response token's cross-entropy by H^eaft_alpha, H the entropy of the softmax of its min(eaft_k, V) largest logits (with log(π + 1e-10)), detached: " + o.String() + " exactly (" + axolotlAt + ").",
+			"Under gradient accumulation it divides each micro-batch's sum by num_items_in_batch, the step's response tokens (the tokens weighting).",
+			"eaft_loss reads outputs.logits without a check, so a model that returns none fails with a TypeError; with the Liger plugin the Trainer pops the labels before the forward, so Liger computes the logits and EAFT trains, without Liger's memory saving.",
+		}}
+	case !o.OfP():
+		return nearEAFT(o, f)
+	}
 	r, why, ok := reduce(o)
 	if !ok {
 		near := nearest(o, []objectives.Objective{objectives.NLL(), objectives.P()})
@@ -493,17 +532,46 @@ func exportDFTOnly(o objectives.Objective, f Format) Export {
 	e := Export{Format: f, Exact: true, Text: dftSetting(f)}
 	switch f {
 	case FormatLlamaFactory:
-		e.Notes = withWhy(why, "LLaMA-Factory's DFT loss weights each token's cross-entropy by its detached probability, in fp32: exactly the gradient of p; only the logged loss (−p·log p) differs from 1 − p.")
+		e.Notes = withWhy(why, "LLaMA-Factory's DFT loss weights each token's cross-entropy by its detached probability, in fp32: exactly the gradient of p; only the logged loss (−p·log p) differs from 1 − p.",
+			lfPrecedenceNote, lfTokensNote, lfEmptyNote, lfMegatronNote)
 	case FormatSwift:
 		e.Notes = withWhy(why,
 			"ms-swift's DFT loss weights each token's cross-entropy by its detached probability: exactly the gradient of p; only the logged loss (−p·log p) differs from 1 − p.",
-			"The flag works for swift sft and for Megatron-SWIFT (megatron sft).")
+			"The flag works for swift sft and for Megatron-SWIFT (megatron sft).",
+			"Under gradient accumulation swift sft divides each micro-batch's sum by num_items_in_batch, the step's response tokens (the tokens weighting); for the paper's fork weighting, export with --weighting fork, which writes a loss plugin instead.")
 	case FormatAxolotl:
 		e.Notes = withWhy(why,
 			"Axolotl has no DFT option of its own (a native use_dft is proposed in its PR #4008, not merged); Liger's token scaling multiplies each token's cross-entropy by its detached probability, which is exactly the gradient of p.",
 			"Token scaling needs liger_fused_linear_cross_entropy, as written; check that your model's architecture is on the Liger plugin's list of supported models.",
 			"If your config already has a plugins list, add the Liger plugin to it rather than repeating the key.")
 	}
+	return e
+}
+
+// nearEAFT handles the gated and anchored objectives in LLaMA-Factory and
+// Axolotl: each has the other's EAFT, which differs from it by the constant
+// factor 3^α on the loss (LLaMA-Factory divides the top-20 entropy by 3,
+// Axolotl does not), and nothing else.
+func nearEAFT(o objectives.Objective, f Format) Export {
+	v := strconv.FormatFloat(o.Param(), 'f', -1, 64)
+	var line, factor string
+	switch {
+	case f == FormatAxolotl && o.Kind() == objectives.KindEAFT:
+		line, factor = "use_eaft: true\neaft_alpha: "+v+"\neaft_k: 20\n", "3^"+v+" times"
+	case f == FormatLlamaFactory && o.Kind() == objectives.KindEAFTAxolotl && o.TopK() == objectives.EAFTTopK:
+		line, factor = "use_eaft_loss: true\neaft_alpha: "+v+"\n", "1/3^"+v+" times"
+	default:
+		return unsupported(f, o)
+	}
+	e := unsupported(f, o)
+	var b strings.Builder
+	b.WriteString(strings.SplitAfter(e.Text, "\n")[0])
+	b.WriteString("# Nearest setting, the same gradient scaled by a constant; uncomment it to accept that:\n")
+	for l := range strings.Lines(line) {
+		b.WriteString("# " + l)
+	}
+	e.Text = b.String()
+	e.Notes[1] = fmt.Sprintf("Its EAFT gives every token %s %s's loss and gradient (LLaMA-Factory divides the top-20 entropy by 3, Axolotl does not): the same direction, a different step size; under AdamW that is nearly the same run, but not the same numbers. The text leaves it commented out.", factor, o)
 	return e
 }
 
@@ -525,27 +593,61 @@ func inexpressible(f Format, o, near objectives.Objective, line string) Export {
 			b.WriteString("# " + l)
 		}
 	}
-	var has string
+	return Export{Format: f, Text: b.String(), Exact: false, Notes: []string{
+		fmt.Sprintf("%s has no setting for %s: %s.", f.trainer(), o, trainerHas(f)),
+		nearNote,
+		fmt.Sprintf("To train %s exactly, export to %s.", o, joinOr(exactRoutes(o, f))),
+	}}
+}
+
+// unsupported builds the export for an objective that is not a function of
+// p alone (EAFT, DEFT, ASFT) and that f has no setting for: no W(p) to
+// compare settings by, so nothing but comments and the exact routes.
+func unsupported(f Format, o objectives.Objective) Export {
+	text := fmt.Sprintf("# %s cannot express %s: f = %s.\n# None of its settings computes it: nothing to set.\n", f.trainer(), o, o.Formula())
+	return Export{Format: f, Text: text, Exact: false, Notes: []string{
+		fmt.Sprintf("%s has no setting for %s: %s.", f.trainer(), o, trainerHas(f)),
+		fmt.Sprintf("%s is a %s, so no setting of p alone approximates it.", o, o.Form()),
+		fmt.Sprintf("To train %s exactly, export to %s.", o, joinOr(exactRoutes(o, f))),
+	}}
+}
+
+// trainerHas says which of the family's objectives f has settings for.
+func trainerHas(f Format) string {
 	switch f {
 	case FormatVerl:
-		has = "its keys are original, p, GeneralFamily-α and the four threshold forms"
+		return "the paper's fork has original, p, GeneralFamily-α and the four threshold forms, and the DEFT fork adds DEFT and Cayley_Trans"
 	case FormatLlamaFactory:
-		has = "its only probability-weighted SFT loss is DFT (use_dft_loss), which has the gradient of p"
+		return "its probability-weighted SFT losses are DFT (use_dft_loss, the gradient of p), EAFT with the top-20 entropy over 3 (use_eaft_loss) and ASFT (use_asft_loss)"
 	case FormatSwift:
-		has = "its only probability-weighted SFT loss is DFT (--enable_dft_loss), which has the gradient of p"
+		return "its only built-in probability-weighted SFT loss is DFT (--enable_dft_loss), which has the gradient of p"
 	case FormatAxolotl:
-		has = "its only probability-weighted loss is DFT through Liger's token scaling, which has the gradient of p"
+		return "its probability-weighted losses are DFT through Liger's token scaling (the gradient of p) and EAFT with the unnormalised top-k entropy (use_eaft)"
 	}
-	exact := []string{"trl (a compute_loss_func that computes it)"}
-	if _, ok := verlKey(o); ok && f != FormatVerl {
-		exact = append(exact, "verl")
+	return "none"
+}
+
+// exactRoutes lists the formats other than f that compute o exactly.
+func exactRoutes(o objectives.Objective, f Format) []string {
+	_, _, ofP := reduce(o)
+	var r []string
+	add := func(g Format, how string) {
+		if g != f {
+			r = append(r, string(g)+how)
+		}
 	}
-	exact = append(exact, "toml (capsel's own trainer)")
-	return Export{Format: f, Text: b.String(), Exact: false, Notes: []string{
-		fmt.Sprintf("%s has no setting for %s: %s.", f.trainer(), o, has),
-		nearNote,
-		fmt.Sprintf("To train %s exactly, export to %s.", o, joinOr(exact)),
-	}}
+	add(FormatTRL, " (code capsel writes)")
+	add(FormatSwift, " (a loss plugin capsel writes)")
+	if _, ok := verlKey(o); ok {
+		add(FormatVerl, "")
+	}
+	if ofP || o.Kind() == objectives.KindEAFT || o.Kind() == objectives.KindASFT {
+		add(FormatLlamaFactory, "")
+	}
+	if ofP || o.Kind() == objectives.KindEAFTAxolotl {
+		add(FormatAxolotl, "")
+	}
+	return append(r, "toml (capsel's own trainer)")
 }
 
 // nearName names the nearest setting in the trainer's own terms.

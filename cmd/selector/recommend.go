@@ -182,8 +182,9 @@ func runRecommend(e *env, args []string) error {
 	}
 	out.Recommendation = rec
 	if *export != "" {
+		fb, why := autoFallback(rec)
 		ex, err := selector.ExportObjective(objectives.MustParse(rec.Objective), format,
-			selector.ExportOptions{AutoFallback: autoFallback(rec)})
+			selector.ExportOptions{AutoFallback: fb, FallbackWhy: why, AutoTheory: autoTheorySettings()})
 		if err != nil {
 			return err
 		}
@@ -197,14 +198,17 @@ func runRecommend(e *env, args []string) error {
 }
 
 // autoFallback is what a trainer that cannot run an adaptive
-// recommendation should use instead: a fixed objective the pilot sweep
-// measured ahead of the other fixed ones, or nothing (the export then says
-// why it falls back to nll).
-func autoFallback(rec selector.Recommendation) objectives.Objective {
+// recommendation should use instead, and where it comes from: the fixed
+// objective the pilot sweep measured ahead of the other fixed ones, or the
+// recommendation's fallback.
+func autoFallback(rec selector.Recommendation) (objectives.Objective, string) {
 	if d := rec.PilotDecision; d != nil && d.BestFixed != "" {
-		return objectives.MustParse(d.BestFixed)
+		return objectives.MustParse(d.BestFixed), "the best fixed objective of your pilot sweep"
 	}
-	return objectives.Objective{}
+	if o, err := objectives.Parse(rec.Fallback); err == nil && !o.Adaptive() {
+		return o, "the recommendation's fallback for trainers that cannot run " + rec.Objective + " (settle it with the pilot sweep it lists)"
+	}
+	return objectives.Objective{}, ""
 }
 
 func formatList() string {
