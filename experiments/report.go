@@ -443,3 +443,148 @@ func usageText(u map[string]float64) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// summaryMetrics are the metrics of the summary.
+var summaryMetrics = []string{"held_out_exact_match", "held_out_token_accuracy", "held_out_mean_p", "train_fit_token_accuracy"}
+
+// Summary states, per task, noise group and metric, the crossover along
+// the dial, the theory's agreement with the decided winners and auto's gap
+// to the best fixed objective, each with the JSON row it comes from; and
+// the probe's figures per base model on clean data and as given.
+func Summary(cont *ContinuumResult, th *TheoryResult, ab *AutoblendResult, command string) string {
+	s := cont.Setup
+	var b strings.Builder
+	b.WriteString("# Summary\n\n")
+	b.WriteString(setupLines(s, command))
+	top := slices.Max(s.Noises)
+	b.WriteString("Per task, noise group and metric: the crossover along the dial (clean labels, or the scheme at the largest noise rate; `continuum.json` `crossovers[i]`); how often the paper's rate with known truths (`paper_rate`) and with the posterior split (`posterior_rate`) name the decided winner, over every cell of the group (`theory.json` `agreements[i]`); and auto's and auto-theory's gap to the best fixed objective over the group's cells (`autoblend.json` `summaries[i]`).\n\n")
+	for _, task := range s.Tasks {
+		fmt.Fprintf(&b, "## %s\n\n| group | metric | crossover along the dial | paper_rate agrees | posterior_rate agrees | auto vs best fixed: mean gap (behind/tied/ahead) | auto-theory vs best fixed |\n|---|---|---|---|---|---|---|\n", task)
+		for _, g := range groupsOf(cont.Cells) {
+			for _, key := range summaryMetrics {
+				cross := "–"
+				for i, x := range cont.Crossovers {
+					if x.Task == task && x.Metric == key && group(Condition{Scheme: x.Scheme, Noise: x.Noise}) == g && (x.Noise == 0 || x.Noise == top) {
+						cross = crossCell(x, i)
+					}
+				}
+				agree := map[string]string{}
+				for i, a := range th.agreementsOrNil() {
+					if a.Task == task && a.Group == g && a.Metric == key {
+						agree[a.Predictor] = fmt.Sprintf("%s `[%d]`", agreementText(a), i)
+					}
+				}
+				auto := map[string]string{}
+				for i, sm := range ab.Summaries {
+					if sm.Task == task && sm.Group == g && sm.Metric == key {
+						auto[sm.Objective] = fmt.Sprintf("%+.3f (%d/%d/%d) `[%d]`", sm.MeanGap, sm.Behind, sm.Tied, sm.Ahead, i)
+					}
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", g, metricName(key), cross, orDash(agree[PredPaper]), orDash(agree[PredPosterior]), orDash(auto["auto"]), orDash(auto["auto-theory"]))
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(cont.NoiseFlips) > 0 {
+		b.WriteString("## Along the noise rate\n\nFor the dial's upper base models, the lowest noise rate at which a prior-leaning objective is ahead of NLL with a CI that excludes 0, with the token noise rate there, or \"none\" (`continuum.json` `noise_flips[i]`).\n\n| task | base | scheme |")
+		for _, key := range summaryMetrics {
+			fmt.Fprintf(&b, " %s |", metricName(key))
+		}
+		b.WriteString("\n|---|---|---|")
+		for range summaryMetrics {
+			b.WriteString("---|")
+		}
+		b.WriteString("\n")
+		type row struct {
+			task   string
+			base   Base
+			scheme Scheme
+		}
+		var rows []row
+		for _, f := range cont.NoiseFlips {
+			r := row{f.Task, f.Base, f.Scheme}
+			if !slices.Contains(rows, r) {
+				rows = append(rows, r)
+			}
+		}
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s | %s | %s |", r.task, r.base, r.scheme)
+			for _, key := range summaryMetrics {
+				cell := "–"
+				for i, f := range cont.NoiseFlips {
+					if f.Task == r.task && f.Base == r.base && f.Scheme == r.scheme && f.Metric == key {
+						cell = fmt.Sprintf("none `[%d]`", i)
+						if f.Flip >= 0 {
+							j := slices.Index(f.Noises, f.Flip)
+							cell = fmt.Sprintf("%g (token %.3f): %s %s `[%d]`", f.Flip, f.TokenNoise[j], f.Points[j].Best, fmtDiff(f.Points[j].Diff), i)
+						}
+					}
+				}
+				fmt.Fprintf(&b, " %s |", cell)
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("## The probe per base model\n\nMean p (paper Eq. 5) and the share of tokens with p > 0.55 on the clean fine-tuning data and on the data as given at the largest noise rate, over replicates (`continuum.json` `cells[i].probe_clean`, `cells[i].probe_as_given`). The noise-aware probe's Ĉ and Ê will go in `cells[i].noise_aware_probe` (null until then).\n\n| task | base | clean: mean p / p > 0.55 |")
+	for _, sc := range s.Schemes {
+		fmt.Fprintf(&b, " %s %g |", sc, top)
+	}
+	b.WriteString("\n|---|---|---|")
+	for range s.Schemes {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, bi := range cont.Bases {
+		fmt.Fprintf(&b, "| %s | %s | %.3f / %.1f%% |", bi.Task, bi.Base, bi.Probe.MeanP.Mean, 100*bi.Probe.ShareGT055.Mean)
+		for _, sc := range s.Schemes {
+			cell := "–"
+			for i, c := range cont.Cells {
+				if c.Task == bi.Task && c.Base == bi.Base && c.Scheme == sc && c.Noise == top {
+					cell = fmt.Sprintf("%.3f / %.1f%% `[%d]`", c.ProbeGiven.MeanP.Mean, 100*c.ProbeGiven.ShareGT055.Mean, i)
+				}
+			}
+			fmt.Fprintf(&b, " %s |", cell)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func (res *TheoryResult) agreementsOrNil() []Agreement {
+	if res == nil {
+		return nil
+	}
+	return res.Agreements
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+// crossCell is a crossover in a table cell.
+func crossCell(x Crossover, i int) string {
+	if x.Seen {
+		lo, hi := x.Points[x.Below], x.Points[x.Above]
+		return fmt.Sprintf("seen between %s (%.2f) and %s (%.2f; %s %s) `[%d]`", lo.Base, lo.MeanPGiven, hi.Base, hi.MeanPGiven, hi.Best, fmtDiff(hi.Diff), i)
+	}
+	var lean []string
+	for _, p := range x.Points {
+		if p.LeaningAhead {
+			lean = append(lean, fmt.Sprintf("%s (%s %s)", p.Base, p.Best, fmtDiff(p.Diff)))
+		}
+	}
+	if len(lean) > 0 {
+		return fmt.Sprintf("not seen; prior-leaning ahead at %s `[%d]`", strings.Join(lean, ", "), i)
+	}
+	nll := 0
+	for _, p := range x.Points {
+		if p.NLLAhead {
+			nll++
+		}
+	}
+	return fmt.Sprintf("not seen; NLL ahead of every prior-leaning objective at %d of %d base models `[%d]`", nll, len(x.Points), i)
+}

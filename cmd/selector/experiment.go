@@ -175,9 +175,10 @@ func runExperiment(e *env, args []string) error {
 		}
 		e.log.Info().Int("plots", len(files)).Msg("wrote continuum figures")
 	}
+	var th *experiments.TheoryResult
 	if which == "theory" || which == "all" {
 		stage = ""
-		th, err := r.Theory(e.ctx, cont)
+		th, err = r.Theory(e.ctx, cont)
 		if bar != nil {
 			bar.finish()
 		}
@@ -195,6 +196,11 @@ func runExperiment(e *env, args []string) error {
 		}
 		if err := write("autoblend", ab, ab.Markdown(command)); err != nil {
 			return err
+		}
+		if which == "all" {
+			if err := atomicfile.WriteBytes(filepath.Join(*out, "summary.md"), []byte(experiments.Summary(cont, th, ab, command))); err != nil {
+				return err
+			}
 		}
 	}
 	elapsed := time.Since(start).Round(time.Second)

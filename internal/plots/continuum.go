@@ -31,7 +31,7 @@ type Shift struct {
 
 // Experiment draws series with their intervals on one set of axes and saves
 // the figure to path. With shifts, a strip at the bottom of the plot shows,
-// for every base model, the probe's value on clean data (hollow triangle)
+// for every base model, the probe's value on clean data (hollow square)
 // joined to its value on the data as given (filled), so that a reader sees
 // how far label noise moved the x-axis.
 func Experiment(path, title, xLabel, yLabel string, series []Series, shifts []Shift) error {
@@ -90,15 +90,16 @@ func Experiment(path, title, xLabel, yLabel string, series []Series, shifts []Sh
 			if err != nil {
 				return fmt.Errorf("plot %s: shift: %w", path, err)
 			}
-			clean.Shape, clean.Color = draw.TriangleGlyph{}, grey
+			clean.Shape, clean.Color, clean.Radius = draw.SquareGlyph{}, grey, vg.Points(3.5)
 			given, err := plotter.NewScatter(plotter.XYs{{X: sh.Given, Y: y}})
 			if err != nil {
 				return fmt.Errorf("plot %s: shift: %w", path, err)
 			}
-			given.Shape, given.Color = draw.PyramidGlyph{}, grey
+			given.Shape, given.Color, given.Radius = draw.BoxGlyph{}, grey, vg.Points(3)
 			p.Add(line, clean, given)
 			if i == 0 {
-				p.Legend.Add("probe mean p: clean data (hollow) → as given (filled)", clean, given)
+				p.Legend.Add("probe's mean p on clean data", clean)
+				p.Legend.Add("… on the data as given (x of the points)", given)
 			}
 		}
 	}
