@@ -226,15 +226,25 @@ func (res *ContinuumResult) Plots(dir string) ([]string, error) {
 				cells = append(cells, c)
 			}
 		}
+		// The dial as lines; the other weak base model as detached squares.
 		var series []plots.Series
+		variant := ""
 		for oi, o := range s.Objectives {
-			sr := plots.Series{Name: o, ColorSlot: oi}
+			dial := plots.Series{Name: o, ColorSlot: oi}
+			other := plots.Series{Name: o, ColorSlot: oi, Detached: true}
 			for _, c := range cells {
+				sr := &dial
+				if c.Base.Variant != "" {
+					sr, variant = &other, c.Base.Variant
+				}
 				iv := c.Outcome(o).Scores[x.Metric]
 				sr.X = append(sr.X, c.ProbeGiven.MeanP.Mean)
 				sr.Y, sr.Lo, sr.Hi = append(sr.Y, iv.Mean), append(sr.Lo, iv.Lo), append(sr.Hi, iv.Hi)
 			}
-			series = append(series, sr)
+			series = append(series, dial)
+			if len(other.X) > 0 {
+				series = append(series, other)
+			}
 		}
 		var shifts []plots.Shift
 		for _, c := range cells {
@@ -250,6 +260,9 @@ func (res *ContinuumResult) Plots(dir string) ([]string, error) {
 		}
 		seen[name] = true
 		title := fmt.Sprintf("%s task, %s: %s after fine-tuning", x.Task, setting(Condition{Scheme: x.Scheme, Noise: x.Noise}), metricName(x.Metric))
+		if variant != "" {
+			title += fmt.Sprintf("\n(lines: the coverage dial; squares: the %s base model)", variant)
+		}
 		if s.Quick {
 			title = "QUICK (meaningless): " + title
 		}

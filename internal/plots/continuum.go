@@ -20,6 +20,9 @@ type Series struct {
 	Lo, Hi    []float64 // the interval around each Y
 	Dashed    bool
 	ColorSlot int // palette index
+	// Detached draws the points and intervals without a line or legend
+	// entry: another kind of point of a series already in the legend.
+	Detached bool
 }
 
 // Shift is where the probe puts one base model: its mean p on the clean
@@ -74,6 +77,11 @@ func Experiment(path, title, xLabel, yLabel string, series []Series, shifts []Sh
 			return fmt.Errorf("plot %s: series %s: %w", path, s.Name, err)
 		}
 		eb.Color = c
+		if s.Detached {
+			sc.Shape = draw.BoxGlyph{}
+			p.Add(sc, eb)
+			continue
+		}
 		p.Add(l, sc, eb)
 		p.Legend.Add(s.Name, l, sc)
 	}
@@ -114,7 +122,16 @@ func Experiment(path, title, xLabel, yLabel string, series []Series, shifts []Sh
 	}
 	if !math.IsInf(lo, 0) {
 		// Headroom above for the legend.
-		p.Y.Min, p.Y.Max = lo, hi+0.08*float64(len(series)+1)*(hi-lo)
+		entries := 0
+		for _, s := range series {
+			if !s.Detached {
+				entries++
+			}
+		}
+		if len(shifts) > 0 {
+			entries += 2
+		}
+		p.Y.Min, p.Y.Max = lo, hi+0.07*float64(entries)*(hi-lo)
 	}
 	return SavePNG(p, 18*vg.Centimeter, 12*vg.Centimeter, path)
 }
