@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,7 +128,15 @@ func runExperiment(e *env, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	command := "selector experiment " + strings.Join(args, " ")
+	// The command as typed, empty and spaced arguments quoted.
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = a
+		if a == "" || strings.ContainsAny(a, " \t\"'") {
+			quoted[i] = strconv.Quote(a)
+		}
+	}
+	command := "selector experiment " + strings.Join(quoted, " ")
 	var bar *progressBar
 	stage := ""
 	r := &experiments.Runner{Setup: setup, Cache: *cache, Parallel: *parallel, Events: func(ev experiments.Event) {
