@@ -379,3 +379,33 @@ func TestCrossovers(t *testing.T) {
 		t.Errorf("reversed crossover counted: %+v", xs[0])
 	}
 }
+
+// TestSFTDataAPI checks the API through which the next issue reads the
+// noise truth: the data of a condition and replicate are those its runs
+// trained on.
+func TestSFTDataAPI(t *testing.T) {
+	s := QuickSetup()
+	c := Condition{Task: "rule", Base: Base{Coverage: 1}, Scheme: Indel, Noise: 0.5}
+	d, err := s.SFTData(c, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, _ := s.Task("rule")
+	want := task.SFT(Indel, 0.5, 2)
+	if d.Task != "rule" || d.Scheme != Indel || d.Seed != 2 || d.Corrupted() != 15 || !slices.Equal(d.Examples, want.Examples) || !slices.Equal(d.Labels, want.Labels) {
+		t.Errorf("SFTData %+v", d)
+	}
+	r := &Runner{Setup: s}
+	if rd, err := r.SFTData(c, 2); err != nil || !slices.Equal(rd.Labels, d.Labels) {
+		t.Errorf("Runner.SFTData differs: %v", err)
+	}
+	if _, err := s.SFTData(Condition{Task: "rule", Scheme: "swap", Noise: 0.1}, 1); err == nil {
+		t.Error("unknown scheme: want an error")
+	}
+	if _, err := r.SFTData(Condition{Task: "rule", Scheme: "swap", Noise: 0.1}, 1); err == nil {
+		t.Error("unknown scheme through the runner: want an error")
+	}
+	if _, err := s.SFTData(Condition{Task: "poem"}, 1); err == nil {
+		t.Error("unknown task: want an error")
+	}
+}

@@ -103,7 +103,7 @@ func (r *Runner) SFTData(c Condition, rep int) (SFTData, error) {
 	if err != nil {
 		return SFTData{}, err
 	}
-	return t.SFT(c.Scheme, c.Noise, uint64(rep)), nil
+	return sftData(t, c, rep)
 }
 
 // dir is the cache directory of this setup and this build.

@@ -263,6 +263,11 @@ func (s Setup) SFTData(c Condition, rep int) (SFTData, error) {
 	if err != nil {
 		return SFTData{}, err
 	}
+	return sftData(t, c, rep)
+}
+
+// sftData is the fine-tuning set of a condition's task for a replicate.
+func sftData(t Task, c Condition, rep int) (SFTData, error) {
 	if c.Noise > 0 {
 		if _, err := ParseScheme(string(c.Scheme)); err != nil {
 			return SFTData{}, err
