@@ -2,91 +2,410 @@ package experiments
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
 
 func TestMeanCI(t *testing.T) {
-	// Mean 2, sample sd 1 over n = 4: half-width t_{0.975,3}·1/2 with
+	// Mean 2, sample sd √(2/3) over n = 4: half-width t_{0.975,3}·sd/2 with
 	// t_{0.975,3} = 3.182446 (standard t table).
 	iv := MeanCI([]float64{1, 2, 2, 3})
 	sd := math.Sqrt(2.0 / 3)
 	want := 3.182446305 * sd / 2
-	if math.Abs(iv.Mean-2) > 1e-12 || math.Abs((iv.Hi-iv.Lo)/2-want) > 1e-6 {
+	if math.Abs(iv.Mean-2) > 1e-12 || math.Abs((iv.Hi-iv.Lo)/2-want) > 1e-6 || iv.N != 4 {
 		t.Errorf("MeanCI = %+v, want 2 ± %v", iv, want)
 	}
-	if d := Paired([]float64{3, 4, 5}, []float64{1, 2, 3}); d.Mean != 2 || d.Lo != 2 || !d.Excludes(0) {
-		t.Errorf("Paired constant difference: %+v", d)
-	}
-	if one := MeanCI([]float64{0.5}); one.Lo != 0.5 || one.Hi != 0.5 {
+	if one := MeanCI([]float64{0.5}); one.Lo != 0.5 || one.Hi != 0.5 || one.N != 1 {
 		t.Errorf("one value: %+v", one)
+	}
+	if none := MeanCI(nil); none.N != 0 || none.Excludes(0) {
+		t.Errorf("no value: %+v, excludes 0: %v", none, none.Excludes(0))
+	}
+}
+
+func TestPaired(t *testing.T) {
+	d, err := Paired([]float64{3, 4, 5}, []float64{1, 2, 3})
+	if err != nil || d.Mean != 2 || d.Lo != 2 || !d.Excludes(0) {
+		t.Errorf("constant difference: %+v, %v", d, err)
+	}
+	// Pairing is by position: the differences 1, 2, 3 (mean 2, sd 1, n 3)
+	// have the half-width t_{0.975,2}/√3 = 4.302653/√3.
+	d, err = Paired([]float64{2, 4, 6}, []float64{1, 2, 3})
+	if err != nil || math.Abs((d.Hi-d.Lo)/2-4.302652730/math.Sqrt(3)) > 1e-6 {
+		t.Errorf("paired: %+v, %v", d, err)
+	}
+	for _, c := range [][2][]float64{{{1, 2, 3}, {1, 2}}, {{1}, {}}, {nil, nil}} {
+		if _, err := Paired(c[0], c[1]); err == nil {
+			t.Errorf("Paired(%v, %v): want an error, not a truncation", c[0], c[1])
+		}
+	}
+}
+
+func TestDecide(t *testing.T) {
+	names := []string{"nll", "p", "q"}
+	// p beats nll and q in every replicate, by varying margins.
+	dec, err := Decide(names, map[string][]float64{
+		"nll": {0.5, 0.6, 0.55, 0.52},
+		"p":   {0.7, 0.8, 0.72, 0.75},
+		"q":   {0.4, 0.62, 0.5, 0.49},
+	})
+	if err != nil || dec.Winner != "p" || !slices.Equal(dec.Leaders, []string{"p"}) || !dec.Decided() {
+		t.Errorf("clear winner: %+v, %v", dec, err)
+	}
+	// p and nll tie at the top (their difference changes sign); both beat q.
+	dec, err = Decide(names, map[string][]float64{
+		"nll": {0.70, 0.80, 0.72, 0.76},
+		"p":   {0.72, 0.78, 0.75, 0.74},
+		"q":   {0.40, 0.50, 0.45, 0.42},
+	})
+	if err != nil || dec.Decided() || !slices.Equal(dec.Leaders, []string{"nll", "p"}) {
+		t.Errorf("tie at the top: %+v, %v", dec, err)
+	}
+	if _, err := Decide(names, map[string][]float64{"nll": {1, 2}, "p": {1, 2, 3}, "q": {1, 2}}); err == nil || !strings.Contains(err.Error(), "unequal length") {
+		t.Errorf("unequal replicates: %v", err)
+	}
+	if _, err := Decide([]string{"nll"}, nil); err == nil {
+		t.Error("one objective: want an error")
+	}
+}
+
+func TestPick(t *testing.T) {
+	c := Condition{Task: "fact", Base: Base{Coverage: 1}}
+	run := func(rep int, v float64) RunResult {
+		r := RunResult{Condition: c, Objective: "nll", Replicate: rep}
+		r.HeldOut.ExactMatch = v
+		return r
+	}
+	of := Metrics[0].Of
+	got, err := pick([]RunResult{run(2, 0.2), run(1, 0.1), run(3, 0.3)}, c, "nll", 3, of)
+	if err != nil || !slices.Equal(got, []float64{0.1, 0.2, 0.3}) {
+		t.Errorf("pick = %v, %v; want the values in replicate order", got, err)
+	}
+	for name, runs := range map[string][]RunResult{
+		"missing":      {run(1, 0.1), run(3, 0.3)},
+		"twice":        {run(1, 0.1), run(1, 0.1), run(2, 0.2), run(3, 0.3)},
+		"out of range": {run(1, 0.1), run(2, 0.2), run(3, 0.3), run(4, 0.4)},
+	} {
+		if _, err := pick(runs, c, "nll", 3, of); err == nil {
+			t.Errorf("%s replicate: want an error, not a filled-in value", name)
+		}
+	}
+}
+
+// TestFactTaskKeepsTheDemo checks that the fact task without held-out and
+// unfamiliar facts draws what the first experiments drew (values printed
+// by experiments/task.go at commit e6c72b7), so that mkdemo still
+// reproduces the embedded demo.
+func TestFactTaskKeepsTheDemo(t *testing.T) {
+	task := NewFactTask(1, 120, 0, 240, 0)
+	if task.Train[0] != (Fact{"mhdp", "ebzxsfv"}) || task.Train[119] != (Fact{"casv", "xoquteol"}) ||
+		task.Distractors[0] != (Fact{"osom", "sfnq"}) || task.Distractors[239] != (Fact{"ujdz", "ffzonuxdzykmx"}) {
+		t.Errorf("facts %v %v %v %v", task.Train[0], task.Train[119], task.Distractors[0], task.Distractors[239])
+	}
+	d := task.SFT(Replace, 0.1, 1)
+	want := map[int]string{3: "kcurcspukmil", 7: "glhqoudqmaslf", 9: "jqnfb", 20: "fwbazhegee", 45: "rotfdqjjjwc", 46: "uizhxzcsx",
+		55: "xnezmf", 67: "xoops", 81: "xpiuerost", 88: "qeqyxmrbcqpk", 107: "egbfmyxajblisn", 118: "rilhssuujezs"}
+	for i, ex := range d.Examples {
+		if w, ok := want[i]; ok != d.Labels[i].Corrupted || (ok && ex.Response != w) {
+			t.Errorf("example %d: %q (corrupted %v), want %q (%v)", i, ex.Response, d.Labels[i].Corrupted, w, ok)
+		}
+	}
+	// With held-out and unfamiliar facts the first draws stay the same.
+	full := NewFactTask(1, 120, 50, 240, 30)
+	if !slices.Equal(full.Train, task.Train) || !slices.Equal(full.Distractors, task.Distractors) || len(full.HeldOutFacts) != 50 || len(full.Unfamiliar) != 30 {
+		t.Error("adding held-out and unfamiliar facts changed the train or distractor facts")
 	}
 }
 
 func TestFactTask(t *testing.T) {
-	task := NewFactTask(7, 50, 30)
-	again := NewFactTask(7, 50, 30)
-	if task.Targets[3] != again.Targets[3] || len(task.Distractors) != 30 {
-		t.Fatal("the task is not deterministic")
-	}
+	task := NewFactTask(7, 50, 20, 30, 40)
 	keys := map[string]bool{}
-	for _, f := range append(append([]Fact(nil), task.Targets...), task.Distractors...) {
+	for _, f := range slices.Concat(task.Train, task.HeldOutFacts, task.Distractors, task.Unfamiliar) {
 		if keys[f.Key] || len(f.Key) != 4 || len(f.Value) < 4 || len(f.Value) > 14 {
 			t.Fatalf("fact %+v: keys must be unique, 4 letters; values 4–14", f)
 		}
 		keys[f.Key] = true
 	}
-	// Coverage 0.4 puts the first 20 targets after all 30 distractors.
-	pre := task.Pretraining(0.4)
-	if len(pre) != 50 || pre[30].Response != task.Targets[0].Key+"="+task.Targets[0].Value {
-		t.Errorf("pretraining: %d documents, first target %q", len(pre), pre[30].Response)
+	// Coverage 0.4 covers the first 20 train and 8 held-out facts, after the distractors.
+	pre, err := task.Pretraining(Base{Coverage: 0.4})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Noise 0.3 corrupts round(0.3·50) = 15 labels, and only labels.
-	sft := task.SFT(0.3, 1)
-	n := 0
-	for i, bad := range task.Noisy(sft) {
-		if bad {
-			n++
-		}
-		if sft[i].Prompt != task.Targets[i].Key+"=" {
-			t.Fatalf("prompt %d changed", i)
-		}
+	if len(pre) != 30+20+8+1 || pre[30].Response != task.Train[0].Key+"="+task.Train[0].Value ||
+		pre[50].Response != task.HeldOutFacts[0].Key+"="+task.HeldOutFacts[0].Value || pre[58].Source != "alphabet" {
+		t.Errorf("pretraining: %d documents, %q, %q", len(pre), pre[30].Response, pre[50].Response)
 	}
-	if n != 15 {
-		t.Errorf("%d noisy labels, want 15", n)
+	uninf, err := task.Pretraining(Base{Variant: FactVariant})
+	if err != nil || len(uninf) != unfamiliarCopies*30+40+1 {
+		t.Errorf("uninformed corpus: %d documents, %v", len(uninf), err)
 	}
-	// Another seed corrupts another subset.
-	same := true
-	for i, bad := range task.Noisy(task.SFT(0.3, 2)) {
-		if bad != task.Noisy(sft)[i] {
-			same = false
+	for _, d := range uninf {
+		for _, f := range slices.Concat(task.Train, task.HeldOutFacts) {
+			if strings.HasPrefix(d.Response, f.Key+"=") {
+				t.Fatalf("the uninformed base model sees target key %q", f.Key)
+			}
 		}
 	}
-	if same {
-		t.Error("seeds 1 and 2 corrupt the same facts")
+	for _, b := range []Base{{Variant: "misinformed"}, {Coverage: 0.5, Variant: FactVariant}} {
+		if _, err := task.Pretraining(b); err == nil {
+			t.Errorf("%+v: want an error", b)
+		}
 	}
-	if strings.Count(JSONL(sft), "\n") != 50 {
-		t.Error("JSONL: one line per example")
+	if ho, fit := task.HeldOut(), task.TrainFit(); len(ho) != 20 || ho[0].Prompt != task.HeldOutFacts[0].Key+"=" || fit[3].Response != task.Train[3].Value {
+		t.Error("held-out or train-fit examples")
 	}
 }
 
-func TestVerdicts(t *testing.T) {
-	iv := func(m, lo, hi float64) Interval { return Interval{Mean: m, Lo: lo, Hi: hi, N: 5} }
-	cell := func(c, mp float64, pDiff Interval) Cell {
-		return Cell{Coverage: c, Noise: 0.5, Base: BaseInfo{MeanP: mp}, Results: []Metrics{
-			{Objective: "nll"},
-			{Objective: "p", DiffToken: pDiff, DiffExact: pDiff, DiffMeanP: pDiff},
-			{Objective: "auto", DiffToken: iv(1, 1, 1)}, // adaptive: never counted
-		}}
+func TestRuleTask(t *testing.T) {
+	task := NewRuleTask(3, 40, 40, 400)
+	for _, perm := range [][]byte{task.Sigma, task.Wrong, task.Distractor, task.Order} {
+		if s := slices.Sorted(slices.Values(perm)); string(s) != letters {
+			t.Fatalf("%q is not a permutation of the alphabet", perm)
+		}
 	}
-	res := &ContinuumResult{Setup: Setup{Coverages: []float64{0, 1}, Noises: []float64{0.5}},
-		Cells: []Cell{cell(0, 0.06, iv(-0.3, -0.35, -0.25)), cell(1, 0.83, iv(0.08, 0.05, 0.11))}}
-	v := res.Verdicts()
-	if len(v) != 3 || !strings.Contains(v[0], "**The crossover shows**") {
-		t.Fatalf("verdicts: %q", v)
+	for _, w := range task.HeldOutWords {
+		if slices.Contains(task.Train, w) {
+			t.Fatalf("held-out word %q is a train word", w)
+		}
 	}
-	res.Cells[1] = cell(1, 0.83, iv(0.02, -0.01, 0.05))
-	if v := res.Verdicts(); !strings.Contains(v[0], "**no crossover**") {
-		t.Errorf("a CI that includes 0 is not a win: %q", v[0])
+	ex := task.TrainFit()[0]
+	if ex.Prompt != task.Train[0]+">" || len(ex.Response) != RuleLength || ex.Response[0] != task.Sigma[task.Train[0][0]-'a'] {
+		t.Errorf("example %+v", ex)
+	}
+	full, _ := task.Pretraining(Base{Coverage: 1})
+	none, _ := task.Pretraining(Base{Coverage: 0})
+	wrong, err := task.Pretraining(Base{Variant: RuleVariant})
+	if err != nil || len(full) != 401 || len(none) != 401 || len(wrong) != 401 {
+		t.Fatalf("corpora of %d, %d, %d documents: %v", len(full), len(none), len(wrong), err)
+	}
+	// Even documents are rule documents: σ at full coverage, the wrong
+	// permutation in the misinformed corpus, about 1/26 agreement with σ at
+	// coverage 0; odd ones the distractor substitution, in every corpus.
+	agree, letters0 := 0, 0
+	for i := range 400 {
+		w := task.Pretrain[i]
+		if i%2 == 1 {
+			if full[i].Response != w+"<"+apply(task.Distractor, w) || none[i] != full[i] {
+				t.Fatalf("document %d: %q", i, full[i].Response)
+			}
+			continue
+		}
+		if full[i].Response != w+">"+apply(task.Sigma, w) || wrong[i].Response != w+">"+apply(task.Wrong, w) {
+			t.Fatalf("document %d: %q, %q", i, full[i].Response, wrong[i].Response)
+		}
+		out := none[i].Response[RuleLength+1:]
+		for j := range out {
+			letters0++
+			if out[j] == task.Sigma[w[j]-'a'] {
+				agree++
+			}
+		}
+	}
+	// 1600 letters at p = 1/26: 61.5 expected, sd 7.7.
+	if agree < 30 || agree > 95 {
+		t.Errorf("coverage 0: %d of %d letters follow σ, want about 1/26", agree, letters0)
+	}
+	half, _ := task.Pretraining(Base{Coverage: 0.5})
+	for i := 0; i < 400; i += 2 {
+		w, out := task.Pretrain[i], half[i].Response[RuleLength+1:]
+		for j := range out {
+			if slices.Contains(task.Order[:13], w[j]) && out[j] != task.Sigma[w[j]-'a'] {
+				t.Fatalf("document %d: covered letter %c not mapped by σ", i, w[j])
+			}
+		}
+	}
+}
+
+// TestNoiseSchemes checks every scheme's corruption and the token truth it
+// leaves: the count of corrupted examples, the edit itself, and which
+// positions are noisy with what true token.
+func TestNoiseSchemes(t *testing.T) {
+	task := NewFactTask(5, 60, 1, 10, 0)
+	for _, sc := range Schemes {
+		d := task.SFT(sc, 0.3, 2)
+		if d.Corrupted() != 18 {
+			t.Errorf("%s: %d corrupted, want round(0.3·60) = 18", sc, d.Corrupted())
+		}
+		again := task.SFT(sc, 0.3, 2)
+		other := task.SFT(sc, 0.3, 3)
+		sameDraw := true
+		for i, ex := range d.Examples {
+			l := d.Labels[i]
+			if ex.Prompt != task.Train[i].Key+"=" || l.Clean != task.Train[i].Value || again.Examples[i] != ex {
+				t.Fatalf("%s example %d: %+v %+v (the draw must be deterministic)", sc, i, ex, l)
+			}
+			sameDraw = sameDraw && other.Labels[i].Corrupted == l.Corrupted
+			truth := TokenTruth(l, ex.Response)
+			noisy := 0
+			for j, r := range truth {
+				if r != labelAt(ex.Response, j) {
+					noisy++
+				}
+			}
+			if !l.Corrupted {
+				if ex.Response != l.Clean || noisy != 0 {
+					t.Fatalf("%s example %d: clean label changed or flagged", sc, i)
+				}
+				continue
+			}
+			c, g, p := l.Clean, ex.Response, l.Pos
+			switch l.Edit {
+			case "substitute":
+				if len(g) != len(c) || g[:p] != c[:p] || g[p+1:] != c[p+1:] || g[p] == c[p] || noisy != 1 || truth[p] != rune(c[p]) {
+					t.Fatalf("substitute at %d: %q → %q, truth %q", p, c, g, string(truth))
+				}
+			case "insert":
+				if g[:p]+g[p+1:] != c || noisy != 1 || truth[p] != labelAt(c, p) {
+					t.Fatalf("insert at %d: %q → %q, truth %v", p, c, g, truth)
+				}
+			case "delete":
+				if c[:p]+c[p+1:] != g || noisy != 1 || truth[p] != rune(c[p]) {
+					t.Fatalf("delete at %d: %q → %q, truth %v", p, c, g, truth)
+				}
+			case "replace":
+				if g == c || len(g) < 4 || len(g) > 14 || noisy == 0 {
+					t.Fatalf("replace: %q → %q", c, g)
+				}
+				for j, r := range truth {
+					switch {
+					case j < len(c) && r != rune(c[j]), j == len(c) && r != EOS, j > len(c) && r != UnknownTruth:
+						t.Fatalf("replace %q → %q: truth %v at %d", c, g, r, j)
+					}
+				}
+			default:
+				t.Fatalf("%s: edit %q", sc, l.Edit)
+			}
+			if (sc == Indel) != (l.Edit == "insert" || l.Edit == "delete") {
+				t.Fatalf("scheme %s made edit %s", sc, l.Edit)
+			}
+		}
+		if sameDraw {
+			t.Errorf("%s: seeds 2 and 3 corrupt the same examples", sc)
+		}
+		// A one-letter edit makes one of a response's letters and EOS wrong.
+		if tn := d.TokenNoise(); sc != Replace && (tn <= 0 || tn > 18.0/60) {
+			t.Errorf("%s: token noise %v", sc, tn)
+		}
+	}
+	if _, err := ParseScheme("swap"); err == nil {
+		t.Error("unknown scheme: want an error")
+	}
+}
+
+func TestConditions(t *testing.T) {
+	s := DefaultSetup()
+	conds, err := s.Conditions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Per task: 6 base models × (clean + 3 schemes at 0.5) = 24, plus the
+	// three intermediate rates × 3 schemes on coverages 0.75 and 1 = 18.
+	if len(conds) != 2*(24+18) {
+		t.Errorf("%d conditions, want 84", len(conds))
+	}
+	seen := map[Condition]bool{}
+	for _, c := range conds {
+		if seen[c] {
+			t.Fatalf("%v twice", c)
+		}
+		seen[c] = true
+		if c.Noise > 0 && c.Noise < 0.5 && (c.Base.Variant != "" || c.Base.Coverage < s.SweepFrom) {
+			t.Errorf("%v: intermediate noise below the sweep", c)
+		}
+	}
+	if err := s.Validate(); err != nil {
+		t.Errorf("default setup: %v", err)
+	}
+	if err := QuickSetup().Validate(); err != nil {
+		t.Errorf("quick setup: %v", err)
+	}
+	for name, mod := range map[string]func(*Setup){
+		"one replicate": func(s *Setup) { s.Replicates = 1 },
+		"no nll":        func(s *Setup) { s.Objectives = []string{"p", "GeneralFamily-10"} },
+		"bad task":      func(s *Setup) { s.Tasks = []string{"facts"} },
+		"bad scheme":    func(s *Setup) { s.Schemes = []Scheme{"swap"} },
+		"noise 1":       func(s *Setup) { s.Noises = []float64{0, 1} },
+	} {
+		bad := DefaultSetup()
+		mod(&bad)
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+}
+
+// TestCrossovers builds cells by hand: NLL ahead at the weak end, p ahead
+// at the strong end; then a strong end where p's CI includes 0.
+func TestCrossovers(t *testing.T) {
+	iv := func(m, lo, hi float64) Interval { return Interval{Mean: m, Lo: lo, Hi: hi, N: 4} }
+	cell := func(cov, mp float64, pDiff Interval) Cell {
+		c := Cell{Condition: Condition{Task: "fact", Base: Base{Coverage: cov}, Scheme: Replace, Noise: 0.5}}
+		c.ProbeGiven.MeanP.Mean, c.ProbeClean.MeanP.Mean = mp, 2*mp
+		vs := map[string]Interval{}
+		for _, m := range Metrics {
+			vs[m.Key] = pDiff
+		}
+		c.Results = []Outcome{{Objective: "nll"}, {Objective: "p", VsNLL: vs}, {Objective: "auto", VsNLL: map[string]Interval{}}}
+		return c
+	}
+	s := Setup{Coverages: []float64{0, 0.5, 1}, Objectives: []string{"nll", "p", "auto"}}
+	res := &ContinuumResult{Setup: s, Cells: []Cell{
+		cell(1, 0.45, iv(0.08, 0.05, 0.11)), cell(0, 0.03, iv(-0.3, -0.35, -0.25)), cell(0.5, 0.2, iv(0.01, -0.02, 0.04)),
+	}}
+	xs, err := crossovers(res)
+	if err != nil || len(xs) != len(Metrics) {
+		t.Fatalf("%d crossovers, %v", len(xs), err)
+	}
+	x := xs[0]
+	if !x.Seen || x.Points[x.Below].Base.Coverage != 0 || x.Points[x.Above].Base.Coverage != 1 || x.Points[1].MeanPGiven != 0.2 {
+		t.Fatalf("crossover %+v", x)
+	}
+	if txt := x.CrossoverText(true); !strings.Contains(txt, "**crossover seen**") || !strings.Contains(txt, "clean 0.900") {
+		t.Errorf("text %q", txt)
+	}
+	if txt := x.CrossoverText(false); strings.Contains(txt, "**") {
+		t.Errorf("quick text in bold: %q", txt)
+	}
+	res.Cells[0] = cell(1, 0.45, iv(0.02, -0.01, 0.05))
+	xs, _ = crossovers(res)
+	if xs[0].Seen || !strings.Contains(xs[0].CrossoverText(true), "not seen") {
+		t.Errorf("a CI that includes 0 is not a win: %+v", xs[0])
+	}
+	// A prior-leaning lead below the point where NLL leads is not the paper's crossover.
+	res.Cells[0] = cell(1, 0.45, iv(-0.1, -0.2, -0.05))
+	res.Cells[1] = cell(0, 0.03, iv(0.1, 0.05, 0.2))
+	if xs, _ = crossovers(res); xs[0].Seen {
+		t.Errorf("reversed crossover counted: %+v", xs[0])
+	}
+}
+
+// TestSFTDataAPI checks the API through which the next issue reads the
+// noise truth: the data of a condition and replicate are those its runs
+// trained on.
+func TestSFTDataAPI(t *testing.T) {
+	s := QuickSetup()
+	c := Condition{Task: "rule", Base: Base{Coverage: 1}, Scheme: Indel, Noise: 0.5}
+	d, err := s.SFTData(c, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, _ := s.Task("rule")
+	want := task.SFT(Indel, 0.5, 2)
+	if d.Task != "rule" || d.Scheme != Indel || d.Seed != 2 || d.Corrupted() != 15 || !slices.Equal(d.Examples, want.Examples) || !slices.Equal(d.Labels, want.Labels) {
+		t.Errorf("SFTData %+v", d)
+	}
+	r := &Runner{Setup: s}
+	if rd, err := r.SFTData(c, 2); err != nil || !slices.Equal(rd.Labels, d.Labels) {
+		t.Errorf("Runner.SFTData differs: %v", err)
+	}
+	if _, err := s.SFTData(Condition{Task: "rule", Scheme: "swap", Noise: 0.1}, 1); err == nil {
+		t.Error("unknown scheme: want an error")
+	}
+	if _, err := r.SFTData(Condition{Task: "rule", Scheme: "swap", Noise: 0.1}, 1); err == nil {
+		t.Error("unknown scheme through the runner: want an error")
+	}
+	if _, err := s.SFTData(Condition{Task: "poem"}, 1); err == nil {
+		t.Error("unknown task: want an error")
 	}
 }

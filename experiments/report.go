@@ -2,16 +2,13 @@ package experiments
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
-
 	"github.com/capsel/capsel/internal/plots"
-	"github.com/capsel/capsel/objectives"
 )
 
 func fmtIv(iv Interval) string {
@@ -32,69 +29,327 @@ func fmtDiff(iv Interval) string {
 	return fmt.Sprintf("%+.3f [%+.3f, %+.3f]%s", iv.Mean, iv.Lo, iv.Hi, mark)
 }
 
+// metricName returns a metric's name by key.
+func metricName(key string) string {
+	for _, m := range Metrics {
+		if m.Key == key {
+			return m.Name
+		}
+	}
+	return key
+}
+
+// setting names a cell's noise.
+func setting(c Condition) string {
+	if c.Noise == 0 {
+		return "clean labels"
+	}
+	return fmt.Sprintf("%s noise %g", c.Scheme, c.Noise)
+}
+
+// quickNote is the warning every quick result carries.
+const quickNote = "**Quick mode: these numbers check the pipeline on tiny models and say nothing about the science. The verdicts below are not findings.**\n\n"
+
 // setupLines describes the setup for a results file.
 func setupLines(s Setup, command string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Produced by `%s` (task seed %d; fine-tuning seeds 1–%d; every run is deterministic for its seed).\n\n", command, s.TaskSeed, s.Seeds)
-	fmt.Fprintf(&b, "- Task: fact recall, %d target facts (prompt `key=`, response the value) and %d distractor facts; base models pretrain on the distractors and a share of the targets (the coverage dial).\n", s.Targets, s.Distractors)
-	fmt.Fprintf(&b, "- Base models: d=%d, %d layers, %d heads, context %d; %d steps of %d at lr %g (NLL).\n",
-		s.Base.Model.D, s.Base.Model.Layers, s.Base.Model.Heads, s.Base.Model.Context, s.Base.Steps, s.Base.Batch, s.Base.LR)
-	fmt.Fprintf(&b, "- Fine-tuning: %d steps of %d at lr %g (AdamW 0.9/0.95, weight decay %g, cosine, warm-up %g, clip %g) on all target facts, a share `noise` of them with a random wrong value.\n",
-		s.SFT.Steps, s.SFT.Batch, s.SFT.LR, s.SFT.WeightDecay, s.SFT.WarmupRatio, s.SFT.Clip)
-	fmt.Fprintf(&b, "- Evaluation: the target facts with their true values (clean): exact match of greedy generation, token accuracy and mean p of the targets (teacher forcing).\n")
-	fmt.Fprintf(&b, "- Intervals: mean and 95%% Student-t CI over %d seeds; differences are paired by seed; `*` marks a CI that excludes 0.\n\n", s.Seeds)
+	if s.Quick {
+		b.WriteString(quickNote)
+	}
+	fmt.Fprintf(&b, "Produced by `%s` (task seed %d; replicates 1–%d; every run is deterministic for its seeds).\n\n", command, s.TaskSeed, s.Replicates)
+	for _, t := range s.Tasks {
+		switch t {
+		case "fact":
+			f := s.Fact
+			fmt.Fprintf(&b, "- Task fact: recall of random facts (prompt `key=`, response the value). Fine-tuning on %d facts; the held-out test asks %d others. Base models pretrain on %d distractor facts and on the covered share of both sets (%d steps); the %s base model instead on the distractors and %d unfamiliar random facts.\n",
+				f.Train, f.HeldOut, f.Distractors, f.Steps, FactVariant, f.Unfamiliar)
+		case "rule":
+			r := s.Rule
+			fmt.Fprintf(&b, "- Task rule: a letter substitution σ on %d-letter words (prompt `word>`, response σ(word)). Fine-tuning on %d words; the held-out test asks %d new words. Base models pretrain on %d documents (%d steps), half of them rule documents whose covered letters follow σ and the rest are random, half a distractor substitution; the %s base model's rule documents follow a wrong permutation.\n",
+				RuleLength, r.Train, r.HeldOut, r.Pretrain, r.Steps, RuleVariant)
+		}
+	}
+	fmt.Fprintf(&b, "- Base models: d=%d, %d layers, %d heads; batch %d at lr %g (NLL); coverages %v", s.Base.Model.D, s.Base.Model.Layers, s.Base.Model.Heads, s.Base.Batch, s.Base.LR, s.Coverages)
+	if s.Variants {
+		b.WriteString(" and each task's other weak base model")
+	}
+	fmt.Fprintf(&b, "; %d replicates (base model r: seed r, fine-tuned with seed r on noise draw r).\n", s.Replicates)
+	fmt.Fprintf(&b, "- Fine-tuning: %d steps of %d at lr %g (AdamW 0.9/0.95, weight decay %g, cosine, warm-up %g, clip %g) with %s.\n",
+		s.SFT.Steps, s.SFT.Batch, s.SFT.LR, s.SFT.WeightDecay, s.SFT.WarmupRatio, s.SFT.Clip, strings.Join(s.Objectives, ", "))
+	fmt.Fprintf(&b, "- Noise: rates %v of the fine-tuning examples, schemes %v; every base model runs clean and at the largest rate, the rates in between on the dial from coverage %g up.\n", s.Noises, s.Schemes, s.SweepFrom)
+	b.WriteString("- Evaluation: the held-out test (prompts fine-tuning never saw) and, named so, the training-set fit (the fine-tuning prompts with their true responses): exact match of greedy generation, token accuracy and mean p of the true targets.\n")
+	b.WriteString("- Intervals: mean and 95 % Student-t CI over replicates; differences are paired by replicate, `*` marks a CI that excludes 0. A cell's winner beats every other fixed objective with such a CI; otherwise the cell is a tie.\n\n")
 	return b.String()
+}
+
+// CrossoverText states a crossover in one sentence. bold marks verdicts
+// (never in quick mode).
+func (x Crossover) CrossoverText(bold bool) string {
+	em := func(s string) string {
+		if bold {
+			return "**" + s + "**"
+		}
+		return s
+	}
+	pt := func(i int) string {
+		p := x.Points[i]
+		return fmt.Sprintf("%s (mean p as given %.3f, clean %.3f): %s %s", p.Base, p.MeanPGiven, p.MeanPClean, p.Best, fmtDiff(p.Diff))
+	}
+	head := fmt.Sprintf("%s, %s, %s: ", x.Task, setting(Condition{Scheme: x.Scheme, Noise: x.Noise}), metricName(x.Metric))
+	if x.Seen {
+		return head + em("crossover seen") + fmt.Sprintf(" between %s and %s (prior-leaning minus NLL)", pt(x.Below), pt(x.Above))
+	}
+	nllAt, leanAt := []string{}, []string{}
+	for _, p := range x.Points {
+		if p.NLLAhead {
+			nllAt = append(nllAt, p.Base.String())
+		}
+		if p.LeaningAhead {
+			leanAt = append(leanAt, fmt.Sprintf("%s (%s %s)", p.Base, p.Best, fmtDiff(p.Diff)))
+		}
+	}
+	why := "no base model has a prior-leaning objective ahead of NLL"
+	switch {
+	case len(leanAt) > 0 && len(nllAt) == 0:
+		why = "a prior-leaning objective is ahead at " + strings.Join(leanAt, ", ") + ", but NLL is ahead of every prior-leaning objective nowhere"
+	case len(leanAt) > 0:
+		why = "a prior-leaning objective is ahead at " + strings.Join(leanAt, ", ") + " but not above where NLL is ahead (" + strings.Join(nllAt, ", ") + ")"
+	case len(nllAt) > 0:
+		why += "; NLL is ahead of all of them at " + strings.Join(nllAt, ", ")
+	}
+	return head + em("not seen") + ": " + why + fmt.Sprintf(". At the strongest point, %s.", pt(len(x.Points)-1))
 }
 
 // Markdown renders the continuum result.
 func (res *ContinuumResult) Markdown(command string) string {
+	s := res.Setup
 	var b strings.Builder
 	b.WriteString("# Capability continuum on capsel's own models\n\n")
-	b.WriteString(setupLines(res.Setup, command))
-	b.WriteString("## Verdict\n\n")
-	for _, v := range res.Verdicts() {
-		b.WriteString("- " + v + "\n")
+	b.WriteString(setupLines(s, command))
+	b.WriteString("## Crossovers along the dial\n\nFor every task, noise setting run on the whole dial, and metric (JSON: `crossovers[i]`). The x-axis is the probe's mean p on the fine-tuning data as given, what a user measures.\n\n")
+	for i, x := range res.Crossovers {
+		fmt.Fprintf(&b, "- `[%d]` %s\n", i, x.CrossoverText(!s.Quick))
 	}
-	b.WriteString("\n## Base models (the probe, before fine-tuning)\n\n")
-	b.WriteString("| coverage | mean p (Eq. 5) [95% CI] | p > 0.55 | region | mean p on noisy data | exact match before fine-tuning |\n|---|---|---|---|---|---|\n")
-	for _, bi := range res.Bases {
-		var noisy []string
-		for _, e := range res.Setup.Noises {
-			noisy = append(noisy, fmt.Sprintf("E=%g: %.3f", e, bi.NoisyMeanP[fmt.Sprint(e)]))
+	b.WriteString("\n## Base models\n\nThe probe on the clean fine-tuning data, and the base model's own figures before fine-tuning, teacher-forced on those targets (JSON: `bases[i]`). A diffuse model has entropy near log V and top-1 near 1/V; a confidently wrong one low entropy, high top-1 and a tiny median p.\n\n")
+	b.WriteString("| | task | base | mean p [95% CI] | p > 0.55 | region | median p | entropy (log V) | top-1 p | held-out exact (base) | train-fit exact (base) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for i, bi := range res.Bases {
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.1f%% | %s | %.4f | %.2f (%.2f) | %.3f | %.3f | %.3f |\n", i, bi.Task, bi.Base, fmtIv(bi.Probe.MeanP), 100*bi.Probe.ShareGT055.Mean,
+			bi.Probe.Region, bi.MedianP.Mean, bi.Entropy.Mean, bi.LogV, bi.Top1P.Mean, bi.HeldOut.ExactMatch.Mean, bi.TrainFit.ExactMatch.Mean)
+	}
+	b.WriteString("\n## Cells\n\nPer task and noise setting: the probe as given (and on clean data), then per metric every objective's mean [95% CI] and its paired difference to NLL, and the verdict among the fixed objectives (JSON: `cells[i]`). Every metric of every cell is in the JSON; the tables show three.\n")
+	shown := []string{"held_out_exact_match", "held_out_token_accuracy", "train_fit_token_accuracy"}
+	type group struct {
+		task string
+		sc   Scheme
+		e    float64
+	}
+	var order []group
+	idx := map[group][]int{}
+	for i, c := range res.Cells {
+		g := group{c.Task, c.Scheme, c.Noise}
+		if _, ok := idx[g]; !ok {
+			order = append(order, g)
 		}
-		fmt.Fprintf(&b, "| %.2f | %.3f [%.3f, %.3f] | %.1f%% | %s | %s | %.3f |\n", bi.Coverage, bi.MeanP, bi.MeanPCI[0], bi.MeanPCI[1],
-			100*bi.ShareGT055, bi.Region, strings.Join(noisy, ", "), bi.Eval.ExactMatch)
+		idx[g] = append(idx[g], i)
 	}
-	for _, e := range res.Setup.Noises {
-		fmt.Fprintf(&b, "\n## Label noise %g\n\n", e)
-		for _, metric := range []struct {
-			name string
-			get  func(Metrics) (Interval, Interval)
-		}{
-			{"token accuracy", func(m Metrics) (Interval, Interval) { return m.TokenAccuracy, m.DiffToken }},
-			{"exact match", func(m Metrics) (Interval, Interval) { return m.ExactMatch, m.DiffExact }},
-			{"mean p of the true targets", func(m Metrics) (Interval, Interval) { return m.MeanP, m.DiffMeanP }},
-		} {
-			fmt.Fprintf(&b, "### %s\n\n| coverage (base mean p) |", metric.name)
-			for _, o := range res.Setup.Objectives {
+	for _, g := range order {
+		fmt.Fprintf(&b, "\n### %s, %s\n\n", g.task, setting(Condition{Scheme: g.sc, Noise: g.e}))
+		for _, key := range shown {
+			fmt.Fprintf(&b, "%s:\n\n| | base | probe as given (clean) | p > 0.55 as given |", metricName(key))
+			for _, o := range s.Objectives {
 				fmt.Fprintf(&b, " %s |", o)
 			}
+			b.WriteString(" verdict |\n|---|---|---|---|")
+			for range s.Objectives {
+				b.WriteString("---|")
+			}
+			b.WriteString("---|\n")
+			for _, i := range idx[g] {
+				c := res.Cells[i]
+				fmt.Fprintf(&b, "| %d | %s | %.3f (%.3f) | %.1f%% |", i, c.Base, c.ProbeGiven.MeanP.Mean, c.ProbeClean.MeanP.Mean, 100*c.ProbeGiven.ShareGT055.Mean)
+				for _, o := range c.Results {
+					if o.Objective == "nll" {
+						fmt.Fprintf(&b, " %s |", fmtIv(o.Scores[key]))
+					} else {
+						fmt.Fprintf(&b, " %s<br>%s |", fmtIv(o.Scores[key]), fmtDiff(o.VsNLL[key]))
+					}
+				}
+				fmt.Fprintf(&b, " %s |\n", decisionText(c.Decisions[key]))
+			}
+			b.WriteString("\n")
+		}
+	}
+	if len(res.NoiseFlips) > 0 {
+		b.WriteString("## Along the noise rate\n\nFor the dial's upper base models: the best prior-leaning objective minus NLL at each noise rate (token noise rate in brackets), and the lowest rate at which one is ahead (JSON: `noise_flips[i]`).\n\n| | task | base | scheme | metric | by noise rate | flip at |\n|---|---|---|---|---|---|---|\n")
+		for i, f := range res.NoiseFlips {
+			var parts []string
+			for j, e := range f.Noises {
+				parts = append(parts, fmt.Sprintf("%g (%.3f): %s %s", e, f.TokenNoise[j], f.Points[j].Best, fmtDiff(f.Points[j].Diff)))
+			}
+			flip := "none"
+			if f.Flip >= 0 {
+				flip = fmt.Sprint(f.Flip)
+			}
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s |\n", i, f.Task, f.Base, f.Scheme, metricName(f.Metric), strings.Join(parts, "<br>"), flip)
+		}
+	}
+	return b.String()
+}
+
+func decisionText(d Decision) string {
+	if d.Decided() {
+		return d.Winner
+	}
+	return "tie: " + strings.Join(d.Leaders, ", ")
+}
+
+// plotMetrics are the metrics drawn as figures.
+var plotMetrics = []string{"held_out_token_accuracy", "held_out_exact_match", "train_fit_token_accuracy"}
+
+// Plots draws every metric of plotMetrics against capability, one line per
+// objective, one figure per task and noise setting run on the whole dial;
+// and against the noise rate for each swept base model and scheme. The
+// capability axis is the probe's mean p on the data as given; a strip shows
+// where the clean data would have put each base model.
+func (res *ContinuumResult) Plots(dir string) ([]string, error) {
+	var files []string
+	s := res.Setup
+	seen := map[string]bool{}
+	for _, x := range res.Crossovers {
+		if !slices.Contains(plotMetrics, x.Metric) {
+			continue
+		}
+		var cells []*Cell
+		for i := range res.Cells {
+			c := &res.Cells[i]
+			if c.Task == x.Task && c.Scheme == x.Scheme && c.Noise == x.Noise {
+				cells = append(cells, c)
+			}
+		}
+		// The dial as lines; the other weak base model as detached squares.
+		var series []plots.Series
+		variant := ""
+		for oi, o := range s.Objectives {
+			dial := plots.Series{Name: o, ColorSlot: oi}
+			other := plots.Series{Name: o, ColorSlot: oi, Detached: true}
+			for _, c := range cells {
+				sr := &dial
+				if c.Base.Variant != "" {
+					sr, variant = &other, c.Base.Variant
+				}
+				iv := c.Outcome(o).Scores[x.Metric]
+				sr.X = append(sr.X, c.ProbeGiven.MeanP.Mean)
+				sr.Y, sr.Lo, sr.Hi = append(sr.Y, iv.Mean), append(sr.Lo, iv.Lo), append(sr.Hi, iv.Hi)
+			}
+			series = append(series, dial)
+			if len(other.X) > 0 {
+				series = append(series, other)
+			}
+		}
+		var shifts []plots.Shift
+		for _, c := range cells {
+			shifts = append(shifts, plots.Shift{Clean: c.ProbeClean.MeanP.Mean, Given: c.ProbeGiven.MeanP.Mean})
+		}
+		slug := "clean"
+		if x.Noise > 0 {
+			slug = fmt.Sprintf("%s%g", x.Scheme, x.Noise)
+		}
+		name := filepath.Join(dir, fmt.Sprintf("continuum_%s_%s_%s.png", x.Task, slug, x.Metric))
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		title := fmt.Sprintf("%s task, %s: %s after fine-tuning", x.Task, setting(Condition{Scheme: x.Scheme, Noise: x.Noise}), metricName(x.Metric))
+		if variant != "" {
+			title += fmt.Sprintf("\n(lines: the coverage dial; squares: the %s base model)", variant)
+		}
+		if s.Quick {
+			title = "QUICK (meaningless): " + title
+		}
+		if err := plots.Experiment(name, title, "probe's mean p on the fine-tuning data as given (paper Eq. 5)", metricName(x.Metric)+" (mean, 95% CI)", series, shifts); err != nil {
+			return nil, err
+		}
+		files = append(files, name)
+	}
+	for _, f := range res.NoiseFlips {
+		if f.Metric != plotMetrics[0] {
+			continue
+		}
+		var series []plots.Series
+		for oi, o := range s.Objectives {
+			sr := plots.Series{Name: o, ColorSlot: oi}
+			for _, e := range f.Noises {
+				for i := range res.Cells {
+					c := &res.Cells[i]
+					if c.Task == f.Task && c.Base == f.Base && c.Noise == e && (e == 0 || c.Scheme == f.Scheme) {
+						iv := c.Outcome(o).Scores[f.Metric]
+						sr.X = append(sr.X, e)
+						sr.Y, sr.Lo, sr.Hi = append(sr.Y, iv.Mean), append(sr.Lo, iv.Lo), append(sr.Hi, iv.Hi)
+					}
+				}
+			}
+			series = append(series, sr)
+		}
+		name := filepath.Join(dir, fmt.Sprintf("noise_%s_%s_%s_%s.png", f.Task, f.Base.key(), f.Scheme, f.Metric))
+		title := fmt.Sprintf("%s task, %s, %s noise: %s", f.Task, f.Base, f.Scheme, metricName(f.Metric))
+		if s.Quick {
+			title = "QUICK (meaningless): " + title
+		}
+		if err := plots.Experiment(name, title, "label-noise rate (share of fine-tuning examples corrupted)", metricName(f.Metric)+" (mean, 95% CI)", series, nil); err != nil {
+			return nil, err
+		}
+		files = append(files, name)
+	}
+	return files, nil
+}
+
+// agreementText is "agree/decided of cells".
+func agreementText(a Agreement) string {
+	if a.Decided == 0 {
+		return fmt.Sprintf("– (0 of %d decided)", a.Cells)
+	}
+	return fmt.Sprintf("%.2f (%d/%d; %d ties)", *a.Rate, a.Agree, a.Decided, a.Cells-a.Decided)
+}
+
+// Markdown renders the theory result.
+func (res *TheoryResult) Markdown(command string) string {
+	s := res.Setup
+	var b strings.Builder
+	b.WriteString("# Does the theory predict the winner?\n\n")
+	b.WriteString(setupLines(s, command))
+	b.WriteString("Predictors, each naming the fixed objective it expects to do best in a cell, averaged over the replicates' base models:\n\n")
+	b.WriteString("- **paper_rate**: the paper's Ṙ_f (§6, App. E) over the base model's token contexts of the fine-tuning data as given, split by the known truth of every label into the clean part A and the noisy part B, at the data's own token noise rate;\n")
+	b.WriteString("- **posterior_rate**: the same with the truths hidden, the sample split by the Bayes posterior that each label is clean, at the data's true token noise rate (`theory.NoiseModel.Posterior`);\n")
+	b.WriteString("- **flat_rate**: the truths hidden and every context counted in both parts (the first experiments' estimate, which mixes clean and noisy contexts);\n")
+	b.WriteString("- **normalised_rate**: Ṙ_f/‖∇L_f‖ with the known truths;\n")
+	b.WriteString("- **exact_rate**: ⟨∇_θ R, ∇_θ L_f⟩ by autograd on the base model, R the held-out risk (1 − mean p of the held-out targets), L_f the objective on the data as given;\n")
+	fmt.Fprintf(&b, "- **one_step**: the measured drop in held-out risk after one gradient step of length η = %g along −∇L_f, divided by η.\n\n", s.Eta)
+	b.WriteString("A cell's measured winner beats every other fixed objective with a paired CI that excludes 0; cells without one are ties, and agreement rates are over the decided cells.\n\n")
+	b.WriteString("## Agreement with the measured winner\n\nRate (agreeing/decided; ties) per task, noise group and metric (JSON: `agreements[i]`).\n\n")
+	for _, task := range s.Tasks {
+		for _, m := range Metrics {
+			fmt.Fprintf(&b, "**%s, %s**\n\n| group |", task, m.Name)
+			for _, p := range Predictors {
+				fmt.Fprintf(&b, " %s |", p)
+			}
 			b.WriteString("\n|---|")
-			for range res.Setup.Objectives {
+			for range Predictors {
 				b.WriteString("---|")
 			}
 			b.WriteString("\n")
-			for _, c := range res.Cells {
-				if c.Noise != e {
-					continue
+			var groups []string
+			for _, a := range res.Agreements {
+				if a.Task == task && a.Metric == m.Key && !slices.Contains(groups, a.Group) {
+					groups = append(groups, a.Group)
 				}
-				fmt.Fprintf(&b, "| %.2f (%.3f) |", c.Coverage, c.Base.MeanP)
-				for _, m := range c.Results {
-					v, d := metric.get(m)
-					if m.Objective == "nll" {
-						fmt.Fprintf(&b, " %s |", fmtIv(v))
-					} else {
-						fmt.Fprintf(&b, " %s<br>vs nll %s |", fmtIv(v), fmtDiff(d))
+			}
+			for _, g := range groups {
+				fmt.Fprintf(&b, "| %s |", g)
+				for _, p := range Predictors {
+					for i, a := range res.Agreements {
+						if a.Task == task && a.Metric == m.Key && a.Group == g && a.Predictor == p {
+							fmt.Fprintf(&b, " %s `[%d]` |", agreementText(a), i)
+						}
 					}
 				}
 				b.WriteString("\n")
@@ -102,232 +357,247 @@ func (res *ContinuumResult) Markdown(command string) string {
 			b.WriteString("\n")
 		}
 	}
-	return b.String()
-}
-
-// Verdicts states, for every noise rate and metric, whether the paper's
-// crossover shows: NLL ahead of every prior-leaning objective at the weak
-// end of the dial, and some prior-leaning objective ahead of NLL at the
-// strong end, each with a 95 % CI of the paired difference that excludes 0.
-func (res *ContinuumResult) Verdicts() []string {
-	var out []string
-	var weak, strong []Cell
-	lo, hi := res.Setup.Coverages[0], res.Setup.Coverages[0]
-	for _, c := range res.Setup.Coverages {
-		lo, hi = min(lo, c), max(hi, c)
-	}
-	for _, c := range res.Cells {
-		if c.Coverage == lo {
-			weak = append(weak, c)
-		}
-		if c.Coverage == hi {
-			strong = append(strong, c)
+	b.WriteString("## The crossover noise rate E*\n\nE* of each prior-leaning objective against NLL (`theory.Compare`), as a token noise rate, mean over replicates [95% CI] (JSON: `cells[i].crossovers`). With known truths it needs noisy labels in the data, so clean cells have none; the paper's definition makes it independent of the data's own noise rate, which the columns along one base model test.\n\n")
+	b.WriteString("| | task | base | noise | token noise | objective | E* known truth | E* posterior | E* flat |\n|---|---|---|---|---|---|---|---|---|\n")
+	for i, c := range res.Cells {
+		for _, x := range c.Crossovers {
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %.3f | %s | %s | %s | %s |\n", i, c.Task, c.Base, setting(c.Condition), c.TokenNoise, x.Objective, fmtEstar(x.Known), fmtEstar(x.Posterior), fmtEstar(x.Flat))
 		}
 	}
-	metrics := []struct {
-		name string
-		diff func(Metrics) Interval
-	}{
-		{"token accuracy", func(m Metrics) Interval { return m.DiffToken }},
-		{"exact match", func(m Metrics) Interval { return m.DiffExact }},
-		{"mean p of the true targets", func(m Metrics) Interval { return m.DiffMeanP }},
+	b.WriteString("\n## Winners per cell\n\n| | task | base | noise | mean p as given |")
+	for _, p := range Predictors {
+		fmt.Fprintf(&b, " %s |", p)
 	}
-	leaning := func(o string) bool {
-		obj, err := objectives.Parse(o)
-		return err == nil && obj.Class() == objectives.PriorLeaning
+	for _, m := range Metrics[:3] {
+		fmt.Fprintf(&b, " measured: %s |", m.Name)
 	}
-	for i, e := range res.Setup.Noises {
-		w, s := weak[i], strong[i]
-		for _, m := range metrics {
-			var behind, ahead, other []string
-			nllAhead := true
-			for _, r := range w.Results {
-				if leaning(r.Objective) {
-					d := m.diff(r)
-					if !(d.Hi < 0) {
-						nllAhead = false
-					}
-					behind = append(behind, fmt.Sprintf("%s %+.3f [%+.3f, %+.3f]", r.Objective, d.Mean, d.Lo, d.Hi))
-				}
-			}
-			for _, r := range s.Results {
-				if leaning(r.Objective) {
-					d := m.diff(r)
-					txt := fmt.Sprintf("%s %+.3f [%+.3f, %+.3f]", r.Objective, d.Mean, d.Lo, d.Hi)
-					if d.Lo > 0 {
-						ahead = append(ahead, txt)
-					} else {
-						other = append(other, txt)
-					}
-				}
-			}
-			v := fmt.Sprintf("**Noise %g, %s.** Weak end (coverage %.2f, base mean p %.3f), prior-leaning minus NLL: %s. Strong end (coverage %.2f, base mean p %.3f): ",
-				e, m.name, w.Coverage, w.Base.MeanP, strings.Join(behind, "; "), s.Coverage, s.Base.MeanP)
-			if len(ahead) > 0 {
-				v += "ahead of NLL: " + strings.Join(ahead, "; ")
-				if len(other) > 0 {
-					v += "; not ahead: " + strings.Join(other, "; ")
-				}
-			} else {
-				v += "none ahead of NLL: " + strings.Join(other, "; ")
-			}
-			switch {
-			case nllAhead && len(ahead) > 0:
-				v += ". **The crossover shows**, with CIs that exclude 0."
-			case nllAhead:
-				v += ". NLL wins at the weak end, but no prior-leaning objective wins at the strong end: **no crossover**."
-			default:
-				v += ". NLL is not ahead of every prior-leaning objective at the weak end: **no crossover**."
-			}
-			out = append(out, v)
+	b.WriteString("\n|---|---|---|---|---|")
+	for range len(Predictors) + 3 {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for i, c := range res.Cells {
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.3f |", i, c.Task, c.Base, setting(c.Condition), c.MeanPGiven)
+		for _, p := range Predictors {
+			fmt.Fprintf(&b, " %s |", c.Predicted[p])
 		}
-	}
-	return out
-}
-
-// Plots draws held-out accuracy against base-model capability, one line
-// per objective, one figure per noise rate and metric.
-func (res *ContinuumResult) Plots(dir string) ([]string, error) {
-	var files []string
-	for _, e := range res.Setup.Noises {
-		for _, metric := range []struct {
-			slug, name string
-			get        func(Metrics) Interval
-		}{
-			{"token_accuracy", "token accuracy", func(m Metrics) Interval { return m.TokenAccuracy }},
-			{"exact_match", "exact match", func(m Metrics) Interval { return m.ExactMatch }},
-		} {
-			p := plot.New()
-			p.Title.Text = fmt.Sprintf("Held-out %s after fine-tuning, label noise %g", metric.name, e)
-			p.X.Label.Text = "base model's mean p of the targets (capability, paper Eq. 5)"
-			p.Y.Label.Text = metric.name + " (mean, 95% CI over seeds)"
-			p.Add(plotter.NewGrid())
-			p.Legend.Top, p.Legend.Left = true, true
-			for oi, o := range res.Setup.Objectives {
-				var pts plotter.XYs
-				var errs plotter.YErrors
-				for _, c := range res.Cells {
-					if c.Noise != e {
-						continue
-					}
-					for _, m := range c.Results {
-						if m.Objective == o {
-							iv := metric.get(m)
-							pts = append(pts, plotter.XY{X: c.Base.MeanP, Y: iv.Mean})
-							errs = append(errs, struct{ Low, High float64 }{iv.Mean - iv.Lo, iv.Hi - iv.Mean})
-						}
-					}
-				}
-				sort.Sort(byX{pts, errs})
-				l, sc, err := plotter.NewLinePoints(pts)
-				if err != nil {
-					return nil, err
-				}
-				l.Color, sc.Color = plots.Color(oi), plots.Color(oi)
-				l.Width = vg.Points(1.5)
-				eb, err := plotter.NewYErrorBars(struct {
-					plotter.XYs
-					plotter.YErrors
-				}{pts, errs})
-				if err != nil {
-					return nil, err
-				}
-				eb.Color = plots.Color(oi)
-				p.Add(l, sc, eb)
-				p.Legend.Add(o, l, sc)
-			}
-			p.Y.Min, p.Y.Max = 0, 1.25
-			name := filepath.Join(dir, fmt.Sprintf("continuum_%s_noise%g.png", metric.slug, e))
-			if err := plots.SavePNG(p, 18*vg.Centimeter, 11*vg.Centimeter, name); err != nil {
-				return nil, err
-			}
-			files = append(files, name)
-		}
-	}
-	return files, nil
-}
-
-type byX struct {
-	xy plotter.XYs
-	e  plotter.YErrors
-}
-
-func (b byX) Len() int           { return len(b.xy) }
-func (b byX) Less(i, j int) bool { return b.xy[i].X < b.xy[j].X }
-func (b byX) Swap(i, j int) {
-	b.xy[i], b.xy[j] = b.xy[j], b.xy[i]
-	b.e[i], b.e[j] = b.e[j], b.e[i]
-}
-
-// Markdown renders the theory result.
-func (res *TheoryResult) Markdown(command string) string {
-	var b strings.Builder
-	b.WriteString("# Does the theory predict the winner?\n\n")
-	b.WriteString(setupLines(res.Setup, command))
-	b.WriteString("Predictors, each naming the objective it expects to do best in a cell:\n\n")
-	b.WriteString("- **paper_rate**: the paper's Ṙ_f (§6) averaged over the probe's token contexts of the base model on the noisy fine-tuning data, under the noise model with the cell's true noise rate E and u = the model's own distribution;\n")
-	b.WriteString("- **normalised_rate**: Ṙ_f/‖∇L_f‖ on the same sample (risk reduction per unit step length);\n")
-	b.WriteString("- **exact_rate**: ⟨∇_θ R, ∇_θ L_f⟩ computed by autograd on the base model itself, R the held-out risk (1 − mean p of the clean targets) and L_f the objective on the noisy fine-tuning data;\n")
-	fmt.Fprintf(&b, "- **one_step**: the measured drop in held-out risk after one gradient step of length η = %g along −∇L_f, divided by η.\n\n", res.Setup.Eta)
-	b.WriteString("They are compared with the one-step measurement and with the final outcome of full fine-tuning (mean over seeds).\n\n")
-	b.WriteString("## Agreement rates (share of cells)\n\n| predictor | with one_step | with final token accuracy | with final exact match |\n|---|---|---|---|\n")
-	for _, p := range []string{PredPaper, PredNormalised, PredExact, PredOneStep} {
-		a := res.Agreement[p]
-		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f |\n", p, a[PredOneStep], a[PredFinalToken], a[PredFinalExact])
-	}
-	fmt.Fprintf(&b, "\n(%d cells.)\n\n## Winners per cell\n\n| coverage | noise | base mean p | paper_rate | normalised_rate | exact_rate | one_step | final token acc. | final exact |\n|---|---|---|---|---|---|---|---|---|\n", len(res.Cells))
-	for _, c := range res.Cells {
-		w := c.Winners
-		fmt.Fprintf(&b, "| %.2f | %g | %.3f | %s | %s | %s | %s | %s | %s |\n", c.Coverage, c.Noise, c.MeanP,
-			w[PredPaper], w[PredNormalised], w[PredExact], w[PredOneStep], w[PredFinalToken], w[PredFinalExact])
-	}
-	b.WriteString("\n## Scores per cell\n\n")
-	for _, c := range res.Cells {
-		fmt.Fprintf(&b, "**coverage %.2f, noise %g** (base mean p %.3f, %d contexts)\n\n| objective | paper_rate | normalised_rate | exact_rate | one_step | final token acc. | final exact |\n|---|---|---|---|---|---|---|\n", c.Coverage, c.Noise, c.MeanP, c.Contexts)
-		for _, p := range c.Predictions {
-			fmt.Fprintf(&b, "| %s | %.4g | %.4g | %.4g | %.4g | %s | %s |\n", p.Objective, p.PaperRate, p.Normalised, p.Exact, p.OneStep, fmtIv(p.FinalToken), fmtIv(p.FinalExact))
+		for _, m := range Metrics[:3] {
+			fmt.Fprintf(&b, " %s |", decisionText(c.Final[m.Key]))
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+func fmtEstar(iv Interval) string {
+	switch iv.N {
+	case 0:
+		return "–"
+	case 1:
+		return fmt.Sprintf("%.3f (1 replicate)", iv.Mean)
+	}
+	return fmt.Sprintf("%.3f [%.3f, %.3f]", iv.Mean, math.Max(iv.Lo, 0), math.Min(iv.Hi, 1))
 }
 
 // Markdown renders the autoblend result.
 func (res *AutoblendResult) Markdown(command string) string {
+	s := res.Setup
 	var b strings.Builder
 	b.WriteString("# auto and auto-theory against the best fixed objective\n\n")
-	b.WriteString(setupLines(res.Setup, command))
-	b.WriteString("The best fixed objective of each cell is picked after the fact, by mean token accuracy over seeds: a comparison that favours it.\n\n")
-	b.WriteString("| coverage | noise | base mean p | best fixed (token acc.) | auto: token acc. (vs best) | auto-theory: token acc. (vs best) | auto: exact (vs best) | auto-theory: exact (vs best) |\n|---|---|---|---|---|---|---|---|\n")
-	for _, c := range res.Cells {
-		fmt.Fprintf(&b, "| %.2f | %g | %.3f | %s %s |", c.Coverage, c.Noise, c.MeanP, c.BestFixed, fmtIv(c.BestToken))
-		for _, a := range c.Adaptive {
-			fmt.Fprintf(&b, " %s<br>%s |", fmtIv(a.TokenAccuracy), fmtDiff(a.DiffToken))
+	b.WriteString(setupLines(s, command))
+	b.WriteString("The best fixed objective of each cell and metric is picked after the fact, by its mean over replicates: a comparison that favours it. The gap is the adaptive objective minus that objective, paired by replicate.\n\n")
+	b.WriteString("## Summary\n\nPer task, noise group and metric: cells where the adaptive objective is behind / tied / ahead (paired CI), the mean gap, and the worst cell (JSON: `summaries[i]`).\n\n| | task | group | metric | objective | behind / tied / ahead | mean gap | worst cell |\n|---|---|---|---|---|---|---|---|\n")
+	for i, sm := range res.Summaries {
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %d / %d / %d | %+.3f | %s %s |\n", i, sm.Task, sm.Group, metricName(sm.Metric), sm.Objective, sm.Behind, sm.Tied, sm.Ahead, sm.MeanGap, sm.Worst, fmtDiff(sm.WorstGap))
+	}
+	b.WriteString("\n## Cells\n\n")
+	key := plotMetrics[0]
+	fmt.Fprintf(&b, "%s (JSON: `cells[i]`):\n\n| | task | base | noise | mean p as given | best fixed |", metricName(key))
+	if len(res.Cells) > 0 {
+		for _, a := range res.Cells[0].Adaptive {
+			fmt.Fprintf(&b, " %s (vs best) | %s: objectives in force |", a.Objective, a.Objective)
 		}
+	}
+	b.WriteString("\n|---|---|---|---|---|---|")
+	if len(res.Cells) > 0 {
+		for range res.Cells[0].Adaptive {
+			b.WriteString("---|---|")
+		}
+	}
+	b.WriteString("\n")
+	for i, c := range res.Cells {
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.3f | %s |", i, c.Task, c.Base, setting(c.Condition), c.MeanPGiven, c.BestFixed[key])
 		for _, a := range c.Adaptive {
-			fmt.Fprintf(&b, " %s<br>%s |", fmtIv(a.ExactMatch), fmtDiff(a.DiffExact))
+			fmt.Fprintf(&b, " %s<br>%s | %s |", fmtIv(a.Scores[key]), fmtDiff(a.VsBest[key]), usageText(a.Usage))
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n## Objectives in force (share of steps)\n\n| coverage | noise | auto | auto-theory |\n|---|---|---|---|\n")
-	usage := func(u map[string]float64) string {
-		keys := make([]string, 0, len(u))
-		for k := range u {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return u[keys[i]] > u[keys[j]] })
-		var parts []string
-		for i, k := range keys {
-			if i == 4 {
-				parts = append(parts, "…")
-				break
-			}
-			parts = append(parts, fmt.Sprintf("%s %.0f%%", k, 100*u[k]))
-		}
-		return strings.Join(parts, ", ")
+	return b.String()
+}
+
+func usageText(u map[string]float64) string {
+	keys := make([]string, 0, len(u))
+	for k := range u {
+		keys = append(keys, k)
 	}
-	for _, c := range res.Cells {
-		fmt.Fprintf(&b, "| %.2f | %g | %s | %s |\n", c.Coverage, c.Noise, usage(c.Adaptive[0].Usage), usage(c.Adaptive[1].Usage))
+	sort.Slice(keys, func(i, j int) bool {
+		if u[keys[i]] != u[keys[j]] {
+			return u[keys[i]] > u[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	var parts []string
+	for i, k := range keys {
+		if i == 3 {
+			parts = append(parts, "…")
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", k, 100*u[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// summaryMetrics are the metrics of the summary.
+var summaryMetrics = []string{"held_out_exact_match", "held_out_token_accuracy", "held_out_mean_p", "train_fit_token_accuracy"}
+
+// Summary states, per task, noise group and metric, the crossover along
+// the dial, the theory's agreement with the decided winners and auto's gap
+// to the best fixed objective, each with the JSON row it comes from; and
+// the probe's figures per base model on clean data and as given.
+func Summary(cont *ContinuumResult, th *TheoryResult, ab *AutoblendResult, command string) string {
+	s := cont.Setup
+	var b strings.Builder
+	b.WriteString("# Summary\n\n")
+	b.WriteString(setupLines(s, command))
+	top := slices.Max(s.Noises)
+	b.WriteString("Per task, noise group and metric: the crossover along the dial (clean labels, or the scheme at the largest noise rate; `continuum.json` `crossovers[i]`); how often the paper's rate with known truths (`paper_rate`) and with the posterior split (`posterior_rate`) name the decided winner, over every cell of the group (`theory.json` `agreements[i]`); and auto's and auto-theory's gap to the best fixed objective over the group's cells (`autoblend.json` `summaries[i]`).\n\n")
+	for _, task := range s.Tasks {
+		fmt.Fprintf(&b, "## %s\n\n| group | metric | crossover along the dial | paper_rate agrees | posterior_rate agrees | auto vs best fixed: mean gap (behind/tied/ahead) | auto-theory vs best fixed |\n|---|---|---|---|---|---|---|\n", task)
+		for _, g := range groupsOf(cont.Cells) {
+			for _, key := range summaryMetrics {
+				cross := "–"
+				for i, x := range cont.Crossovers {
+					if x.Task == task && x.Metric == key && group(Condition{Scheme: x.Scheme, Noise: x.Noise}) == g && (x.Noise == 0 || x.Noise == top) {
+						cross = crossCell(x, i)
+					}
+				}
+				agree := map[string]string{}
+				for i, a := range th.agreementsOrNil() {
+					if a.Task == task && a.Group == g && a.Metric == key {
+						agree[a.Predictor] = fmt.Sprintf("%s `[%d]`", agreementText(a), i)
+					}
+				}
+				auto := map[string]string{}
+				for i, sm := range ab.Summaries {
+					if sm.Task == task && sm.Group == g && sm.Metric == key {
+						auto[sm.Objective] = fmt.Sprintf("%+.3f (%d/%d/%d) `[%d]`", sm.MeanGap, sm.Behind, sm.Tied, sm.Ahead, i)
+					}
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", g, metricName(key), cross, orDash(agree[PredPaper]), orDash(agree[PredPosterior]), orDash(auto["auto"]), orDash(auto["auto-theory"]))
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(cont.NoiseFlips) > 0 {
+		b.WriteString("## Along the noise rate\n\nFor the dial's upper base models, the lowest noise rate at which a prior-leaning objective is ahead of NLL with a CI that excludes 0, with the token noise rate there, or \"none\" (`continuum.json` `noise_flips[i]`).\n\n| task | base | scheme |")
+		for _, key := range summaryMetrics {
+			fmt.Fprintf(&b, " %s |", metricName(key))
+		}
+		b.WriteString("\n|---|---|---|")
+		for range summaryMetrics {
+			b.WriteString("---|")
+		}
+		b.WriteString("\n")
+		type row struct {
+			task   string
+			base   Base
+			scheme Scheme
+		}
+		var rows []row
+		for _, f := range cont.NoiseFlips {
+			r := row{f.Task, f.Base, f.Scheme}
+			if !slices.Contains(rows, r) {
+				rows = append(rows, r)
+			}
+		}
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s | %s | %s |", r.task, r.base, r.scheme)
+			for _, key := range summaryMetrics {
+				cell := "–"
+				for i, f := range cont.NoiseFlips {
+					if f.Task == r.task && f.Base == r.base && f.Scheme == r.scheme && f.Metric == key {
+						cell = fmt.Sprintf("none `[%d]`", i)
+						if f.Flip >= 0 {
+							j := slices.Index(f.Noises, f.Flip)
+							cell = fmt.Sprintf("%g (token %.3f): %s %s `[%d]`", f.Flip, f.TokenNoise[j], f.Points[j].Best, fmtDiff(f.Points[j].Diff), i)
+						}
+					}
+				}
+				fmt.Fprintf(&b, " %s |", cell)
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("## The probe per base model\n\nMean p (paper Eq. 5) and the share of tokens with p > 0.55 on the clean fine-tuning data and on the data as given at the largest noise rate, over replicates (`continuum.json` `cells[i].probe_clean`, `cells[i].probe_as_given`). The noise-aware probe's Ĉ and Ê will go in `cells[i].noise_aware_probe` (null until then).\n\n| task | base | clean: mean p / p > 0.55 |")
+	for _, sc := range s.Schemes {
+		fmt.Fprintf(&b, " %s %g |", sc, top)
+	}
+	b.WriteString("\n|---|---|---|")
+	for range s.Schemes {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, bi := range cont.Bases {
+		fmt.Fprintf(&b, "| %s | %s | %.3f / %.1f%% |", bi.Task, bi.Base, bi.Probe.MeanP.Mean, 100*bi.Probe.ShareGT055.Mean)
+		for _, sc := range s.Schemes {
+			cell := "–"
+			for i, c := range cont.Cells {
+				if c.Task == bi.Task && c.Base == bi.Base && c.Scheme == sc && c.Noise == top {
+					cell = fmt.Sprintf("%.3f / %.1f%% `[%d]`", c.ProbeGiven.MeanP.Mean, 100*c.ProbeGiven.ShareGT055.Mean, i)
+				}
+			}
+			fmt.Fprintf(&b, " %s |", cell)
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+func (res *TheoryResult) agreementsOrNil() []Agreement {
+	if res == nil {
+		return nil
+	}
+	return res.Agreements
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+// crossCell is a crossover in a table cell.
+func crossCell(x Crossover, i int) string {
+	if x.Seen {
+		lo, hi := x.Points[x.Below], x.Points[x.Above]
+		return fmt.Sprintf("seen between %s (%.2f) and %s (%.2f; %s %s) `[%d]`", lo.Base, lo.MeanPGiven, hi.Base, hi.MeanPGiven, hi.Best, fmtDiff(hi.Diff), i)
+	}
+	var lean []string
+	for _, p := range x.Points {
+		if p.LeaningAhead {
+			lean = append(lean, fmt.Sprintf("%s (%s %s)", p.Base, p.Best, fmtDiff(p.Diff)))
+		}
+	}
+	if len(lean) > 0 {
+		return fmt.Sprintf("not seen; prior-leaning ahead at %s `[%d]`", strings.Join(lean, ", "), i)
+	}
+	nll := 0
+	for _, p := range x.Points {
+		if p.NLLAhead {
+			nll++
+		}
+	}
+	return fmt.Sprintf("not seen; NLL ahead of every prior-leaning objective at %d of %d base models `[%d]`", nll, len(x.Points), i)
 }

@@ -16,13 +16,14 @@ import (
 
 	"github.com/capsel/capsel/internal/atomicfile"
 	"github.com/capsel/capsel/probe"
+	"github.com/capsel/capsel/probe/ckprobe"
 	"github.com/capsel/capsel/train"
 )
 
 // Event reports progress: which stage and cell is running, and how far.
 type Event struct {
 	Stage string // "pretrain", "probe", "fine-tune", "theory"
-	Cell  string // e.g. "coverage 0.6, noise 0.5, p, seed 3"
+	Cell  string // e.g. "fact, coverage 0.50, substitute noise 0.3, p, replicate 3"
 	Done  int
 	Total int
 }
@@ -33,25 +34,37 @@ type Event struct {
 type Runner struct {
 	Setup Setup
 	// Cache is a directory for checkpoints and results ("" turns caching
-	// off). Entries live under a hash of the setup, so a changed setup
-	// never reads stale results.
+	// off). Entries live under a hash of the setup and of the running
+	// executable, so that neither a changed setup nor changed code reads
+	// results computed by something else.
 	Cache string
-	// Parallel is the number of fine-tunes run at once (default 2: one
-	// small run keeps about one core busy).
+	// Parallel is the number of jobs run at once (default 2: one small run
+	// keeps about one core busy).
 	Parallel int
 	Events   func(Event)
 
 	mu    sync.Mutex
-	bases map[float64]*train.Checkpoint
+	tasks map[string]Task
+	bases map[baseKey]*train.Checkpoint
 }
 
-// RunResult is one fine-tuning run, evaluated on the clean target facts.
+type baseKey struct {
+	task string
+	base Base
+	rep  int
+}
+
+// RunResult is one fine-tuning run, evaluated on the held-out test set and
+// on the fine-tuning prompts with their true responses.
 type RunResult struct {
-	Coverage  float64          `json:"coverage"`
-	Noise     float64          `json:"noise"`
-	Objective string           `json:"objective"`
-	Seed      int              `json:"seed"`
-	Eval      train.EvalResult `json:"eval"`
+	Condition
+	Objective string `json:"objective"`
+	Replicate int    `json:"replicate"`
+	// HeldOut is the test: prompts fine-tuning never saw, true responses.
+	HeldOut train.EvalResult `json:"held_out"`
+	// TrainFit is the fit to the training set: the fine-tuning prompts with
+	// their true (clean) responses.
+	TrainFit  train.EvalResult `json:"train_fit"`
 	FinalLoss float64          `json:"final_loss"`
 	Seconds   float64          `json:"seconds"`
 	// Objectives counts the steps spent under each concrete objective
@@ -65,18 +78,48 @@ func (r *Runner) emit(ev Event) {
 	}
 }
 
-// dir is the cache directory of this setup and this build: the key hashes
-// the setup and the running executable, so that neither a changed setup nor
-// changed code reads results computed by something else.
-func (r *Runner) dir() string {
-	if r.Cache == "" {
-		return ""
+// Task returns a task of the setup, built once.
+func (r *Runner) Task(name string) (Task, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.tasks[name]; ok {
+		return t, nil
 	}
-	b, _ := json.Marshal(r.Setup)
+	t, err := r.Setup.Task(name)
+	if err != nil {
+		return nil, err
+	}
+	if r.tasks == nil {
+		r.tasks = map[string]Task{}
+	}
+	r.tasks[name] = t
+	return t, nil
+}
+
+// SFTData returns the fine-tuning set of a condition for a replicate, with
+// the truth about every label: the data the runs of that replicate trained
+// on (see Setup.SFTData).
+func (r *Runner) SFTData(c Condition, rep int) (SFTData, error) {
+	t, err := r.Task(c.Task)
+	if err != nil {
+		return SFTData{}, err
+	}
+	return sftData(t, c, rep)
+}
+
+// dir is the cache directory of this setup and this build.
+func (r *Runner) dir() (string, error) {
+	if r.Cache == "" {
+		return "", nil
+	}
+	b, err := json.Marshal(r.Setup)
+	if err != nil {
+		return "", err
+	}
 	h := sha256.New()
 	h.Write(b)
 	h.Write([]byte(buildID()))
-	return filepath.Join(r.Cache, hex.EncodeToString(h.Sum(nil)[:6]))
+	return filepath.Join(r.Cache, hex.EncodeToString(h.Sum(nil)[:6])), nil
 }
 
 var buildID = sync.OnceValue(func() string {
@@ -96,29 +139,37 @@ var buildID = sync.OnceValue(func() string {
 	return hex.EncodeToString(h.Sum(nil))
 })
 
-// Base returns the base model at a coverage, pretraining it unless cached.
-func (r *Runner) Base(ctx context.Context, coverage float64) (*train.Checkpoint, error) {
+// Base returns base model b of a task for a replicate, pretraining it
+// unless it is cached.
+func (r *Runner) Base(ctx context.Context, task string, b Base, rep int) (*train.Checkpoint, error) {
+	k := baseKey{task, b, rep}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if ck, ok := r.bases[coverage]; ok {
+	ck, ok := r.bases[k]
+	r.mu.Unlock()
+	if ok {
 		return ck, nil
 	}
+	t, err := r.Task(task)
+	if err != nil {
+		return nil, err
+	}
+	d, err := r.dir()
+	if err != nil {
+		return nil, err
+	}
 	path := ""
-	if d := r.dir(); d != "" {
-		path = filepath.Join(d, fmt.Sprintf("base-%.3f.ckpt", coverage))
-		if b, err := os.ReadFile(path); err == nil {
-			if ck, err := train.ReadCheckpoint(bytes.NewReader(b), path); err == nil {
-				r.remember(coverage, ck)
+	if d != "" {
+		path = filepath.Join(d, fmt.Sprintf("base-%s-%s-r%d.ckpt", task, b.key(), rep))
+		if data, err := os.ReadFile(path); err == nil {
+			if ck, err := train.ReadCheckpoint(bytes.NewReader(data), path); err == nil {
+				r.remember(k, ck)
 				return ck, nil
 			}
 		}
 	}
-	cell := fmt.Sprintf("coverage %.2f", coverage)
-	ck, err := r.Setup.Pretrain(ctx, coverage, func(info train.StepInfo) {
-		r.emit(Event{Stage: "pretrain", Cell: cell, Done: info.Step, Total: info.Steps})
-	})
+	ck, err = r.Setup.Pretrain(ctx, t, b, rep, nil)
 	if err != nil {
-		return nil, fmt.Errorf("pretrain %s: %w", cell, err)
+		return nil, fmt.Errorf("pretrain %s, %s, replicate %d: %w", task, b, rep, err)
 	}
 	if path != "" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -128,43 +179,36 @@ func (r *Runner) Base(ctx context.Context, coverage float64) (*train.Checkpoint,
 			return nil, err
 		}
 	}
-	r.remember(coverage, ck)
+	r.remember(k, ck)
 	return ck, nil
 }
 
-func (r *Runner) remember(c float64, ck *train.Checkpoint) {
+func (r *Runner) remember(k baseKey, ck *train.Checkpoint) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.bases == nil {
-		r.bases = map[float64]*train.Checkpoint{}
+		r.bases = map[baseKey]*train.Checkpoint{}
 	}
-	r.bases[c] = ck
+	r.bases[k] = ck
 }
 
-// Probe measures a model on data with the probe: the capability statistic
-// with its CI, and every token as a full-distribution theory context.
-func Probe(ctx context.Context, ck *train.Checkpoint, data []train.Example) (*probe.Report, error) {
-	m, err := ck.NewModel()
-	if err != nil {
-		return nil, err
-	}
-	src, err := train.ProbeSource(ctx, m, ck.Tokenizer, data, 64)
-	if err != nil {
-		return nil, err
-	}
-	acc := probe.NewAccumulator(probe.Config{Reservoir: 1 << 20, Vocab: ck.Model.Vocab, Seed: 1})
-	acc.AddSource("sft", "checkpoint")
-	if err := acc.Consume(src); err != nil {
-		return nil, err
-	}
-	return acc.Report()
+// Probe measures a model on data with the probe, as a user would: the
+// capability statistic with its CI, the share of tokens above 0.55, and a
+// reservoir of up to reservoir tokens as full-distribution theory contexts.
+func Probe(ctx context.Context, ck *train.Checkpoint, data []train.Example, reservoir int) (*probe.Report, error) {
+	return ckprobe.Report(ctx, ck, "", data, "sft", probe.Config{Reservoir: reservoir, Seed: 1})
 }
 
-// FineTune fine-tunes the base model at a coverage on the noisy SFT data of
-// a seed and evaluates it on the clean target facts. The seed draws which
-// labels are wrong and the data order.
-func (r *Runner) FineTune(ctx context.Context, coverage, noise float64, objective string, seed int) (RunResult, error) {
-	key := fmt.Sprintf("c%.3f-n%.3f-%s-s%d", coverage, noise, objective, seed)
+// FineTune fine-tunes a condition's base model of replicate rep with an
+// objective (seed rep, on the noise draw rep) and evaluates it.
+func (r *Runner) FineTune(ctx context.Context, c Condition, objective string, rep int) (RunResult, error) {
+	key := fmt.Sprintf("%s-%s-r%d", c.key(), objective, rep)
+	d, err := r.dir()
+	if err != nil {
+		return RunResult{}, err
+	}
 	var path string
-	if d := r.dir(); d != "" {
+	if d != "" {
 		path = filepath.Join(d, "runs", key+".json")
 		if b, err := os.ReadFile(path); err == nil {
 			var res RunResult
@@ -173,19 +217,22 @@ func (r *Runner) FineTune(ctx context.Context, coverage, noise float64, objectiv
 			}
 		}
 	}
-	base, err := r.Base(ctx, coverage)
+	base, err := r.Base(ctx, c.Task, c.Base, rep)
+	if err != nil {
+		return RunResult{}, err
+	}
+	t, err := r.Task(c.Task)
 	if err != nil {
 		return RunResult{}, err
 	}
 	start := time.Now()
-	task := r.Setup.Task()
 	cfg := r.Setup.SFT
-	cfg.Objective, cfg.Seed = objective, uint64(seed)
-	tr, err := train.New(cfg, base, task.SFT(noise, uint64(seed)))
+	cfg.Objective, cfg.Seed = objective, uint64(rep)
+	tr, err := train.New(cfg, base, t.SFT(c.Scheme, c.Noise, uint64(rep)).Examples)
 	if err != nil {
 		return RunResult{}, fmt.Errorf("%s: %w", key, err)
 	}
-	res := RunResult{Coverage: coverage, Noise: noise, Objective: objective, Seed: seed, Objectives: map[string]int{}}
+	res := RunResult{Condition: c, Objective: objective, Replicate: rep, Objectives: map[string]int{}}
 	for !tr.Done() {
 		info, err := tr.Step(ctx)
 		if err != nil {
@@ -194,12 +241,18 @@ func (r *Runner) FineTune(ctx context.Context, coverage, noise float64, objectiv
 		res.FinalLoss = info.Loss
 		res.Objectives[info.Objective]++
 	}
-	if res.Eval, err = train.Evaluate(ctx, tr.Model(), tr.Tokenizer(), task.Eval(), train.EvalOptions{}); err != nil {
+	if res.HeldOut, err = train.Evaluate(ctx, tr.Model(), tr.Tokenizer(), t.HeldOut(), train.EvalOptions{}); err != nil {
+		return res, err
+	}
+	if res.TrainFit, err = train.Evaluate(ctx, tr.Model(), tr.Tokenizer(), t.TrainFit(), train.EvalOptions{}); err != nil {
 		return res, err
 	}
 	res.Seconds = time.Since(start).Seconds()
 	if path != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return res, err
+		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return res, err
 		}
@@ -210,30 +263,13 @@ func (r *Runner) FineTune(ctx context.Context, coverage, noise float64, objectiv
 	return res, nil
 }
 
-// job is one fine-tuning run to do.
-type job struct {
-	coverage, noise float64
-	objective       string
-	seed            int
-}
-
-// runAll runs the jobs, Parallel at a time, and returns their results in
-// job order. The first error stops the rest.
-func (r *Runner) runAll(ctx context.Context, jobs []job) ([]RunResult, error) {
-	// Base models first, one at a time (pretraining parallelises inside).
-	seen := map[float64]bool{}
-	for _, j := range jobs {
-		if !seen[j.coverage] {
-			seen[j.coverage] = true
-			if _, err := r.Base(ctx, j.coverage); err != nil {
-				return nil, err
-			}
-		}
-	}
+// forEach runs do(ctx, i) for i in [0, n), Parallel at a time, and reports
+// each as done under stage with the label of i. The first error cancels the
+// rest and is returned (with any others).
+func (r *Runner) forEach(ctx context.Context, stage string, n int, label func(i int) string, do func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := make([]RunResult, len(jobs))
-	errs := make([]error, len(jobs))
+	errs := make([]error, n)
 	next := make(chan int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -242,25 +278,23 @@ func (r *Runner) runAll(ctx context.Context, jobs []job) ([]RunResult, error) {
 	if workers < 1 {
 		workers = 2
 	}
-	for range workers {
+	for range min(workers, n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				j := jobs[i]
-				res, err := r.FineTune(ctx, j.coverage, j.noise, j.objective, j.seed)
-				out[i], errs[i] = res, err
-				if err != nil {
+				if err := do(ctx, i); err != nil {
+					errs[i] = err
 					cancel()
 				}
 				mu.Lock()
 				done++
-				r.emit(Event{Stage: "fine-tune", Cell: fmt.Sprintf("coverage %.2f, noise %.2f, %s, seed %d", j.coverage, j.noise, j.objective, j.seed), Done: done, Total: len(jobs)})
+				r.emit(Event{Stage: stage, Cell: label(i), Done: done, Total: n})
 				mu.Unlock()
 			}
 		}()
 	}
-	for i := range jobs {
+	for i := range n {
 		if ctx.Err() != nil {
 			break
 		}
@@ -269,7 +303,7 @@ func (r *Runner) runAll(ctx context.Context, jobs []job) ([]RunResult, error) {
 	close(next)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return err
 	}
-	return out, ctx.Err()
+	return ctx.Err()
 }

@@ -22,8 +22,10 @@
 // r̂ = π·e_ỹ + (1 − π)·u, where π is the probability that the label is clean
 // and u the distribution of the true token given a noisy label.
 //
-// For two objectives the difference Δ = Ṙ₁ − Ṙ₂ splits into a clean part A
-// and a noisy part B, Δ = (1 − E)·A + E·B at noise rate E; the prior-leaning
+// For two objectives the difference Δ = Ṙ₁ − Ṙ₂ splits into a clean part A,
+// its mean over the contexts whose label is right, and a noisy part B, its
+// mean over those whose label is wrong: Δ = (1 − E)·A + E·B at noise rate E
+// (EstimateRate says how a sample of unknown truths is split); the prior-leaning
 // objective wins at the model-strong end only when E exceeds the crossover
 // E* = |A|/(B − A) (paper §6, Theorem 6.4 / E.8). At the model-weak end
 // (uniform q over V tokens) Δ has the closed form

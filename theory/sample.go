@@ -101,9 +101,10 @@ const (
 	UModel TrueDist = iota
 	// UUniform spreads the true token evenly over the other V − 1 tokens.
 	// Because Σ_k q_k·⟨e_k − q, e_ỹ − q⟩ = 0, each context's noisy part is then
-	// exactly −1/(V − 1) of its clean part, so with a flat π every pair of
-	// objectives crosses at E* = (V − 1)/V, whatever q is: the model-weak
-	// picture. Only UModel lets a model-strong q favour prior-leaning objectives.
+	// exactly −1/(V − 1) of its clean part, so with the flat split every pair
+	// of objectives crosses at E* = (V − 1)/V, whatever q is: the model-weak
+	// picture. Only UModel lets a model-strong q favour prior-leaning
+	// objectives.
 	UUniform
 )
 
@@ -114,14 +115,21 @@ func (u TrueDist) String() string {
 	return "model"
 }
 
-// NoiseModel says how labels are corrupted and what is believed about y*.
+// NoiseModel says how labels are corrupted and how a sample whose true
+// labels are unknown is split into its clean and noisy parts.
 type NoiseModel struct {
-	// E is the label-noise rate: the probability that ỹ ≠ y*.
+	// E is the label-noise rate, the probability that ỹ ≠ y*: the rate at
+	// which Estimate.Rate and Comparison.Delta are evaluated, and, with
+	// Posterior, the noise rate the sample itself is believed to have.
 	E float64
-	// Posterior replaces the flat clean probability π = 1 − E by its Bayes
-	// posterior given the model's belief q_ỹ, under uniform replacement noise:
+	// Posterior splits a sample of unknown truths by the Bayes posterior
+	// that each label is clean, given the model's belief q_ỹ, under uniform
+	// replacement noise at rate E (it needs V):
 	//
 	//	π(x) = (1 − E)·q_ỹ / ((1 − E)·q_ỹ + E·(1 − q_ỹ)/(V − 1))
+	//
+	// Without it the split is flat: every context counts fully in both parts
+	// (see EstimateRate).
 	Posterior bool
 	// U is the distribution of y* given a noisy label.
 	U TrueDist
@@ -135,19 +143,20 @@ func (nm NoiseModel) Validate() error {
 	return nil
 }
 
-// clean returns π for context c at noise rate e.
-func (nm NoiseModel) clean(c Context, e float64) float64 {
+// weights returns a context's weights in the clean and the noisy part of a
+// sample whose truths are unknown: the likelihood ratios π(x)/(1 − E) and
+// (1 − π(x))/E, which stay finite at E = 0 and E = 1 (the limits). They are
+// 1 and 1 for the flat split.
+func (nm NoiseModel) weights(c Context) (clean, noisy float64) {
 	if !nm.Posterior {
-		return 1 - e
+		return 1, 1
 	}
-	v := float64(c.V())
-	ql := c.Q[c.Label]
-	num := (1 - e) * ql
-	den := num + e*(1-ql)/(v-1)
-	if den == 0 {
-		return 1 - e
-	}
-	return num / den
+	// Keep q_ỹ inside (0, 1) so that the limits E → 0 and E → 1 stay finite
+	// for labels the model rules out or is certain of.
+	ql := math.Min(math.Max(c.Q[c.Label], 1e-12), 1-1e-12)
+	other := (1 - ql) / float64(c.V()-1) // P(this label | the label is noisy), uniform replacement
+	den := (1-nm.E)*ql + nm.E*other
+	return ql / den, other / den
 }
 
 // view is a context's outcomes with multiplicities: each listed token once,
@@ -177,21 +186,28 @@ func viewOf(c Context) view {
 	return v
 }
 
+// scale is the objective's per-token gradient scale s_f at the label. It is
+// the one place where an objective meets a context: an objective whose scale
+// depends on more of q than q_ỹ (an entropy gate, say) changes only here.
+func (v view) scale(o objectives.Objective, label int) float64 {
+	return o.S(v.q[label])
+}
+
 // rate is Ṙ_f for one context, with y* a token of outcome truth.
 func (v view) rate(o objectives.Objective, label, truth int) float64 {
 	d := 0.0
 	if label == truth {
 		d = 1
 	}
-	return v.q[truth] * o.S(v.q[label]) * (d - v.q[truth] - v.q[label] + v.n2)
+	return v.q[truth] * v.scale(o, label) * (d - v.q[truth] - v.q[label] + v.n2)
 }
 
-// gradNorm is s_f(q_ỹ)·‖e_ỹ − q‖.
+// gradNorm is s_f·‖e_ỹ − q‖.
 func (v view) gradNorm(o objectives.Objective, label int) float64 {
-	return o.S(v.q[label]) * math.Sqrt(math.Max(1-2*v.q[label]+v.n2, 0))
+	return v.scale(o, label) * math.Sqrt(math.Max(1-2*v.q[label]+v.n2, 0))
 }
 
-// noisyRate returns s_f(q_ỹ)·Σ_{k≠ỹ} u_k·q_k·(‖q‖² − q_k − q_ỹ): the rate when
+// noisyRate returns s_f·Σ_{k≠ỹ} u_k·q_k·(‖q‖² − q_k − q_ỹ): the rate when
 // the label is wrong and y* ~ u, summed over every token of the vocabulary.
 func (v view) noisyRate(o objectives.Objective, label int, u TrueDist, vocab int) float64 {
 	ql := v.q[label]
@@ -215,7 +231,7 @@ func (v view) noisyRate(o objectives.Objective, label int, u TrueDist, vocab int
 			sum += w * v.mult[k] * qk * (v.n2 - qk - ql) // V is known here, so a bucket is spread
 		}
 	}
-	return o.S(ql) * sum
+	return v.scale(o, label) * sum
 }
 
 // noisyRate is view.noisyRate for a context.
@@ -227,25 +243,64 @@ func noisyRate(o objectives.Objective, c Context, u TrueDist) float64 {
 type Estimate struct {
 	Objective string
 	Contexts  int
-	Kept      int     // contexts inside a threshold objective's interval
-	Rate      float64 // mean of π·clean + (1 − π)·noisy
-	Clean     float64 // the same with π = 1 (every label right)
-	Noisy     float64 // the same with π = 0 (every label wrong, y* ~ u)
-	GradNorm  float64 // √(mean ‖∇_z L‖²)
+	Kept      int // contexts inside a threshold objective's interval
+	// Clean is the paper's clean part: the mean rate over the clean
+	// contexts (ỹ = y*). Noisy is the noisy part: the mean rate over the
+	// noisy contexts (ỹ ≠ y*). How a sample is split is EstimateRate's
+	// business; a part with no context is NaN.
+	Clean float64
+	Noisy float64
+	// CleanWeight and NoisyWeight are the total weights behind Clean and
+	// Noisy: the numbers of clean and noisy contexts when every truth is
+	// known.
+	CleanWeight float64
+	NoisyWeight float64
+	// Rate is (1 − E)·Clean + E·Noisy at the noise model's E.
+	Rate     float64
+	GradNorm float64 // √(mean ‖∇_z L‖²)
 	// Normalised is Rate/GradNorm: risk reduction per unit length of the
 	// gradient step, which compares objectives at equal step length.
 	Normalised float64
-	// Observed is the mean rate with the contexts' own true labels; NaN unless
-	// every context has one.
+	// Observed is the mean rate with the contexts' own true labels, the
+	// rate at the sample's own noise rate; NaN unless every context has one.
 	Observed float64
 }
 
 // ErrEmpty is returned for an empty sample.
 var ErrEmpty = errors.New("theory: no contexts")
 
-// EstimateRate computes o's expected rate over the contexts under nm: the
-// mean over contexts of π·Ṙ_clean + (1 − π)·Ṙ_noisy, for the loss
-// L_f = mean f(q_ỹ) of the paper's theory.
+// EstimateRate computes o's expected rate over the contexts under nm, for
+// the loss L_f = mean f(q_ỹ) of the paper's theory, following the paper's
+// definition (§6, App. E): Δ(E) = (1 − E)·A + E·B with A the mean over the
+// clean contexts and B the mean over the noisy ones. Each part is estimated
+// from the contexts that belong to it, so E* = |A|/(B − A) does not depend
+// on how many noisy contexts the sample happens to hold.
+//
+// When every context has its true label, the split is exact: a context is
+// clean when Truth = Label, and its noisy rate uses Truth as y*.
+//
+// When y* is unknown (real data; a sample that mixes known and unknown
+// truths is treated as all unknown), Ṙ is linear in r = e_{y*}, so each
+// context enters the clean part with y* = ỹ and the noisy part with y* ~ u,
+// weighted by how likely it is to belong there:
+//
+//	A = Σ w_clean·Ṙ(ỹ) / Σ w_clean        B = Σ w_noisy·Ṙ(u) / Σ w_noisy
+//
+// The weights come from the noise model:
+//
+//   - With the Posterior, w_clean ∝ π(x) and w_noisy ∝ 1 − π(x), the Bayes
+//     posterior at the sample's noise rate E: a label the model finds
+//     unlikely is probably a noisy one. If the model is calibrated and the
+//     noise replaces labels uniformly, A and B are consistent estimates of
+//     the paper's parts whatever E the sample has (u = UModel is then the
+//     posterior of y*). At E = 0 the noisy part is the limit E → 0, weighted
+//     towards the labels the model finds least likely.
+//   - Flat (the default), every context counts fully in both parts: A is
+//     the mean rate as if every label were right, B as if every label were
+//     wrong with y* ~ u. That is right for a sample of clean labels when u
+//     describes where a wrong label would come from, and biased for noisy
+//     data: a wrong label then enters A as if it were the truth, and E*
+//     moves with the sample's own noise rate.
 //
 // The paper's code averages a thresholded objective's loss over the tokens
 // it keeps, which multiplies the gradient by n/n_kept. The estimate leaves
@@ -267,8 +322,7 @@ func EstimateRate(o objectives.Objective, ctxs []Context, nm NoiseModel) (Estima
 	if err := nm.Validate(); err != nil {
 		return est, fmt.Errorf("theory: %w", err)
 	}
-	allTruth := true
-	var rate, clean, noisy, g2, obs float64
+	known := true
 	for i, c := range ctxs {
 		if err := c.Validate(); err != nil {
 			return est, fmt.Errorf("theory: context %d: %w", i, err)
@@ -276,36 +330,76 @@ func EstimateRate(o objectives.Objective, ctxs []Context, nm NoiseModel) (Estima
 		if (nm.Posterior || nm.U == UUniform) && c.V() < 2 {
 			return est, fmt.Errorf("theory: context %d: the %s needs the vocabulary size of a top-k context", i, needsV(nm))
 		}
+		known = known && c.Truth != Unknown
+	}
+	var clean, noisy, g2, obs float64
+	for _, c := range ctxs {
 		if o.Keep(c.Q[c.Label]) {
 			est.Kept++
 		}
 		v := viewOf(c)
 		cr := v.rate(o, c.Label, c.Label)
-		nr := v.noisyRate(o, c.Label, nm.U, c.V())
-		pi := nm.clean(c, nm.E)
-		clean += cr
-		noisy += nr
-		rate += pi*cr + (1-pi)*nr
+		switch {
+		case known && c.Truth == c.Label:
+			clean += cr
+			est.CleanWeight++
+			obs += cr
+		case known:
+			r := v.rate(o, c.Label, c.Truth)
+			noisy += r
+			est.NoisyWeight++
+			obs += r
+		default:
+			wc, wn := nm.weights(c)
+			clean += wc * cr
+			noisy += wn * v.noisyRate(o, c.Label, nm.U, c.V())
+			est.CleanWeight += wc
+			est.NoisyWeight += wn
+		}
 		gn := v.gradNorm(o, c.Label)
 		g2 += gn * gn
-		if c.Truth == Unknown {
-			allTruth = false
-		} else {
-			obs += v.rate(o, c.Label, c.Truth)
-		}
 	}
 	n := float64(len(ctxs))
-	est.Rate = rate / n
-	est.Clean = clean / n
-	est.Noisy = noisy / n
+	est.Clean, est.Noisy = part(clean, est.CleanWeight), part(noisy, est.NoisyWeight)
 	est.GradNorm = math.Sqrt(g2 / n)
+	if known {
+		est.Observed = obs / n
+	}
+	var err error
+	if est.Rate, err = mix(nm.E, est.Clean, est.Noisy); err != nil {
+		return est, err
+	}
 	if est.GradNorm > 0 {
 		est.Normalised = est.Rate / est.GradNorm
 	}
-	if allTruth {
-		est.Observed = obs / n
-	}
 	return est, nil
+}
+
+// part is a weighted mean, NaN when nothing carries weight.
+func part(sum, weight float64) float64 {
+	if weight == 0 {
+		return math.NaN()
+	}
+	return sum / weight
+}
+
+// mix returns (1 − e)·a + e·b, leaving out a part whose factor is 0; a part
+// that is needed but missing (NaN) is an error.
+func mix(e, a, b float64) (float64, error) {
+	var r float64
+	if e < 1 {
+		if math.IsNaN(a) {
+			return math.NaN(), errors.New("theory: the sample has no clean context (every known true label differs from its label), so the rate below noise 1 is undefined")
+		}
+		r += (1 - e) * a
+	}
+	if e > 0 {
+		if math.IsNaN(b) {
+			return math.NaN(), fmt.Errorf("theory: the sample has no noisy context (every known true label equals its label), so the rate at noise %g is undefined: add contexts with wrong labels, or leave the truths unknown", e)
+		}
+		r += e * b
+	}
+	return r, nil
 }
 
 func needsV(nm NoiseModel) string {
@@ -334,19 +428,25 @@ func Rank(objs []objectives.Objective, ctxs []Context, nm NoiseModel) ([]Estimat
 type Comparison struct {
 	First  Estimate
 	Second Estimate
-	// A and B are Δ's clean and noisy parts: Δ(E) = (1 − E)·A + E·B when
-	// π = 1 − E.
+	// A and B are Δ's clean and noisy parts (EstimateRate says how a sample
+	// is split), so that Δ(E) = (1 − E)·A + E·B. NaN when the sample has no
+	// context of that part.
 	A float64
 	B float64
 	// Delta is Δ at the noise model's rate E. Positive: First is faster.
 	Delta float64
-	// Crossover is the noise rate E* in [0, 1] at which Δ changes sign, NaN
-	// when it keeps one sign on [0, 1]. With π = 1 − E it is A/(A − B).
+	// Crossover is the noise rate E* = A/(A − B) in [0, 1] at which Δ
+	// changes sign, NaN when it keeps one sign on [0, 1] or a part is
+	// missing.
 	Crossover float64
 	// FirstWinsAbove is true when First is faster for E > E* (A < 0 < B:
 	// the paper's model-strong case for a prior-leaning First).
 	FirstWinsAbove bool
 }
+
+// At returns Δ(e) = (1 − e)·A + e·B, the difference at another noise rate
+// for the same split of the sample.
+func (c Comparison) At(e float64) float64 { return (1-e)*c.A + e*c.B }
 
 // Compare returns the comparison of o1 against o2 on the contexts.
 func Compare(o1, o2 objectives.Objective, ctxs []Context, nm NoiseModel) (Comparison, error) {
@@ -362,51 +462,9 @@ func Compare(o1, o2 objectives.Objective, ctxs []Context, nm NoiseModel) (Compar
 	cmp.B = cmp.First.Noisy - cmp.Second.Noisy
 	cmp.Delta = cmp.First.Rate - cmp.Second.Rate
 	cmp.Crossover = math.NaN()
-	if !nm.Posterior {
-		if (cmp.A < 0 && cmp.B > 0) || (cmp.A > 0 && cmp.B < 0) {
-			cmp.Crossover = cmp.A / (cmp.A - cmp.B)
-			cmp.FirstWinsAbove = cmp.A < 0
-		}
-		return cmp, nil
-	}
-	delta := func(e float64) float64 {
-		m := nm
-		m.E = e
-		return deltaAt(o1, o2, ctxs, m)
-	}
-	const steps = 1000
-	prev := delta(0)
-	for i := 1; i <= steps; i++ {
-		e := float64(i) / steps
-		cur := delta(e)
-		if (prev < 0 && cur > 0) || (prev > 0 && cur < 0) {
-			lo, hi := float64(i-1)/steps, e
-			for range 60 {
-				mid := (lo + hi) / 2
-				if dm := delta(mid); (dm < 0) == (prev < 0) {
-					lo = mid
-				} else {
-					hi = mid
-				}
-			}
-			cmp.Crossover = (lo + hi) / 2
-			cmp.FirstWinsAbove = prev < 0
-			break
-		}
-		prev = cur
+	if (cmp.A < 0 && cmp.B > 0) || (cmp.A > 0 && cmp.B < 0) {
+		cmp.Crossover = cmp.A / (cmp.A - cmp.B)
+		cmp.FirstWinsAbove = cmp.A < 0
 	}
 	return cmp, nil
-}
-
-// deltaAt is Rate(o1) − Rate(o2) under nm.
-func deltaAt(o1, o2 objectives.Objective, ctxs []Context, nm NoiseModel) float64 {
-	var d float64
-	for _, c := range ctxs {
-		pi := nm.clean(c, nm.E)
-		v := viewOf(c)
-		r1 := pi*v.rate(o1, c.Label, c.Label) + (1-pi)*v.noisyRate(o1, c.Label, nm.U, c.V())
-		r2 := pi*v.rate(o2, c.Label, c.Label) + (1-pi)*v.noisyRate(o2, c.Label, nm.U, c.V())
-		d += r1 - r2
-	}
-	return d / float64(len(ctxs))
 }

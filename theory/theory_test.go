@@ -193,23 +193,19 @@ func TestCrossover(t *testing.T) {
 		if math.IsNaN(cmp.Crossover) || !cmp.FirstWinsAbove {
 			t.Fatalf("posterior=%v: no crossover found: %+v", post, cmp)
 		}
-		at := func(e float64) float64 {
-			c, err := Compare(o1, o2, ctxs, NoiseModel{E: e, Posterior: post})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c.Delta
-		}
+		// Δ(E) = (1 − E)·A + E·B for this split of the sample.
+		at := cmp.At
 		if d := at(cmp.Crossover); math.Abs(d) > 1e-12 {
 			t.Errorf("posterior=%v: Δ(E*) = %v, want 0", post, d)
+		}
+		if d := at(0.1); math.Abs(d-cmp.Delta) > 1e-15 {
+			t.Errorf("posterior=%v: At(E) = %v, Delta = %v", post, d, cmp.Delta)
 		}
 		if at(math.Max(cmp.Crossover-0.01, 0)) >= 0 || at(math.Min(cmp.Crossover+0.01, 1)) <= 0 {
 			t.Errorf("posterior=%v: Δ should go from < 0 to > 0 across E* = %v", post, cmp.Crossover)
 		}
-		if !post {
-			if want := -cmp.A / (cmp.B - cmp.A); math.Abs(cmp.Crossover-want) > 1e-15 {
-				t.Errorf("E* = %v, want |A|/(B − A) = %v", cmp.Crossover, want)
-			}
+		if want := -cmp.A / (cmp.B - cmp.A); math.Abs(cmp.Crossover-want) > 1e-15 {
+			t.Errorf("posterior=%v: E* = %v, want |A|/(B − A) = %v", post, cmp.Crossover, want)
 		}
 	}
 	// With u uniform and π flat the crossover is (V − 1)/V on every sample, not only
@@ -262,14 +258,26 @@ func TestPosterior(t *testing.T) {
 	// π = (1 − E)·q / ((1 − E)·q + E·(1 − q)/(V − 1)); at q = 1/V it is 1 − E
 	// (a uniform model learns nothing from the label), and it rises with q.
 	c := Context{Q: []float64{0.25, 0.25, 0.25, 0.25}, Label: 0}
+	// The split's weights are the likelihood ratios π/(1 − E) and (1 − π)/E.
 	nm := NoiseModel{E: 0.3, Posterior: true}
-	if got := nm.clean(c, 0.3); math.Abs(got-0.7) > 1e-15 {
+	pi := func(c Context) float64 {
+		wc, wn := nm.weights(c)
+		if math.Abs((1-nm.E)*wc+nm.E*wn-1) > 1e-15 {
+			t.Errorf("π + (1 − π) = %v", (1-nm.E)*wc+nm.E*wn)
+		}
+		return (1 - nm.E) * wc
+	}
+	if got := pi(c); math.Abs(got-0.7) > 1e-15 {
 		t.Errorf("π at uniform q = %v, want 0.7", got)
 	}
 	c.Q = []float64{0.7, 0.1, 0.1, 0.1}
 	want := 0.7 * 0.7 / (0.7*0.7 + 0.3*0.3/3)
-	if got := nm.clean(c, 0.3); math.Abs(got-want) > 1e-15 {
+	if got := pi(c); math.Abs(got-want) > 1e-15 {
 		t.Errorf("π = %v, want %v", got, want)
+	}
+	// The flat split counts every context fully in both parts.
+	if wc, wn := (NoiseModel{E: 0.3}).weights(c); wc != 1 || wn != 1 {
+		t.Errorf("flat weights %v, %v, want 1, 1", wc, wn)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // EvalResult measures a model on held-out examples.
@@ -13,20 +14,35 @@ type EvalResult struct {
 	ExactMatch    float64 `json:"exact_match"`    // share of examples whose greedy generation equals the response
 	TokenAccuracy float64 `json:"token_accuracy"` // share of targets that are the argmax (teacher forcing)
 	MeanP         float64 `json:"mean_p"`         // the paper's Eq. 5: mean p of the targets
+	MedianP       float64 `json:"median_p"`       // median p of the targets
 	NLL           float64 `json:"nll"`            // mean −log p of the targets
-	Truncated     int     `json:"truncated"`      // examples cut to fit the context
+	// Entropy is the mean entropy, in nats, of the model's next-token
+	// distribution at the scored positions, and Top1P the mean probability
+	// of its most likely token there. With MeanP they tell a diffuse model
+	// (high entropy, low top-1) from a confidently wrong one (low entropy,
+	// high top-1, low p of the targets).
+	Entropy   float64 `json:"entropy"`
+	Top1P     float64 `json:"top1_p"`
+	Truncated int     `json:"truncated"` // examples cut to fit the context
 }
 
 // EvalOptions tunes Evaluate. The zero value evaluates everything in batches
 // of 32.
 type EvalOptions struct {
 	Batch      int  // examples per forward pass (default 32)
-	NoGenerate bool // skip greedy generation (ExactMatch is then 0)
+	NoGenerate bool // leave ExactMatch at 0
 }
 
-// Evaluate scores a model on examples with teacher forcing (token accuracy,
-// mean p, NLL over the response tokens and EOS) and, unless turned off, by
-// greedy generation from each prompt (exact match of the text before EOS).
+// Evaluate scores a model on examples with teacher forcing: token accuracy,
+// mean and median p, NLL, entropy and top-1 probability over the response
+// tokens and EOS, and the exact match of greedy generation from each prompt.
+//
+// Exact match needs no generation: greedy decoding reproduces the response
+// and its EOS exactly when, with the true prefix, the model's argmax is the
+// target at every scored position (by induction over the positions, since
+// each step then sees the true prefix). So it is read off the teacher-forced
+// argmaxes, ties broken towards the lower id as Generate does; an example
+// cut to fit the context counts as a miss, as it would in generation.
 func Evaluate(ctx context.Context, m *Model, tok *Tokenizer, data []Example, opt EvalOptions) (EvalResult, error) {
 	rows, st, err := encode(tok, data, m.Cfg.Context)
 	if err != nil {
@@ -34,71 +50,56 @@ func Evaluate(ctx context.Context, m *Model, tok *Tokenizer, data []Example, opt
 	}
 	var res EvalResult
 	res.Examples, res.Truncated = len(rows), st.Truncated
-	var correct int
-	var sumP, sumNLL float64
-	err = teacherForced(ctx, m, rows, opt.Batch, func(i int, tf TokenScores) {
+	var correct, exact int
+	var sumP, sumNLL, sumH, sumTop float64
+	var ps []float64
+	err = teacherForced(ctx, m, rows, opt.Batch, func(_ int, tf TokenScores) {
+		// A row that fits the context ends with its EOS target; a truncated
+		// one does not.
+		all := len(tf.Target) > 0 && tf.Target[len(tf.Target)-1] == EOSID
 		for j, lp := range tf.LogP {
 			res.Tokens++
-			sumP += math.Exp(lp)
+			p := math.Exp(lp)
+			sumP += p
+			ps = append(ps, p)
 			sumNLL -= lp
+			sumH += tf.Entropy[j]
+			sumTop += tf.Top1P[j]
 			if tf.Argmax[j] == tf.Target[j] {
 				correct++
+			} else {
+				all = false
 			}
+		}
+		if all {
+			exact++
 		}
 	})
 	if err != nil {
 		return res, err
 	}
 	if res.Tokens > 0 {
-		res.TokenAccuracy = float64(correct) / float64(res.Tokens)
-		res.MeanP = sumP / float64(res.Tokens)
-		res.NLL = sumNLL / float64(res.Tokens)
+		n := float64(res.Tokens)
+		res.TokenAccuracy = float64(correct) / n
+		res.MeanP, res.NLL = sumP/n, sumNLL/n
+		res.Entropy, res.Top1P = sumH/n, sumTop/n
+		res.MedianP = median(ps)
 	}
-	if opt.NoGenerate {
-		return res, nil
-	}
-	// Only examples that fit whole can match exactly; the others count as misses.
-	var exact int
-	var prompts [][]int
-	var want []string
-	for _, ex := range data {
-		p, err := tok.Encode(ex.Prompt)
-		if err != nil {
-			continue // encode above already reported unknown characters
-		}
-		prompts = append(prompts, append([]int{BOSID}, p...))
-		want = append(want, ex.Response)
-	}
-	gens, err := Generate(ctx, m, prompts, maxRunes(want)+1, opt.Batch)
-	if err != nil {
-		return res, err
-	}
-	for i, g := range gens {
-		if n := len(g); n > 0 && g[n-1] == EOSID && allChars(g[:n-1]) && tok.Decode(g) == want[i] {
-			exact++
-		}
-	}
-	if len(data) > 0 {
+	if !opt.NoGenerate && len(data) > 0 {
 		res.ExactMatch = float64(exact) / float64(len(data))
 	}
 	return res, nil
 }
 
-func allChars(ids []int) bool {
-	for _, id := range ids {
-		if id < FirstChar {
-			return false
-		}
+// median returns the median of xs (the mean of the middle two for an even
+// count); it reorders xs.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
 	}
-	return true
-}
-
-func maxRunes(ss []string) int {
-	n := 0
-	for _, s := range ss {
-		n = max(n, len([]rune(s)))
-	}
-	return n
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // TokenScores are one example's scored targets under teacher forcing.
@@ -106,6 +107,10 @@ type TokenScores struct {
 	Target []int     // target ids of the scored positions
 	LogP   []float64 // log p of each target
 	Argmax []int     // the model's most likely token at each position
+	// Top1P is the probability of the argmax, and Entropy the entropy in
+	// nats of the model's next-token distribution, at each position.
+	Top1P   []float64
+	Entropy []float64
 	// Dist returns the model's full next-token distribution at scored
 	// position j (a fresh slice that sums to 1).
 	Dist func(j int) []float64
@@ -163,13 +168,18 @@ func teacherForced(ctx context.Context, m *Model, rows []encoded, batch int, fn 
 				tf.Target = append(tf.Target, b.Targets[k])
 				tf.LogP = append(tf.LogP, op.logp[k])
 				row := z[k*v : (k+1)*v]
+				lse := float64(op.lse[k])
 				am := 0
+				var pz float64 // Σ_c q_c·z_c, so that H = lse − Σ q·z
 				for c, x := range row {
 					if x > row[am] {
 						am = c
 					}
+					pz += math.Exp(float64(x)-lse) * float64(x)
 				}
 				tf.Argmax = append(tf.Argmax, am)
+				tf.Top1P = append(tf.Top1P, math.Exp(float64(row[am])-lse))
+				tf.Entropy = append(tf.Entropy, lse-pz)
 			}
 			tf.Dist = func(j int) []float64 {
 				k := pos[j]

@@ -106,6 +106,17 @@ func (f *flags) parseNoArgs(args []string) error {
 }
 
 // printHelp writes the manual: usage line, prose, then the flags.
+// set reports whether the flag name was given on the command line.
+func (f *flags) set(name string) bool {
+	found := false
+	f.Visit(func(fl *flag.Flag) {
+		if fl.Name == name {
+			found = true
+		}
+	})
+	return found
+}
+
 func (f *flags) printHelp() {
 	w := f.out
 	fmt.Fprintf(w, "usage: %s\n\n%s\n", f.usage, strings.TrimSpace(f.long))

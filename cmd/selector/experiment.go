@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,31 +15,48 @@ import (
 
 var cmdExperiment = &command{
 	name:  "experiment",
-	usage: "selector experiment continuum | theory | autoblend | all [--quick] [--seeds N] [--noises E,...] [--out DIR] [--json] [--parallel N] [--cache DIR]",
+	usage: "selector experiment continuum | theory | autoblend | all [--quick] [--seeds N] [--tasks T,...] [--noises E,...] [--schemes S,...] [--out DIR] [--json] [--parallel N] [--cache DIR]",
 	short: "reproduce the capability continuum and test the theory on small models",
 	long: `Checks the paper's claims on models capsel trains itself, with statistics.
 
-The task is fact recall with a capability dial: base models pretrain on
-distractor facts and on a share (the coverage) of the target facts, from 0 %
-(the probe measures mean p ≈ 0.06, the paper's model-weak anchors are
-0.01–0.07) to 100 % (≈ 0.83; model-strong anchors ≈ 0.8). Each base model is
-fine-tuned on all target facts, a share of them with a wrong label, with each
-objective and several seeds, and evaluated on the true values.
+Two tasks, each with a capability dial (the share of the targets that the
+base models' pretraining covers, the paper's App. B.1):
 
-  continuum   the probe's mean p of every base model, and held-out exact
-              match, token accuracy and mean p for every objective, with 95 %
-              CIs over seeds and paired differences against NLL; PNGs of
-              accuracy against capability (the continuum figure)
-  theory      in every cell, the winner predicted by the paper's rate, the
-              step-normalised rate and the exact first-order rate by autograd,
-              against the measured one-step change and the final outcome
+  fact   recall of random facts; fine-tuned on one set of facts, tested on
+         facts it never fine-tuned on (which pretraining covered at the same
+         rate), with the fit to the training facts as its own column
+  rule   a letter substitution; fine-tuned on some words, tested on new
+         ones, so the test needs the rule, not memory
+
+Each task adds its other kind of weak base model: the fact dial's weak end
+is confidently wrong, so an "uninformed" one is added; the rule dial's is
+diffuse, so a "misinformed" one is added. Every base model has --seeds
+replicates (its own seed, fine-tuning seed and noise draw), and is
+fine-tuned on clean labels and on labels corrupted by each scheme at the
+largest noise rate (the dial's upper base models at every rate): replace (a
+random response), substitute (one letter wrong), indel (one letter inserted
+or deleted).
+
+  continuum   the probe's figures of every base model on clean data and on
+              the data as given; held-out exact match, token accuracy and
+              mean p and the training-set fit of every objective, with 95 %
+              CIs over replicates, paired differences against NLL and the
+              cell's winner (or a tie); the crossover along the dial; PNGs
+              against the probe's mean p on the data as given
+  theory      in every cell, the winner predicted by the paper's rate (with
+              known truths, the posterior split and the flat split), the
+              step-normalised rate, the exact first-order rate and the
+              measured one-step change, against the decided final outcome;
+              the crossover noise rate E*
   autoblend   auto and auto-theory against the best fixed objective per cell
   all         the three
 
-Runs are cached (--cache) so that theory and autoblend reuse the continuum's.
---quick checks the pipeline in about a minute (small models, two coverages,
-two seeds); its numbers mean nothing. Results go to DIR as markdown, JSON and
-PNG, each file stating the command that produced it.`,
+Runs are cached (--cache) so that the three share them. --quick checks the
+pipeline in seconds on tiny models and tasks; its numbers mean nothing and
+its output says so. Results go to DIR as markdown, JSON and PNG, each file
+stating the command that produced it. The per-example noise truth of every
+fine-tuning set is available from the experiments package
+(Setup.SFTData).`,
 }
 
 func init() { cmdExperiment.run = runExperiment }
@@ -56,9 +74,11 @@ func runExperiment(e *env, args []string) error {
 		return &usageError{msg: fmt.Sprintf("unknown experiment %q (continuum, theory, autoblend or all)", which)}
 	}
 	f := newFlags(e, "experiment "+which, cmdExperiment.usage, cmdExperiment.long)
-	quick := f.Bool("quick", false, "check the pipeline quickly (small models; the numbers mean nothing)")
-	seeds := f.Int("seeds", 0, "fine-tuning seeds per cell (default 5, quick 2)")
-	noises := f.String("noises", "", "comma-separated label-noise rates (default 0,0.5; quick 0.5)")
+	quick := f.Bool("quick", false, "check the pipeline quickly (tiny models; the numbers mean nothing)")
+	seeds := f.Int("seeds", 0, "replicates per grid point, ≥ 2: base models, each with its own fine-tuning seed and noise draw (default 4, quick 2)")
+	tasks := f.String("tasks", "", "comma-separated tasks: fact, rule (default both)")
+	noises := f.String("noises", "", "comma-separated label-noise rates (default 0,0.1,0.2,0.3,0.5; quick 0,0.5)")
+	schemes := f.String("schemes", "", "comma-separated noise schemes: replace, substitute, indel (default all; quick replace,substitute)")
 	out := f.String("out", "experiments/results", "results `directory`")
 	asJSON := f.Bool("json", false, "also print the results as JSON on stdout")
 	parallel := f.Int("parallel", 2, "fine-tunes run at once")
@@ -74,13 +94,29 @@ func runExperiment(e *env, args []string) error {
 	if *quick {
 		setup = experiments.QuickSetup()
 	}
-	if *seeds != 0 {
-		setup.Seeds = *seeds
+	if f.set("seeds") {
+		if *seeds < 2 {
+			return f.usagef("--seeds %d: need at least 2 replicates for a confidence interval", *seeds)
+		}
+		setup.Replicates = *seeds
 	}
-	if *noises != "" {
+	if f.set("tasks") {
+		setup.Tasks = splitList(*tasks)
+	}
+	if f.set("noises") {
 		var err error
 		if setup.Noises, err = parseFloats(*noises); err != nil {
 			return f.usagef("--noises: %v", err)
+		}
+	}
+	if f.set("schemes") {
+		setup.Schemes = nil
+		for _, name := range splitList(*schemes) {
+			sc, err := experiments.ParseScheme(name)
+			if err != nil {
+				return f.usagef("--schemes: %v", err)
+			}
+			setup.Schemes = append(setup.Schemes, sc)
 		}
 	}
 	if *parallel < 1 {
@@ -92,7 +128,15 @@ func runExperiment(e *env, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	command := "selector experiment " + strings.Join(args, " ")
+	// The command as typed, empty and spaced arguments quoted.
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = a
+		if a == "" || strings.ContainsAny(a, " \t\"'") {
+			quoted[i] = strconv.Quote(a)
+		}
+	}
+	command := "selector experiment " + strings.Join(quoted, " ")
 	var bar *progressBar
 	stage := ""
 	r := &experiments.Runner{Setup: setup, Cache: *cache, Parallel: *parallel, Events: func(ev experiments.Event) {
@@ -105,7 +149,8 @@ func runExperiment(e *env, args []string) error {
 		}
 		bar.total = ev.Total
 		bar.update(ev.Done, 0, "", ev.Cell)
-		if !e.tty && (ev.Stage != "pretrain" || ev.Done == ev.Total) {
+		// Without a terminal, log about twenty lines per stage.
+		if !e.tty && (ev.Done == ev.Total || ev.Done%max(1, ev.Total/20) == 0) {
 			e.log.Info().Str("stage", ev.Stage).Str("cell", ev.Cell).Int("done", ev.Done).Int("total", ev.Total).Msg("progress")
 		}
 	}}
@@ -117,7 +162,7 @@ func runExperiment(e *env, args []string) error {
 		}
 		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {
-			return err
+			return fmt.Errorf("%s.json: %w", name, err)
 		}
 		results[name] = v
 		return atomicfile.WriteBytes(filepath.Join(*out, name+".json"), append(b, '\n'))
@@ -137,11 +182,12 @@ func runExperiment(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		e.log.Info().Strs("plots", files).Msg("wrote continuum figures")
+		e.log.Info().Int("plots", len(files)).Msg("wrote continuum figures")
 	}
+	var th *experiments.TheoryResult
 	if which == "theory" || which == "all" {
 		stage = ""
-		th, err := r.Theory(e.ctx, cont)
+		th, err = r.Theory(e.ctx, cont)
 		if bar != nil {
 			bar.finish()
 		}
@@ -153,22 +199,27 @@ func runExperiment(e *env, args []string) error {
 		}
 	}
 	if which == "autoblend" || which == "all" {
-		stage = ""
-		ab, err := r.Autoblend(e.ctx, cont)
-		if bar != nil {
-			bar.finish()
-		}
+		ab, err := experiments.Autoblend(cont)
 		if err != nil {
 			return err
 		}
 		if err := write("autoblend", ab, ab.Markdown(command)); err != nil {
 			return err
 		}
+		if which == "all" {
+			if err := atomicfile.WriteBytes(filepath.Join(*out, "summary.md"), []byte(experiments.Summary(cont, th, ab, command))); err != nil {
+				return err
+			}
+		}
 	}
-	e.log.Info().Str("out", *out).Str("elapsed", time.Since(start).Round(time.Second).String()).Msg("done")
+	elapsed := time.Since(start).Round(time.Second)
+	e.log.Info().Str("out", *out).Str("elapsed", elapsed.String()).Msg("done")
 	if *asJSON {
 		return writeJSON(e.stdout, results)
 	}
-	fmt.Fprintf(e.stdout, "wrote %s results to %s in %s\n", which, *out, time.Since(start).Round(time.Second))
+	fmt.Fprintf(e.stdout, "wrote %s results to %s in %s\n", which, *out, elapsed)
+	if setup.Quick {
+		fmt.Fprintln(e.stdout, "quick mode: tiny models and tasks; the numbers check the pipeline and mean nothing")
+	}
 	return nil
 }

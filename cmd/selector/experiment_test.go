@@ -29,9 +29,32 @@ func TestExperimentQuick(t *testing.T) {
 			t.Errorf("%s.md: %v", k, err)
 		}
 	}
-	pngs, _ := filepath.Glob(filepath.Join(out, "continuum_*.png"))
-	if len(pngs) != 2 {
-		t.Errorf("continuum figures: %v", pngs)
+	// Quick: 2 tasks × (clean + 2 schemes at 0.5) × 3 metrics along the
+	// dial, and 2 tasks × 2 schemes along the noise rate at coverage 1.
+	if pngs, _ := filepath.Glob(filepath.Join(out, "continuum_*.png")); len(pngs) != 18 {
+		t.Errorf("%d continuum figures, want 18", len(pngs))
+	}
+	if pngs, _ := filepath.Glob(filepath.Join(out, "noise_*.png")); len(pngs) != 4 {
+		t.Errorf("%d noise figures, want 4", len(pngs))
+	}
+	// Quick output says its numbers mean nothing and states no verdict in bold.
+	md, _ := os.ReadFile(filepath.Join(out, "continuum.md"))
+	if !strings.Contains(string(md), "say nothing about the science") || strings.Contains(string(md), "**crossover") || strings.Contains(string(md), "**not seen") {
+		t.Error("continuum.md: quick mode must say its numbers mean nothing, without bold verdicts")
+	}
+	var cont struct {
+		Setup struct {
+			Quick bool `json:"quick"`
+		} `json:"setup"`
+		Cells []map[string]json.RawMessage `json:"cells"`
+	}
+	if err := json.Unmarshal(res["continuum"], &cont); err != nil || !cont.Setup.Quick || len(cont.Cells) == 0 {
+		t.Fatalf("continuum JSON: %v", err)
+	}
+	for _, k := range []string{"probe_clean", "probe_as_given", "noise_aware_probe", "corrupted_examples", "token_noise", "decisions"} {
+		if _, ok := cont.Cells[0][k]; !ok {
+			t.Errorf("a cell lacks %q", k)
+		}
 	}
 	// A second run reads every run from the cache and writes the same results.
 	before, _ := os.ReadFile(filepath.Join(out, "continuum.json"))
@@ -44,5 +67,27 @@ func TestExperimentQuick(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, "experiment", "sideways"); code != 2 || !strings.Contains(stderr, "unknown experiment") {
 		t.Errorf("unknown experiment: %d %s", code, stderr)
+	}
+	code, stdout, _ = runCLI(t, "experiment", "continuum", "--quick", "--out", out, "--cache", filepath.Join(out, "cache"))
+	if code != 0 || !strings.Contains(stdout, "mean nothing") {
+		t.Errorf("quick text output: exit %d, %q", code, stdout)
+	}
+}
+
+func TestExperimentFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--seeds", "0"}, "--seeds 0: need at least 2"},
+		{[]string{"--seeds", "1"}, "--seeds 1: need at least 2"},
+		{[]string{"--schemes", "replace,swap"}, `unknown noise scheme "swap"`},
+		{[]string{"--tasks", "facts"}, `unknown task "facts"`},
+		{[]string{"--noises", "0,1"}, "noise 1 outside [0, 1)"},
+	} {
+		code, _, stderr := runCLI(t, append([]string{"experiment", "all", "--quick", "--out", t.TempDir()}, c.args...)...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
 	}
 }

@@ -163,7 +163,7 @@ func TestTheoryCommands(t *testing.T) {
 	}
 	cs, _ := theory.ReadContexts(strings.NewReader(lines), "x", 0)
 	cmp, _ := theory.Compare(objectives.P(), objectives.NLL(), cs, theory.NoiseModel{})
-	if cx.Crossover == nil || *cx.Crossover != cmp.Crossover || cx.A != cmp.A || !cx.RemainderB {
+	if cx.Crossover == nil || *cx.Crossover != cmp.Crossover || cx.A == nil || *cx.A != cmp.A || !cx.RemainderB {
 		t.Errorf("crossover JSON %+v disagrees with the library %+v", cx, cmp)
 	}
 	code, out, _ = runCLI(t, "theory", "rate", "--objective", "nll,p,GeneralFamily-10", "--contexts", ctx, "--noise", "0.2")

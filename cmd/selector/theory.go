@@ -20,9 +20,14 @@ the model's distribution q, training label ỹ and true label y*:
 
   Ṙ_f = q_{y*} · s_f(q_ỹ) · ⟨e_{y*} − q, e_ỹ − q⟩          (larger = faster)
 
-When y* is unknown it is estimated: the label is right with probability π
-(1 − E, or the Bayes posterior with --posterior) and otherwise y* follows u
-(the model's own q over the other tokens, or uniform with --u uniform).
+A sample splits into clean contexts (ỹ = y*) and noisy ones, and with noise
+rate E the rate is (1 − E)·clean part + E·noisy part (paper §6). Contexts
+that give their truth are split exactly. When y* is unknown, each context
+enters the clean part with y* = ỹ and the noisy part with y* drawn from u
+(the model's own q over the other tokens, or uniform with --u uniform): every
+context fully in both parts (the default; right for clean data, biased when
+the data is noisy), or weighted by the Bayes posterior that its label is
+clean at noise E (--posterior, consistent for a calibrated model).
 
   selector theory rate --objective nll,p,GeneralFamily-10 --contexts ctx.jsonl --noise 0.1
       each objective's expected rate, its clean and noisy parts and the
@@ -182,7 +187,7 @@ func addNoiseFlags(f *flags) noiseFlags {
 	return noiseFlags{
 		contexts:  f.String("contexts", "", "JSONL `file` of contexts (format in 'selector theory -h')"),
 		noise:     f.Float64("noise", 0, "label-noise rate E in [0, 1]"),
-		posterior: f.Bool("posterior", false, "use the Bayes posterior π(q_ỹ) instead of π = 1 − E (needs V)"),
+		posterior: f.Bool("posterior", false, "split unknown truths by the Bayes posterior π(q_ỹ) at noise E (needs V)"),
 		u:         f.String("u", "model", "true-token distribution for noisy labels: model or uniform"),
 		limit:     f.Int("limit", 0, "read at most N contexts (0: all)"),
 	}
@@ -227,8 +232,8 @@ type estimateJSON struct {
 	Objective  string   `json:"objective"`
 	Class      string   `json:"class"`
 	Rate       float64  `json:"rate"`
-	Clean      float64  `json:"clean_rate"`
-	Noisy      float64  `json:"noisy_rate"`
+	Clean      *float64 `json:"clean_rate"` // null when the sample has no clean context
+	Noisy      *float64 `json:"noisy_rate"` // null when the sample has no noisy context
 	Normalised float64  `json:"normalised_rate"`
 	GradNorm   float64  `json:"grad_norm"`
 	Kept       int      `json:"kept_contexts"`
@@ -237,7 +242,7 @@ type estimateJSON struct {
 
 func toEstimateJSON(est theory.Estimate) estimateJSON {
 	o := objectives.MustParse(est.Objective)
-	return estimateJSON{Objective: est.Objective, Class: o.Class().String(), Rate: est.Rate, Clean: est.Clean, Noisy: est.Noisy,
+	return estimateJSON{Objective: est.Objective, Class: o.Class().String(), Rate: est.Rate, Clean: num(est.Clean), Noisy: num(est.Noisy),
 		Normalised: est.Normalised, GradNorm: est.GradNorm, Kept: est.Kept, Observed: num(est.Observed)}
 }
 
@@ -297,13 +302,18 @@ and, when every context gives its true label, the observed rate.`)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RANK\tOBJECTIVE\tCLASS\tRATE\tCLEAN\tNOISY\tRATE/‖∇L‖\tOBSERVED")
 	for i, r := range out.Ranking {
-		obs := math.NaN()
-		if r.Observed != nil {
-			obs = *r.Observed
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, r.Objective, r.Class, fmtG(r.Rate), fmtG(r.Clean), fmtG(r.Noisy), fmtG(r.Normalised), fmtG(obs))
+		obs := deref(r.Observed)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, r.Objective, r.Class, fmtG(r.Rate), fmtG(deref(r.Clean)), fmtG(deref(r.Noisy)), fmtG(r.Normalised), fmtG(obs))
 	}
 	return tw.Flush()
+}
+
+// deref is *x, or NaN for nil.
+func deref(x *float64) float64 {
+	if x == nil {
+		return math.NaN()
+	}
+	return *x
 }
 
 func printNoiseHeader(e *env, n noiseJSON) {
@@ -321,8 +331,8 @@ type crossoverJSON struct {
 	noiseJSON
 	Objective      estimateJSON `json:"objective"`
 	Vs             estimateJSON `json:"vs"`
-	A              float64      `json:"clean_part"`
-	B              float64      `json:"noisy_part"`
+	A              *float64     `json:"clean_part"`
+	B              *float64     `json:"noisy_part"`
 	Delta          float64      `json:"delta"`
 	Winner         string       `json:"winner"`
 	Crossover      *float64     `json:"crossover_noise"`
@@ -331,11 +341,12 @@ type crossoverJSON struct {
 
 func theoryCrossover(e *env, args []string) error {
 	f := newFlags(e, "theory crossover", "selector theory crossover --objective SPEC --vs SPEC --contexts FILE [--noise E] [--posterior] [--u model|uniform] [--json]",
-		`Splits Δ = Ṙ[objective] − Ṙ[vs] over the sample into its clean part A and
-noisy part B, so that Δ(E) = (1 − E)·A + E·B, and reports the noise rate
-E* = A/(A − B) at which the faster objective changes (found numerically with
---posterior). At the model-strong end a prior-leaning objective has A < 0 < B
-and wins only above E* (paper §6).`)
+		`Splits Δ = Ṙ[objective] − Ṙ[vs] over the sample into its clean part A
+(its mean over the contexts whose label is right) and noisy part B (over
+those whose label is wrong; with unknown truths, see --posterior), so that
+Δ(E) = (1 − E)·A + E·B, and reports the noise rate E* = A/(A − B) at which
+the faster objective changes. At the model-strong end a prior-leaning
+objective has A < 0 < B and wins only above E* (paper §6).`)
 	asJSON := f.Bool("json", false, "print JSON")
 	o1s := f.String("objective", "", "the first objective `spec`")
 	o2s := f.String("vs", "nll", "the objective `spec` to compare against")
@@ -358,7 +369,7 @@ and wins only above E* (paper §6).`)
 	out := crossoverJSON{
 		noiseJSON: noiseJSON{Noise: nm.E, Posterior: nm.Posterior, U: nm.U.String(), Contexts: len(ctxs), RemainderB: hasBucket(ctxs)},
 		Objective: toEstimateJSON(cmp.First), Vs: toEstimateJSON(cmp.Second),
-		A: cmp.A, B: cmp.B, Delta: cmp.Delta, Winner: winner(cmp.Delta, o1, o2), Crossover: num(cmp.Crossover),
+		A: num(cmp.A), B: num(cmp.B), Delta: cmp.Delta, Winner: winner(cmp.Delta, o1, o2), Crossover: num(cmp.Crossover),
 	}
 	if out.Crossover != nil {
 		above := cmp.FirstWinsAbove

@@ -31,9 +31,19 @@ func main() {
 	}
 }
 
+// The demo's recipe: the first experiments' fact task (120 facts, 240
+// distractors, task seed 1) and base model (d 64, 2 layers, 4 heads, context
+// 20, 600 steps of 32 at lr 3e-3, seed 1), and their whole-value noise.
 func run(out string, coverage, noise float64) error {
-	s := experiments.DefaultSetup()
-	ck, err := s.Pretrain(context.Background(), coverage, func(info train.StepInfo) {
+	task := experiments.NewFactTask(1, 120, 0, 240, 0)
+	data, err := task.Pretraining(experiments.Base{Coverage: coverage})
+	if err != nil {
+		return err
+	}
+	cfg := train.DefaultConfig()
+	cfg.Model = train.ModelConfig{D: 64, Layers: 2, Heads: 4, Context: 20}
+	cfg.Steps, cfg.Batch, cfg.LR, cfg.Seed = 600, 32, 3e-3, 1
+	ck, err := experiments.Pretrain(context.Background(), cfg, data, func(info train.StepInfo) {
 		if info.Step%100 == 0 {
 			fmt.Fprintf(os.Stderr, "pretraining step %d/%d loss %.3f\n", info.Step, info.Steps, info.Loss)
 		}
@@ -50,6 +60,6 @@ func run(out string, coverage, noise float64) error {
 	}); err != nil {
 		return err
 	}
-	sft := experiments.JSONL(s.Task().SFT(noise, 1))
+	sft := experiments.JSONL(task.SFT(experiments.Replace, noise, 1).Examples)
 	return atomicfile.WriteBytes(filepath.Join(out, "sft.jsonl"), []byte(sft))
 }
