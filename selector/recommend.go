@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/capsel/capsel/choose"
 	"github.com/capsel/capsel/continuum"
 	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/objectives"
@@ -215,10 +216,10 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 	r := Recommendation{Capability: ev.MeanP, CapabilityCI: ev.MeanPCI, RawMeanP: ev.MeanP, ShareGT055: ev.ShareGT055,
 		Contexts: len(ev.Contexts), RemainderNote: ev.TopK, CapabilitySource: "raw mean p"}
 	level := 2 // high
-	var call Call
+	var call choose.Call
 	m := ev.NoiseAware
 	if m != nil {
-		call = Decide(m, cuts)
+		call = choose.Decide(m, cuts)
 		r.Capability, r.CapabilityCI, r.CapabilitySource = m.Capability.Value, m.Capability.CI, "noise-aware"
 		r.NoiseAware = summaryOf(m)
 	} else {
@@ -306,8 +307,8 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 // decideRaw is the paper's rollout on the raw mean p, for evidence without
 // the noise-aware measurement: prior-leaning (−p) at the model-strong end,
 // NLL elsewhere.
-func decideRaw(ev Evidence, cuts continuum.Cuts) Call {
-	c := Call{Region: cuts.Region(ev.MeanP), Objective: "nll"}
+func decideRaw(ev Evidence, cuts continuum.Cuts) choose.Call {
+	c := choose.Call{Region: cuts.Region(ev.MeanP), Objective: "nll"}
 	c.Reasons = append(c.Reasons, fmt.Sprintf("The base model gives its fine-tuning targets a mean probability of %.3f (95%% CI %.3f–%.3f; the paper's Eq. 5), and %.0f%% of them exceed 0.55: %s.",
 		ev.MeanP, ev.MeanPCI[0], ev.MeanPCI[1], 100*ev.ShareGT055, c.Region))
 	c.Reasons = append(c.Reasons, "Without the noise-aware measurement (it needs the top-k lists, or a model that can answer), wrong labels cannot be told from a model that does not know: both lower the mean p, so a noisy data set of a strong model reads as weaker than it is.")
