@@ -192,6 +192,8 @@ type Files struct {
 	cur    Source
 	f      *os.File
 	pos    func() int64 // bytes of the current file consumed
+	lr     *lineReader  // the current file's
+	recs   int          // non-blank lines of the files finished
 	total  int64
 	done   atomic.Int64 // bytes of finished files
 	curPos atomic.Int64
@@ -265,6 +267,10 @@ func (fs *Files) closeCurrent() {
 	if ps, ok := fs.cur.(*parallelSource); ok {
 		ps.close()
 	}
+	if fs.lr != nil {
+		fs.recs = fs.lr.base + fs.lr.rec
+		fs.lr = nil
+	}
 	if fs.f != nil {
 		fs.done.Add(fs.pos())
 		fs.curPos.Store(0)
@@ -281,6 +287,7 @@ func (fs *Files) open(path string) error {
 		return err
 	}
 	lr := newLineReader(f, path)
+	lr.base = fs.recs
 	format, detected := fs.opt.Format, false
 	if format == "" {
 		line, err := lr.next()
@@ -306,6 +313,7 @@ func (fs *Files) open(path string) error {
 		lr.unread()
 		detected = true
 	}
+	fs.lr = lr
 	np, err := parserFor(format, fs.opt)
 	if err != nil {
 		f.Close()
