@@ -114,7 +114,7 @@ type Accumulator struct {
 	seqSum           []float64 // per sequence: Σp over its scored tokens
 	seqN             []uint32  // per sequence: number of scored tokens
 	res              reservoir
-	sb               sumBufs // scratch: the per-token data of the sequence being added
+	sb               sumBufs         // scratch: the per-token data of the sequence being added
 	noise            *noiseCollector // nil unless Config.NoiseAware
 	skipped          int64
 	skipNotes        []string

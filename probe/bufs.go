@@ -16,7 +16,7 @@ type bufs struct {
 	spans  []span // aligned with flat: where an entry's name sits in the line
 	ends   []int  // per position: end of its list in flat, or −1 for none
 	top    [][]TopToken
-	starts []int // per position: start of its list in flat
+	starts []int     // per position: start of its list in flat
 	own    []float64 // own answers' log-probs
 }
 

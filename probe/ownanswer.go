@@ -26,10 +26,10 @@ const OwnAnswerFormat = `own_answer: any line of one sequence may carry the mode
 // ownAnswer is an "own_answer" read from a line, its log-probs in the
 // parser's buffers.
 type ownAnswer struct {
-	present bool
-	text    string
+	present  bool
+	text     string
 	lp0, lp1 int // the log-probs are b.own[lp0:lp1]
-	agree   bool
+	agree    bool
 }
 
 // readOwnAnswer reads the "own_answer" object at the scanner's position.
