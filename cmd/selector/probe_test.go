@@ -184,7 +184,7 @@ func TestProbeServer(t *testing.T) {
 		p := probetest.IDs(tk.Encode(ex[0], true))
 		ids := append(p, probetest.IDs(tk.Encode(ex[1], false))...)
 		for i := len(p); i < len(ids); i++ {
-			want += m.P(ids[i-1], ids[i], i)
+			want += m.P(ids[:i], ids[i])
 			n++
 		}
 	}
