@@ -61,7 +61,7 @@ type ExampleRef struct {
 // Reasons a sequence is left out of the noise-aware analysis.
 const (
 	reasonNoTop     = "no top-k lists: the first choice at each target token is unknown (request top log-probs: logprobs ≥ 1, top_logprobs_num ≥ 1)"
-	reasonNoTopTGI  = "TGI gives no top-k lists for prompt tokens: the first choice at each target token is unknown"
+	reasonNoTopTGI  = "TGI gives no top-k lists for prompt tokens: the first choice at each target token is unknown, and the analysis needs it where the model does not reproduce the label"
 	reasonSomeNoTop = "a scored position without a top-k list"
 	reasonNoOwn     = "no own answer, where the other sequences have one (method greedy)"
 	reasonBadLine   = "a bad line (--skip-bad)"
@@ -74,6 +74,7 @@ type noiseCollector struct {
 	examples []labelnoise.Example
 	keys     []exampleKey
 	null     []labelnoise.Example
+	nullKeys []exampleKey
 	ownReal  int // examples with an own answer
 	ownNull  int
 	leftOut  leftOuts
@@ -156,7 +157,7 @@ func (c *noiseCollector) add(seq *Sequence, st *seqStats, format string, null bo
 	}
 	path := &st.path
 	switch {
-	case path.noTop && format == TGI:
+	case path.noTop && strings.HasPrefix(format, TGI):
 		out.add(reasonNoTopTGI, where(seq))
 		return
 	case path.noTop:
@@ -170,22 +171,47 @@ func (c *noiseCollector) add(seq *Sequence, st *seqStats, format string, null bo
 	if seq.Own != nil {
 		e.Own = &labelnoise.Answer{Text: seq.Own.Text, LogP: c.floats(seq.Own.LogP), Agree: seq.Own.Agree}
 	}
+	k := exampleKey{src: c.source(seq.Source), line: int32(seq.Line), rec: int32(seq.Record)}
+	if i := strings.LastIndexByte(seq.ID, '#'); i >= 0 {
+		k.multi, k.sub = true, seq.ID[i+1:]
+	}
 	if null {
 		c.null = append(c.null, e)
+		c.nullKeys = append(c.nullKeys, k)
 		if e.Own != nil {
 			c.ownNull++
 		}
 		return
 	}
 	c.examples = append(c.examples, e)
+	c.keys = append(c.keys, k)
 	if e.Own != nil {
 		c.ownReal++
 	}
-	k := exampleKey{src: c.source(seq.Source), line: int32(seq.Line), rec: int32(seq.Record)}
-	if i := strings.LastIndexByte(seq.ID, '#'); i >= 0 {
-		k.multi, k.sub = true, seq.ID[i+1:]
+}
+
+// order returns the indices of keys in a canonical order (by input, then
+// line, record and sub-sequence), so that the analysis, its bootstrap
+// included, does not depend on the order in which a server's replies came
+// in.
+func (c *noiseCollector) order(keys []exampleKey) []int {
+	idx := make([]int, len(keys))
+	for i := range idx {
+		idx[i] = i
 	}
-	c.keys = append(c.keys, k)
+	sort.SliceStable(idx, func(a, b int) bool {
+		x, y := keys[idx[a]], keys[idx[b]]
+		switch {
+		case x.src != y.src:
+			return x.src < y.src
+		case x.line != y.line:
+			return x.line < y.line
+		case x.rec != y.rec:
+			return x.rec < y.rec
+		}
+		return x.sub < y.sub
+	})
+	return idx
 }
 
 func (c *noiseCollector) source(name string) int32 {
@@ -224,6 +250,10 @@ func (c *noiseCollector) merge(d *noiseCollector) {
 		c.keys = append(c.keys, k)
 	}
 	c.null = append(c.null, d.null...)
+	for _, k := range d.nullKeys {
+		k.src = c.source(d.srcs[k.src])
+		c.nullKeys = append(c.nullKeys, k)
+	}
 	c.ownReal += d.ownReal
 	c.ownNull += d.ownNull
 	for _, l := range d.leftOut {
@@ -269,7 +299,13 @@ func (c *noiseCollector) analyze(cfg Config) (*NoiseAware, error) {
 	leftOut, nullOut := append(leftOuts(nil), c.leftOut...), append(leftOuts(nil), c.nullOut...)
 	ex := make([]labelnoise.Example, 0, len(c.examples))
 	idx := make([]int, 0, len(c.examples))
-	for i, e := range c.examples {
+	ord := c.order(c.keys)
+	pos := make([]int, len(ord)) // an example's place in the canonical order
+	for p, i := range ord {
+		pos[i] = p
+	}
+	for _, i := range ord {
+		e := c.examples[i]
 		switch {
 		case method == labelnoise.TeacherForced:
 			e.Own = nil
@@ -281,7 +317,8 @@ func (c *noiseCollector) analyze(cfg Config) (*NoiseAware, error) {
 		idx = append(idx, i)
 	}
 	var null []labelnoise.Example
-	for _, e := range c.null {
+	for _, i := range c.order(c.nullKeys) {
+		e := c.null[i]
 		switch {
 		case method == labelnoise.TeacherForced:
 			e.Own = nil
@@ -313,7 +350,7 @@ func (c *noiseCollector) analyze(cfg Config) (*NoiseAware, error) {
 	}
 	for k := range res.Flags {
 		i := idx[res.Flags[k].Index]
-		res.Flags[k].Index = i
+		res.Flags[k].Index = pos[i]
 		res.Flags[k].ID = c.id(i)
 		na.FlagRefs = append(na.FlagRefs, c.ref(i))
 	}
@@ -415,17 +452,23 @@ func (a *Accumulator) ConsumeNull(src Source) error {
 }
 
 // NoiseExamples returns the examples and the null set collected for the
-// noise-aware analysis, in input order (examples whose label path lacks
-// first choices are not among them), with their IDs set (file:line). They
-// share memory with the accumulator. Without Config.NoiseAware both are nil.
+// noise-aware analysis, ordered by input, line and record (the order the
+// analysis sees them in, which the report's flags index), with their IDs
+// set (file:line). Sequences whose label path lacks first choices are not
+// among them. They share memory with the accumulator. Without
+// Config.NoiseAware both are nil.
 func (a *Accumulator) NoiseExamples() (examples, null []labelnoise.Example) {
-	if a.noise == nil {
+	c := a.noise
+	if c == nil {
 		return nil, nil
 	}
-	ex := make([]labelnoise.Example, len(a.noise.examples))
-	for i, e := range a.noise.examples {
-		e.ID = a.noise.id(i)
-		ex[i] = e
+	for _, i := range c.order(c.keys) {
+		e := c.examples[i]
+		e.ID = c.id(i)
+		examples = append(examples, e)
 	}
-	return ex, a.noise.null
+	for _, i := range c.order(c.nullKeys) {
+		null = append(null, c.null[i])
+	}
+	return examples, null
 }

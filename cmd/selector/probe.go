@@ -14,10 +14,12 @@ import (
 
 	"github.com/capsel/capsel/continuum"
 	"github.com/capsel/capsel/internal/atomicfile"
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/internal/plots"
 	"github.com/capsel/capsel/probe"
 	"github.com/capsel/capsel/probe/ckprobe"
 	"github.com/capsel/capsel/sftdata"
+	"github.com/capsel/capsel/train"
 )
 
 var cmdProbe = &command{
@@ -137,6 +139,10 @@ type probeInputs struct {
 	vocab          *int
 	weakBelow      *float64
 	strongAt       *float64
+	noiseAware     *bool
+	greedy         *bool
+	null           stringList
+	nullPrompts    *int
 }
 
 func addProbeInputs(f *flags) *probeInputs {
@@ -162,6 +168,10 @@ func addProbeInputs(f *flags) *probeInputs {
 	pi.vocab = f.Int("vocab", 0, "vocabulary size V, recorded for theory's top-k contexts (0: unknown)")
 	pi.weakBelow = f.Float64("weak-below", continuum.DefaultCuts.WeakBelow, "capability below which a model is model-weak")
 	pi.strongAt = f.Float64("strong-at", continuum.DefaultCuts.StrongAt, "capability from which a model is model-strong")
+	pi.noiseAware = f.Bool("noise-aware", true, "also tell a model that does not know from labels that are wrong (memory grows with the input)")
+	pi.greedy = f.Bool("greedy", true, "noise-aware: the model's own greedy answers (servers and checkpoints generate them); false: the teacher-forced approximation from top-k lists")
+	f.Var(&pi.null, "null", "noise-aware: log-prob `file`s of the null set, scored on shuffled prompts (with --logprobs; repeatable)")
+	pi.nullPrompts = f.Int("null-prompts", probe.DefaultNullPrompts, "noise-aware: at most this many null prompts (with --server and --model; 0: none)")
 	return pi
 }
 
@@ -183,7 +193,14 @@ func (pi *probeInputs) describe(pos []string) string {
 // config checks the summary flags.
 func (pi *probeInputs) config(f *flags) (probe.Config, error) {
 	cfg := probe.Config{Seed: *pi.seed, Reservoir: *pi.reservoir, Bootstrap: *pi.bootstrap, Vocab: *pi.vocab,
-		Cuts: continuum.Cuts{WeakBelow: *pi.weakBelow, StrongAt: *pi.strongAt}, SkipBad: *pi.skipBad}
+		Cuts: continuum.Cuts{WeakBelow: *pi.weakBelow, StrongAt: *pi.strongAt}, SkipBad: *pi.skipBad,
+		NoiseAware: *pi.noiseAware, TeacherForced: !*pi.greedy, NullPrompts: *pi.nullPrompts}
+	if *pi.nullPrompts < 0 {
+		return cfg, f.usagef("--null-prompts: %d < 0", *pi.nullPrompts)
+	}
+	if *pi.nullPrompts == 0 {
+		cfg.NullPrompts = -1
+	}
 	switch {
 	case *pi.reservoir < 0:
 		return cfg, f.usagef("--reservoir: %d < 0", *pi.reservoir)
@@ -224,6 +241,9 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	if (len(pi.servers) > 0 || *pi.model != "") && *pi.data == "" {
 		return nil, f.usagef("--data SFT.jsonl is required with --server and --model")
 	}
+	if len(pi.null) > 0 && len(inputs) == 0 {
+		return nil, f.usagef("--null names the null set's log-prob files, with --logprobs; --server and --model build their null set themselves (--null-prompts)")
+	}
 	if *pi.model != "" {
 		return checkpointReport(e, *pi.model, *pi.data, cfg)
 	}
@@ -247,14 +267,47 @@ func checkpointReport(e *env, ckpt, data string, cfg probe.Config) (*probe.Repor
 	if err != nil {
 		return nil, err
 	}
-	ex, err := readExamplesFile(data)
+	fh, err := os.Open(data)
 	if err != nil {
 		return nil, err
 	}
-	prog := newProgress(e, "probe", "tokens")
-	defer prog.finish()
-	cfg.Progress = func(p probe.Progress) { prog.update(float64(p.Sequences+p.Skipped)/float64(len(ex)), p.Tokens) }
-	rep, err := ckprobe.Report(e.ctx, ck, ckpt, ex, data, cfg)
+	sft, err := sftdata.ReadAll(fh, data)
+	fh.Close()
+	if err != nil {
+		return nil, err
+	}
+	ex := make([]train.Example, len(sft))
+	for i, x := range sft {
+		ex[i] = train.Example{Prompt: x.PromptText(), Response: x.Response, Source: x.Source, Line: x.Line}
+	}
+	var opt ckprobe.Options
+	if cfg.NoiseAware {
+		// The null set from the SFT examples, so that a chat's roles and
+		// template stay as they are.
+		opt.Null = ckprobe.NullSFT(sft, cfg.NullPrompts, cfg.Seed)
+		if opt.Null == nil {
+			opt.Null = []train.Example{}
+		}
+	}
+	// One bar over the stages: the answers (greedy decoding, the slow
+	// part), then the scoring, of the examples and then of the null set.
+	var prog *progress
+	stage := ""
+	opt.Progress = func(p ckprobe.Progress) {
+		if p.Stage != stage {
+			if prog != nil {
+				prog.finish()
+			}
+			stage, prog = p.Stage, newProgress(e, p.Stage, "examples")
+		}
+		prog.update(float64(p.Done)/float64(max(p.Total, 1)), int64(p.Done))
+	}
+	defer func() {
+		if prog != nil {
+			prog.finish()
+		}
+	}()
+	rep, err := ckprobe.ReportWith(e.ctx, ck, ckpt, ex, data, cfg, opt)
 	if err != nil && e.ctx.Err() != nil {
 		return nil, fmt.Errorf("interrupted: %w", e.ctx.Err())
 	}
@@ -265,20 +318,9 @@ var globMeta = regexp.MustCompile(`[*?\[]`)
 
 // fromFiles reads log-prob files and merges saved reports.
 func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, inputs []string) error {
-	var paths []string
-	for _, in := range inputs {
-		if !globMeta.MatchString(in) {
-			paths = append(paths, in)
-			continue
-		}
-		m, err := filepath.Glob(in)
-		if err != nil {
-			return f.usagef("--logprobs %q: %v", in, err)
-		}
-		if len(m) == 0 {
-			return fmt.Errorf("no file matches %q", in)
-		}
-		paths = append(paths, m...)
+	paths, err := expandGlobs(f, inputs)
+	if err != nil {
+		return err
 	}
 	paths, twice := uniqueFiles(paths)
 	for _, p := range twice {
@@ -325,7 +367,54 @@ func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, input
 		return err
 	}
 	defer fs.Close()
-	return consume(e, acc, fs, fs.Bytes)
+	if err := consume(e, acc, fs, fs.Bytes); err != nil {
+		return err
+	}
+	if len(pi.null) == 0 || !*pi.noiseAware {
+		return nil
+	}
+	nullPaths, err := expandGlobs(f, pi.null)
+	if err != nil {
+		return err
+	}
+	nullPaths, _ = uniqueFiles(nullPaths)
+	for _, p := range nullPaths {
+		if isRep, err := probe.IsReport(p); err != nil {
+			return err
+		} else if isRep {
+			return fmt.Errorf("--null %s is a probe report: the null set must be log-prob lines (scored on the shuffled prompts)", p)
+		}
+	}
+	ns, err := probe.OpenFiles(nullPaths, opt, func(file, format string, detected bool) {
+		if detected && format != "" {
+			e.log.Info().Str("file", file).Str("format", format).Msg("null set: detected format")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return consumeNull(e, acc, ns, ns.Bytes)
+}
+
+// expandGlobs expands the globs among inputs.
+func expandGlobs(f *flags, inputs []string) ([]string, error) {
+	var paths []string
+	for _, in := range inputs {
+		if !globMeta.MatchString(in) {
+			paths = append(paths, in)
+			continue
+		}
+		m, err := filepath.Glob(in)
+		if err != nil {
+			return nil, f.usagef("%q: %v", in, err)
+		}
+		if len(m) == 0 {
+			return nil, fmt.Errorf("no file matches %q", in)
+		}
+		paths = append(paths, m...)
+	}
+	return paths, nil
 }
 
 // uniqueFiles drops the paths that name a file named before (the same
@@ -381,6 +470,7 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 	prog := newProgress(e, "server", "examples")
 	sv := probe.Server{URLs: pi.servers, Kind: kind, Model: *pi.servedModel, TopK: *pi.topK, Concurrency: *pi.concurrency,
 		MaxConcurrency: *pi.maxConcurrency, Timeout: *pi.timeout, Attempts: *pi.attempts,
+		Greedy: *pi.noiseAware && *pi.greedy, Null: *pi.noiseAware && *pi.nullPrompts > 0, NullPrompts: *pi.nullPrompts, Seed: *pi.seed,
 		Progress: func(p probe.ServerProgress) {
 			done := p.Cached + p.Scored + p.Failed
 			prog.update(float64(done)/float64(p.Total), int64(p.Scored))
@@ -391,8 +481,8 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 	if err != nil {
 		ev = e.log.Warn()
 	}
-	ev.Str("kind", string(res.Kind)).Str("model", res.Model).Str("cache", res.Cache).Int("examples", res.Total).Int("cached", res.Cached).
-		Int("scored", res.Scored).Int("failed", res.Failed).Int("requests", res.Requests).Int("retries", res.Retries).Msg("server run")
+	ev.Str("kind", string(res.Kind)).Str("model", res.Model).Str("cache", res.Cache).Int("examples", res.Total-res.Null).Int("null_prompts", res.Null).
+		Int("cached", res.Cached).Int("scored", res.Scored).Int("failed", res.Failed).Int("requests", res.Requests).Int("retries", res.Retries).Msg("server run")
 	for _, r := range res.Replicas {
 		e.log.Info().Str("server", r.URL).Int("scored", r.Scored).Int("concurrency", r.Limit).Msg("replica")
 	}
@@ -409,13 +499,11 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 		e.log.Warn().Err(fe).Msg("gave up on an example")
 	}
 	acc.AddSource(*pi.data, res.Kind.Format()+" via "+strings.Join(pi.servers, ", "))
-	cs := src.(interface {
-		probe.Source
-		Bytes() (int64, int64)
-		Close() error
-	})
-	err = consume(e, acc, cs, cs.Bytes)
-	if cerr := cs.Close(); err == nil {
+	err = consume(e, acc, src, src.Bytes)
+	if err == nil {
+		err = consumeNull(e, acc, src.Null(), nil)
+	}
+	if cerr := src.Close(); err == nil {
 		err = cerr
 	}
 	return err
@@ -450,6 +538,25 @@ func consume(e *env, acc *probe.Accumulator, src probe.Source, bytes func() (int
 	})
 	defer acc.SetProgress(nil)
 	return acc.Consume(ctxSource{src, e})
+}
+
+// consumeNull feeds a null set to acc with progress.
+func consumeNull(e *env, acc *probe.Accumulator, src probe.Source, bytes func() (int64, int64)) error {
+	prog := newProgress(e, "null set", "sequences")
+	defer prog.finish()
+	n := int64(0)
+	return acc.ConsumeNull(probe.SourceFunc(func() (probe.Sequence, error) {
+		seq, err := ctxSource{src, e}.Next()
+		n++
+		frac := -1.0
+		if bytes != nil {
+			if done, total := bytes(); total > 0 {
+				frac = float64(done) / float64(total)
+			}
+		}
+		prog.update(frac, n)
+		return seq, err
+	}))
 }
 
 func runProbe(e *env, args []string) error {
@@ -557,6 +664,9 @@ func printReport(w io.Writer, rep *probe.Report) {
 	if rep.Skipped != nil {
 		fmt.Fprintf(&b, "  skipped               %s bad lines (--skip-bad); first: %s\n", group(rep.Skipped.Lines), rep.Skipped.First[0])
 	}
+	if rep.NoiseAware != nil {
+		printNoiseAware(&b, rep.NoiseAware)
+	}
 	fmt.Fprintf(&b, "\n  histogram of p (share of tokens)\n")
 	var total uint64
 	for _, c := range rep.Histogram.Counts {
@@ -570,6 +680,51 @@ func printReport(w io.Writer, rep *probe.Report) {
 		fmt.Fprintf(&b, "    %.1f–%.1f  %5.1f %%  %s\n", rep.Histogram.Edges[i], rep.Histogram.Edges[i+2], 100*share, bar)
 	}
 	w.Write(b.Bytes())
+}
+
+// printNoiseAware writes the noise-aware section: what the analysis makes
+// of the labels, beside the mean p above, which stays the paper's Eq. 5 on
+// the data as given.
+func printNoiseAware(b *bytes.Buffer, na *probe.NoiseAware) {
+	fmt.Fprintf(b, "\n  noise-aware           model that does not know, or labels that are wrong?\n")
+	if na.Result == nil {
+		fmt.Fprintf(b, "                        %s\n", wrap(na.Unavailable, 54, strings.Repeat(" ", 24)))
+		return
+	}
+	r := na.Result
+	how := "own greedy answers"
+	if r.Method == labelnoise.TeacherForced {
+		how = "teacher-forced approximation from top-k lists"
+	}
+	fmt.Fprintf(b, "  method                %s (%s)\n", r.Method, how)
+	fmt.Fprintf(b, "  examples              %s analysed, %s reproduce their label\n", group(int64(r.Examples)), group(int64(r.Agree)))
+	est := func(name string, e *labelnoise.Estimate, what string) {
+		if e == nil {
+			fmt.Fprintf(b, "  %-21s undefined\n", name)
+			return
+		}
+		fmt.Fprintf(b, "  %-21s %.4f   95%% CI %.4f – %.4f  %s\n", name, e.Value, e.CI[0], e.CI[1], what)
+	}
+	est("capability Ĉ", &r.Capability, "mean p with the wrong labels the model sees replaced")
+	fmt.Fprintf(b, "  raw mean p            %.4f   over the analysed examples (Eq. 5, labels as given)\n", r.RawMeanP)
+	est("noise rate Ê", r.Noise, "wrong labels among the examples it knows")
+	est("known share", r.Known, "examples the model knows")
+	est("token noise", r.TokenNoise, "contradicted confident tokens of partly known examples")
+	if r.Cut != nil {
+		fmt.Fprintf(b, "  cut                   confidence ≥ %.4f flags a disagreeing example (%.0fth percentile of the reproduced labels')\n", *r.Cut, 100*labelnoise.DefaultCutQuantile)
+	}
+	switch {
+	case r.Null == nil:
+		fmt.Fprintf(b, "  null set              none\n")
+	case r.Null.Used:
+		fmt.Fprintf(b, "  null set              %s prompts, %.1f %% reach the cut (false positives subtracted)\n", group(int64(r.Null.Prompts)), 100*r.Null.FalsePositive)
+	default:
+		fmt.Fprintf(b, "  null set              %s prompts, %.1f %% reach the cut: not used (answerable)\n", group(int64(r.Null.Prompts)), 100*r.Null.FalsePositive)
+	}
+	fmt.Fprintf(b, "  flagged               %s examples (selector clean writes them apart)\n", group(int64(len(r.Flags))))
+	for _, n := range r.Notes {
+		fmt.Fprintf(b, "  note                  %s\n", wrap(n, 54, strings.Repeat(" ", 24)))
+	}
 }
 
 func fmtQuantiles(q probe.Quantiles) string {

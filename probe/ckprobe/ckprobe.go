@@ -209,22 +209,31 @@ func forced(m *train.Model, prompts, answers [][]int) ([][]float64, error) {
 // (probe.PickNull; 0 means probe.DefaultNullPrompts, negative none). The
 // prompt is shuffled as one text: a chat rendered by sftdata.RenderChat
 // would have its role names shuffled too, so build a chat's null set with
-// probe.NullExample on the sftdata examples instead (the command line
-// does).
+// NullSFT from the sftdata examples instead (the command line does).
 func NullData(data []train.Example, max int, seed uint64) []train.Example {
+	exs := make([]sftdata.Example, len(data))
+	for i, ex := range data {
+		exs[i] = sftdata.Example{Kind: sftdata.PromptResponse, Prompt: ex.Prompt, Response: ex.Response, Source: ex.Source, Line: ex.Line}
+	}
+	return NullSFT(exs, max, seed)
+}
+
+// NullSFT returns the null set of SFT examples as examples for a capsel
+// model: each picked example's prompt, or each turn of a chat's context,
+// shuffled (probe.NullExample), then rendered as the model reads it
+// (sftdata.Example.PromptText). max is as for NullData.
+func NullSFT(exs []sftdata.Example, max int, seed uint64) []train.Example {
 	if max == 0 {
 		max = probe.DefaultNullPrompts
 	}
-	pick := probe.PickNull(len(data), max, func(i int) string { return data[i].Source + ":" + strconv.Itoa(data[i].Line) })
+	pick := probe.PickNull(len(exs), max, func(i int) string { return exs[i].Source + ":" + strconv.Itoa(exs[i].Line) })
 	var out []train.Example
-	for i, ex := range data {
+	for i, ex := range exs {
 		if !pick[i] {
 			continue
 		}
-		null, ok := probe.NullExample(sftdata.Example{Kind: sftdata.PromptResponse, Prompt: ex.Prompt, Response: ex.Response}, seed)
-		if ok {
-			ex.Prompt = null.Prompt
-			out = append(out, ex)
+		if null, ok := probe.NullExample(ex, seed); ok {
+			out = append(out, train.Example{Prompt: null.PromptText(), Response: null.Response, Source: ex.Source, Line: ex.Line})
 		}
 	}
 	return out
