@@ -223,6 +223,15 @@ func OpenFiles(paths []string, opt Options, onOpen func(file, format string, det
 	return fs, nil
 }
 
+// Records returns the number of non-blank lines read so far, over all the
+// files (Sequence.Record of the last).
+func (fs *Files) Records() int {
+	if fs.lr != nil {
+		return fs.lr.base + fs.lr.rec
+	}
+	return fs.recs
+}
+
 // Bytes returns how many bytes have been consumed and the total size.
 func (fs *Files) Bytes() (done, total int64) {
 	return fs.done.Load() + fs.curPos.Load(), fs.total

@@ -143,6 +143,10 @@ type probeInputs struct {
 	greedy         *bool
 	null           stringList
 	nullPrompts    *int
+
+	// What report read, for selector clean.
+	records      int // non-blank lines of the log-prob files
+	savedReports int // saved reports merged
 }
 
 func addProbeInputs(f *flags) *probeInputs {
@@ -348,6 +352,7 @@ func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, input
 		if err := acc.AddReport(rep); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
+		pi.savedReports++
 		e.log.Info().Str("file", p).Int64("tokens", rep.Tokens).Msg("merged report")
 	}
 	if len(raw) == 0 {
@@ -370,6 +375,7 @@ func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, input
 	if err := consume(e, acc, fs, fs.Bytes); err != nil {
 		return err
 	}
+	pi.records = fs.Records()
 	if len(pi.null) == 0 || !*pi.noiseAware {
 		return nil
 	}
