@@ -176,7 +176,7 @@ type cacheSource struct {
 	seen    map[int]bool   // data lines served
 	failed  map[int]string // data line → why the server run gave up on it
 	data    string
-	null    bool // the null set's
+	null    bool  // the null set's
 	missing []int // after the cache: the data lines not in it
 	ended   bool
 	nullSrc *cacheSource

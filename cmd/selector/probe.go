@@ -14,8 +14,8 @@ import (
 
 	"github.com/capsel/capsel/continuum"
 	"github.com/capsel/capsel/internal/atomicfile"
-	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/internal/plots"
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/probe"
 	"github.com/capsel/capsel/probe/ckprobe"
 	"github.com/capsel/capsel/sftdata"
