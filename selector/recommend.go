@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/capsel/capsel/continuum"
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/theory"
 )
@@ -33,6 +34,9 @@ type Evidence struct {
 	Anchor     string // nearest paper anchor, for the rationale ("Qwen2.5-Math-7B, math: 0.81")
 	Contexts   []theory.Context
 	TopK       bool // contexts carry top-k lists (remainder bucket) rather than full distributions
+	// Noise is the noise-aware probe's analysis (Ĉ, Ê, the known share and
+	// the flags); nil when the report has none.
+	Noise *labelnoise.Result
 }
 
 // Options tune the decision.
