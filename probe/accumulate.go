@@ -381,9 +381,11 @@ func summarize(st *seqStats, seq *Sequence, sb *sumBufs) {
 			if lp >= best {
 				t.top1++
 			}
-			first, match = p, lp >= best
-			if !match && best > NegInf {
-				first = expNeg(best)
+			// math.Exp, as labelnoise turns the label's log-prob into p:
+			// a label that is the first choice gets exactly its own p.
+			first, match = math.Exp(max(lp, best)), lp >= best
+			if max(lp, best) <= NegInf {
+				first = 0
 			}
 		}
 		if math.IsNaN(first) {
