@@ -138,7 +138,7 @@ func TestNullExample(t *testing.T) {
 // PickNull takes all examples up to the cap, else the cap's worth by hash,
 // the same every time and not the first ones.
 func TestPickNull(t *testing.T) {
-	key := func(i int) string { return string(rune('a' + i%26)) + string(rune('A'+i/26)) }
+	key := func(i int) string { return string(rune('a'+i%26)) + string(rune('A'+i/26)) }
 	all := PickNull(50, 100, key)
 	some := PickNull(500, 100, key)
 	again := PickNull(500, 100, key)
