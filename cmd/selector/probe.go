@@ -24,7 +24,7 @@ import (
 
 var cmdProbe = &command{
 	name:  "probe",
-	usage: "selector probe (--logprobs FILE|GLOB... [--format F] | --server URL... [--served-model NAME] --data SFT.jsonl | --model CKPT --data SFT.jsonl) [--out REPORT.json] [--plot DIR] [--json]",
+	usage: "selector probe (--logprobs FILE|GLOB... [--format F] [--null FILE...] | --server URL... [--served-model NAME] --data SFT.jsonl | --model CKPT --data SFT.jsonl) [--out REPORT.json] [--plot DIR] [--json]",
 	short: "measure a base model's token probabilities on held-out SFT data",
 	long: `Measures how much a base model already believes its fine-tuning targets and
 places it on the capability continuum of Li et al. (ICML 2026). The input is
@@ -101,7 +101,45 @@ region model-weak below --weak-below (0.30), model-strong from --strong-at
 the nearest of the paper's twelve anchors. A seeded sample of --reservoir
 token records travels in the report for 'selector theory' and 'selector
 recommend'. Bad lines stop the probe with their file and line, or are
-counted with --skip-bad.`,
+counted with --skip-bad.
+
+The noise-aware probe (--noise-aware, on by default) tells a model that does
+not know its targets from targets that are wrong, which pull mean p down
+alike. Per example it takes the label's agreement with the model and the
+model's confidence in its own answer (the least probability of its
+tokens): a label the model does not reproduce while it answers as
+confidently as the labels it does reproduce is likely wrong (flagged); one
+it is unsure of is likely unknown to it. The report's noise_aware section
+(package labelnoise) gives the capability Ĉ with the flagged labels
+replaced by the model's answers, the noise rate Ê among the examples the
+model knows, the known share and the token noise rate, each with a
+bootstrap CI over examples, the null check, the flagged examples and notes
+that say why a figure is undefined. mean_p stays the paper's Eq. 5 on the
+data as given. 'selector clean' writes the data without the flagged
+examples.
+
+The own answers: with --server and --model the model's greedy answer to
+each prompt (method greedy; on a server one more request per example,
+cached like the scoring); with --greedy=false, or log-prob files without
+"own_answer", the
+teacher-forced approximation from the top-k lists (method teacher-forced):
+the label up to its first token that is not the model's first choice, then
+that first choice. Every scored token needs a top-k list (the first choice
+where the label is not it): TGI gives none for prompt tokens, and
+sequences without lists are left out, counted, with the reason.
+
+` + probe.NullRecipe + ` With --server and --model the
+probe builds and scores up to --null-prompts of them itself; for log-prob
+files, score them as you scored the data and pass the replies with --null
+(docs/probe.md has a Python version of the shuffle). Without a null set
+the analysis runs and says so.
+
+` + probe.OwnAnswerFormat + `
+
+Memory: the per-example data of the analysis costs about 17 bytes per
+scored token and 110 per sequence (170 MB at 10 M tokens); --noise-aware=
+false keeps the probe in constant memory. Merged saved reports cannot
+recompute the section: it is dropped with a note.`,
 }
 
 func init() { cmdProbe.run = runProbe }
@@ -698,9 +736,9 @@ func printNoiseAware(b *bytes.Buffer, na *probe.NoiseAware) {
 		return
 	}
 	r := na.Result
-	how := "own greedy answers"
+	how := "the model's own greedy answers"
 	if r.Method == labelnoise.TeacherForced {
-		how = "teacher-forced approximation from top-k lists"
+		how = "approximated from the label path's first choices"
 	}
 	fmt.Fprintf(b, "  method                %s (%s)\n", r.Method, how)
 	fmt.Fprintf(b, "  examples              %s analysed, %s reproduce their label\n", group(int64(r.Examples)), group(int64(r.Agree)))
