@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,10 +34,53 @@ type NoiseAware struct {
 	LeftOut       []LeftOut `json:"left_out"`
 	NullSequences int64     `json:"null_sequences"`
 	NullLeftOut   []LeftOut `json:"null_left_out"`
+	// Confidence is the histogram of the model's confidence in its own
+	// answers (labelnoise.Confidence) for the examples that reproduce their
+	// label, the others and the null prompts; the cut separates them.
+	Confidence *ConfidenceHistogram `json:"confidence,omitempty"`
 	// FlagRefs locates each of Result.Flags in its input, for selector
 	// clean; it is not written to JSON (a saved report cannot be cleaned
 	// from: it does not say which data file its inputs came from).
 	FlagRefs []ExampleRef `json:"-"`
+}
+
+// ConfidenceHistogram counts answers by confidence: Agree[i] examples that
+// reproduce their label, Disagree[i] the others and Null[i] the null
+// prompts have a confidence in [Edges[i], Edges[i+1]) (the last bin holds
+// 1 too).
+type ConfidenceHistogram struct {
+	Edges    []float64 `json:"edges"`
+	Agree    []int     `json:"agree"`
+	Disagree []int     `json:"disagree"`
+	Null     []int     `json:"null"`
+}
+
+// confidenceBins is the number of bins of ConfidenceHistogram.
+const confidenceBins = 20
+
+func confidenceHistogram(ex, null []labelnoise.Example) *ConfidenceHistogram {
+	h := &ConfidenceHistogram{Agree: make([]int, confidenceBins), Disagree: make([]int, confidenceBins), Null: make([]int, confidenceBins)}
+	for i := range confidenceBins + 1 {
+		h.Edges = append(h.Edges, float64(i)/confidenceBins)
+	}
+	bin := func(e labelnoise.Example) int {
+		return min(int(labelnoise.Confidence(e)*confidenceBins), confidenceBins-1)
+	}
+	for _, e := range ex {
+		agree := !slices.Contains(e.Match, false)
+		if e.Own != nil {
+			agree = e.Own.Agree
+		}
+		if agree {
+			h.Agree[bin(e)]++
+		} else {
+			h.Disagree[bin(e)]++
+		}
+	}
+	for _, e := range null {
+		h.Null[bin(e)]++
+	}
+	return h
 }
 
 // LeftOut counts the sequences left out of the analysis for one reason.
@@ -364,6 +408,7 @@ func (c *noiseCollector) analyze(cfg Config) (*NoiseAware, error) {
 		res.Notes = append(res.Notes, "Score the same examples with their prompts' letters and digits shuffled and pass the replies as the null set (selector probe --null; see docs/probe.md).")
 	}
 	na.Result = res
+	na.Confidence = confidenceHistogram(ex, null)
 	return na, nil
 }
 

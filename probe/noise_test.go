@@ -342,7 +342,7 @@ func TestNoiseAwareJSONNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"method", "examples", "agree", "cut", "capability", "raw_mean_p", "noise", "known", "token_noise", "token_cut",
-		"null", "flags", "notes", "sequences", "left_out", "null_sequences", "null_left_out"}
+		"null", "flags", "notes", "sequences", "left_out", "null_sequences", "null_left_out", "confidence"}
 	var keys []string
 	for k := range na {
 		keys = append(keys, k)

@@ -608,7 +608,7 @@ func runProbe(e *env, args []string) error {
 	pi := addProbeInputs(f)
 	asJSON := f.Bool("json", false, "print the report as JSON")
 	out := f.String("out", "", "write the JSON report to this `file` (atomically)")
-	plotDir := f.String("plot", "", "write probe-histogram.png and probe-continuum.png to this `directory`")
+	plotDir := f.String("plot", "", "write probe-histogram.png, probe-continuum.png and (noise-aware) probe-confidence.png to this `directory`")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -647,6 +647,11 @@ func plotProbe(dir string, rep *probe.Report) error {
 	}); err != nil {
 		return err
 	}
+	if na := rep.NoiseAware; na != nil && na.Result != nil && na.Confidence != nil {
+		if err := plotConfidence(filepath.Join(dir, "probe-confidence.png"), na); err != nil {
+			return err
+		}
+	}
 	var anchors []plots.Anchor
 	for _, a := range probe.Anchors {
 		anchors = append(anchors, plots.Anchor{Label: a.Model + " (" + a.Domain + ")", MeanP: a.MeanP, Region: a.Region.Index()})
@@ -655,6 +660,38 @@ func plotProbe(dir string, rep *probe.Report) error {
 		MeanP: rep.MeanP, CI: rep.MeanPCI, NoCI: !rep.MeanPCIDefined, Region: rep.Region.Index(),
 		Cuts: [2]float64{rep.Placement.Cuts.WeakBelow, rep.Placement.Cuts.StrongAt}, Anchors: anchors,
 	})
+}
+
+// plotConfidence draws the share of answers per bin of the model's
+// confidence in them, for the examples that reproduce their label, the
+// others and the null prompts, with the cut that flags the others.
+func plotConfidence(path string, na *probe.NoiseAware) error {
+	h := na.Confidence
+	var curves []plots.Curve
+	ymax := 0.0
+	for _, s := range []struct {
+		name   string
+		counts []int
+	}{{"reproduce their label", h.Agree}, {"do not", h.Disagree}, {"null prompts", h.Null}} {
+		total := 0
+		for _, c := range s.counts {
+			total += c
+		}
+		if total == 0 {
+			continue
+		}
+		c := plots.Curve{Name: fmt.Sprintf("%s (%d)", s.name, total)}
+		for i, n := range s.counts {
+			share := float64(n) / float64(total)
+			c.X, c.Y = append(c.X, (h.Edges[i]+h.Edges[i+1])/2), append(c.Y, share)
+			ymax = math.Max(ymax, share)
+		}
+		curves = append(curves, c)
+	}
+	if cut := na.Result.Cut; cut != nil {
+		curves = append(curves, plots.Curve{Name: fmt.Sprintf("cut %.3f", *cut), X: []float64{*cut, *cut}, Y: []float64{0, ymax}})
+	}
+	return plots.Lines(path, fmt.Sprintf("confidence in the own answer (method %s)", na.Result.Method), "confidence (least p of the answer's tokens)", "share of answers", curves)
 }
 
 // printReport writes the report for people.

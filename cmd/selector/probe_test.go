@@ -264,6 +264,13 @@ func TestProbeNoiseAwareText(t *testing.T) {
 			t.Errorf("the section lacks %q:\n%s", s, out[j:])
 		}
 	}
+	dir := t.TempDir()
+	if code, _, errs := runCLI(t, "probe", "--model", "demo/base.ckpt", "--data", "demo/sft.jsonl", "--plot", dir); code != 0 {
+		t.Fatalf("--plot: exit %d: %s", code, errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "probe-confidence.png")); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("probe-confidence.png: %v", err)
+	}
 	code, out, _ = runCLI(t, "probe", "--model", "demo/base.ckpt", "--data", "demo/sft.jsonl", "--noise-aware=false", "--json")
 	if code != 0 || strings.Contains(out, "noise_aware") {
 		t.Errorf("--noise-aware=false: exit %d, the report has a noise_aware section", code)
