@@ -370,6 +370,7 @@ func summarize(st *seqStats, seq *Sequence, sb *sumBufs) {
 				bad("the first choice's probability %v at position %d is below the target's %v or above 1", first, i, p)
 				return
 			}
+			first = min(max(first, p), 1)
 		case seq.Top != nil && len(seq.Top[i]) > 0:
 			q2, best, err := topStats(seq, i, lp, p)
 			if err != nil {

@@ -213,7 +213,11 @@ func (c *noiseCollector) add(seq *Sequence, st *seqStats, format string, null bo
 	}
 	e := labelnoise.Example{LogP: c.floats(path.lps), Top1: c.floats(path.first), Match: c.bools(path.match)}
 	if seq.Own != nil {
-		e.Own = &labelnoise.Answer{Text: seq.Own.Text, LogP: c.floats(seq.Own.LogP), Agree: seq.Own.Agree}
+		lp := c.floats(seq.Own.LogP)
+		for k := range lp {
+			lp[k] = min(lp[k], 0) // summarize let rounding above 0 through
+		}
+		e.Own = &labelnoise.Answer{Text: seq.Own.Text, LogP: lp, Agree: seq.Own.Agree}
 	}
 	k := exampleKey{src: c.source(seq.Source), line: int32(seq.Line), rec: int32(seq.Record)}
 	if i := strings.LastIndexByte(seq.ID, '#'); i >= 0 {
