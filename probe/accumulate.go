@@ -31,8 +31,8 @@ type Config struct {
 	Progress func(Progress)
 	// NoiseAware keeps each sequence's label path (and the model's own
 	// answer, where the source has one) and adds the noise-aware analysis
-	// to the report (Report.NoiseAware). It costs about 17 bytes per scored
-	// token and 110 per sequence, so memory grows with the input.
+	// to the report (Report.NoiseAware). It keeps 17 bytes per scored token
+	// and about 130 per sequence, so memory grows with the input.
 	NoiseAware bool
 	// TeacherForced uses the teacher-forced approximation (method
 	// teacher-forced) even where the sequences carry the model's own

@@ -136,8 +136,9 @@ the analysis runs and says so.
 
 ` + probe.OwnAnswerFormat + `
 
-Memory: the per-example data of the analysis costs about 17 bytes per
-scored token and 110 per sequence (170 MB at 10 M tokens); --noise-aware=
+Memory: the per-example data of the analysis costs 17 bytes per scored
+token and about 130 per sequence (a million tokens of vLLM replies with
+top-5 lists: 84 MB peak instead of 64 MB); --noise-aware=
 false keeps the probe in constant memory. Merged saved reports cannot
 recompute the section: it is dropped with a note.`,
 }
