@@ -284,6 +284,9 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	if (len(pi.servers) > 0 || *pi.model != "") && *pi.data == "" {
 		return nil, f.usagef("--data SFT.jsonl is required with --server and --model")
 	}
+	if len(pi.null) > 0 && !*pi.noiseAware {
+		return nil, f.usagef("--null is the noise-aware analysis's null set; it makes no sense with --noise-aware=false")
+	}
 	if len(pi.null) > 0 && len(inputs) == 0 {
 		return nil, f.usagef("--null names the null set's log-prob files, with --logprobs; --server and --model build their null set themselves (--null-prompts)")
 	}
