@@ -501,24 +501,25 @@ func (a *Accumulator) ConsumeNull(src Source) error {
 	}
 }
 
-// NoiseExamples returns the examples and the null set collected for the
-// noise-aware analysis, ordered by input, line and record (the order the
-// analysis sees them in, which the report's flags index), with their IDs
-// set (file:line). Sequences whose label path lacks first choices are not
-// among them. They share memory with the accumulator. Without
-// Config.NoiseAware both are nil.
-func (a *Accumulator) NoiseExamples() (examples, null []labelnoise.Example) {
+// NoiseExamples returns the examples collected for the noise-aware
+// analysis, ordered by input, line and record (the order the analysis sees
+// them in, which the report's flags index), with their IDs set (file:line)
+// and where each came from, and the null set. Sequences whose label path
+// lacks first choices are not among them. They share memory with the
+// accumulator. Without Config.NoiseAware all are nil.
+func (a *Accumulator) NoiseExamples() (examples []labelnoise.Example, refs []ExampleRef, null []labelnoise.Example) {
 	c := a.noise
 	if c == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	for _, i := range c.order(c.keys) {
 		e := c.examples[i]
 		e.ID = c.id(i)
 		examples = append(examples, e)
+		refs = append(refs, c.ref(i))
 	}
 	for _, i := range c.order(c.nullKeys) {
 		null = append(null, c.null[i])
 	}
-	return examples, null
+	return examples, refs, null
 }

@@ -40,7 +40,7 @@ func paths(t *testing.T, cfg Config, files ...string) ([][]step, *Report) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, _ := acc.NoiseExamples()
+	ex, _, _ := acc.NoiseExamples()
 	var out [][]step
 	for _, e := range ex {
 		var s []step

@@ -166,7 +166,7 @@ func checkOwnAnswers(t *testing.T, kind string, acc *Accumulator, data string, f
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := acc.NoiseExamples()
+	got, _, _ := acc.NoiseExamples()
 	if len(got) != len(exs) {
 		t.Fatalf("%d analysed examples for %d lines", len(got), len(exs))
 	}

@@ -65,6 +65,7 @@ func source(ctx context.Context, m *train.Model, tok *train.Tokenizer, data []tr
 			FirstMatch: match,
 			Source:     s.Example.Source,
 			Line:       s.Example.Line,
+			Record:     k + 1, // the example's place in data
 		}
 		if own != nil {
 			seq.Own = &own[k]
@@ -383,7 +384,7 @@ type NoiseRun struct {
 	Unavailable string
 	// Examples holds one record per data example, in data order (ID
 	// "file:line"), and Null one per null prompt; Result.Flags[i].Index
-	// indexes Examples.
+	// indexes Examples (and data).
 	Examples, Null []labelnoise.Example
 }
 
@@ -409,6 +410,19 @@ func LabelNoise(ctx context.Context, m *train.Model, tok *train.Tokenizer, data 
 		return nil, err
 	}
 	run := &NoiseRun{Result: rep.NoiseAware.Result, Unavailable: rep.NoiseAware.Unavailable}
-	run.Examples, run.Null = acc.NoiseExamples()
+	ex, refs, null := acc.NoiseExamples()
+	run.Null = null
+	// The analysis orders examples by file and line; put them back in the
+	// data's order (Record is each one's place in data), and the flags'
+	// indices with them.
+	run.Examples = make([]labelnoise.Example, len(data))
+	for i, r := range refs {
+		run.Examples[r.Record-1] = ex[i]
+	}
+	if run.Result != nil {
+		for k, f := range run.Result.Flags {
+			run.Result.Flags[k].Index = refs[f.Index].Record - 1
+		}
+	}
 	return run, nil
 }

@@ -240,3 +240,33 @@ func TestNullData(t *testing.T) {
 		}
 	}
 }
+
+// Records and flags follow the data's order even when the data
+// interleaves files (the analysis itself orders by file and line).
+func TestLabelNoiseDataOrder(t *testing.T) {
+	ck, data := demo(t)
+	m, _ := ck.NewModel()
+	mixed := make([]train.Example, len(data))
+	for i, ex := range data {
+		ex.Source = []string{"b.jsonl", "a.jsonl"}[i%2]
+		ex.Line = len(data) - i
+		mixed[i] = ex
+	}
+	run, err := LabelNoise(context.Background(), m, ck.Tokenizer, mixed, NoiseOptions{Seed: 2, NullPrompts: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range run.Examples {
+		if e.ID != fmt.Sprintf("%s:%d", mixed[i].Source, mixed[i].Line) {
+			t.Fatalf("record %d is %s, data %s:%d", i, e.ID, mixed[i].Source, mixed[i].Line)
+		}
+	}
+	if len(run.Result.Flags) == 0 {
+		t.Fatal("no flags")
+	}
+	for _, f := range run.Result.Flags {
+		if f.ID != run.Examples[f.Index].ID || run.Examples[f.Index].Own.Agree {
+			t.Errorf("flag %s has index %d: %s", f.ID, f.Index, run.Examples[f.Index].ID)
+		}
+	}
+}
