@@ -63,6 +63,8 @@ func init() { cmdClean.run = runClean }
 func runClean(e *env, args []string) error {
 	f := newFlags(e, "clean", cmdClean.usage, cmdClean.long)
 	pi := addProbeInputs(f)
+	f.Lookup("data").Usage = "the SFT `file` to clean (with --logprobs, the file they were scored from; shapes in 'selector probe -h')"
+	f.Lookup("server-kind").Usage = "the server: auto, vllm, sglang or tgi (see 'selector probe -h')"
 	out := f.String("out", "", "the clean SFT `file` to write (required)")
 	flagged := f.String("flagged", "", "the flagged examples' `file` (default OUT with .flagged.jsonl)")
 	asJSON := f.Bool("json", false, "print the summary as JSON")
