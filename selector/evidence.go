@@ -18,6 +18,9 @@ func FromReport(rep *probe.Report) Evidence {
 	if a := pl.NearestAnchor; a.Model != "" {
 		ev.Anchor = fmt.Sprintf("%s on %s (mean p %.2f, %s; the paper's Table 5)", a.Model, a.Domain, a.MeanP, a.Region)
 	}
+	if rep.NoiseAware != nil {
+		ev.NoiseAware = rep.NoiseAware.Result
+	}
 	for _, c := range ev.Contexts {
 		if c.Bucket {
 			ev.TopK = true
