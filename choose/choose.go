@@ -71,7 +71,7 @@ func Decide(m *labelnoise.Result, cuts continuum.Cuts) Call {
 		if c.Noisy {
 			c.Reasons = append(c.Reasons, fmt.Sprintf("Its labels are measurably noisy: %.0f%% %s contradict it (95%% CI %.0f–%.0f%%), and %d examples are flagged.", 100*rate.Value, what, 100*rate.CI[0], 100*rate.CI[1], len(m.Flags)))
 		} else {
-			c.Reasons = append(c.Reasons, fmt.Sprintf("No label noise is measurable: %.0f%% %s contradict it (95%% CI %.0f–%.0f%%).", 100*rate.Value, what, 100*rate.CI[0], 100*rate.CI[1]))
+			c.Reasons = append(c.Reasons, fmt.Sprintf("No label noise is measurable: the estimate, %.0f%% %s contradicting it, has a 95%% CI of %.0f–%.0f%%, which includes 0.", 100*rate.Value, what, 100*rate.CI[0], 100*rate.CI[1]))
 		}
 	} else {
 		c.Reasons = append(c.Reasons, "How noisy the labels are cannot be measured here: the model knows too little of the data to judge them.")

@@ -351,35 +351,3 @@ func hasNote(r *Result, s string) bool {
 	}
 	return false
 }
-
-// NullPrompt permutes letters and digits only, deterministically.
-func TestNullPrompt(t *testing.T) {
-	p := "user: What is 12 + 7?\nassistant: "
-	a, b := NullPrompt(p, 1), NullPrompt(p, 1)
-	if a != b {
-		t.Fatalf("not deterministic: %q, %q", a, b)
-	}
-	if a == p {
-		t.Errorf("prompt unchanged: %q", a)
-	}
-	count := func(s string) map[rune]int {
-		m := map[rune]int{}
-		for _, c := range s {
-			m[c]++
-		}
-		return m
-	}
-	ca, cp := count(a), count(p)
-	for c, n := range cp {
-		if ca[c] != n {
-			t.Errorf("character %q: %d in the null prompt, %d in the prompt", c, ca[c], n)
-		}
-	}
-	ra, rp := []rune(a), []rune(p)
-	for i, c := range rp {
-		letter := func(c rune) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
-		if !letter(c) && ra[i] != c {
-			t.Errorf("position %d: %q moved (was %q)", i, ra[i], c)
-		}
-	}
-}

@@ -40,7 +40,7 @@ type Config struct {
 	TeacherForced bool
 	// NullPrompts caps the null prompts scored by the sources that build a
 	// null set from the data (package ckprobe; Server has its own field):
-	// 0 means DefaultNullPrompts, negative none.
+	// 0 means labelnoise.DefaultNullPrompts, negative none.
 	NullPrompts int
 	// Noise tunes the analysis; its Seed and Resamples default to Seed and
 	// Bootstrap.

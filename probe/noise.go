@@ -12,12 +12,6 @@ import (
 	"github.com/capsel/capsel/labelnoise"
 )
 
-// DefaultNullPrompts is how many null prompts the sources that build a null
-// set from the data (live servers, capsel checkpoints) score by default: the
-// null set only estimates a share (the false-positive rate α), which 1,000
-// prompts pin to within ±1.4 points at α = 5 %.
-const DefaultNullPrompts = 1000
-
 // NoiseAware is the noise-aware section of a report: the analysis of package
 // labelnoise over the sequences that could be analysed, beside the paper's
 // raw mean p. Its JSON names are labelnoise.Result's (method, examples,

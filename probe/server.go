@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/sftdata"
 )
 
@@ -68,8 +69,8 @@ type Server struct {
 	// the cache line as "own_answer" (OwnAnswerFormat), for the
 	// noise-aware analysis's method greedy.
 	Greedy bool
-	// Null also scores a null set (NullRecipe): the prompts of up to
-	// NullPrompts examples (0: DefaultNullPrompts; PickNull chooses them)
+	// Null also scores a null set (labelnoise.NullRecipe): the prompts of up to
+	// NullPrompts examples (0: labelnoise.DefaultNullPrompts; labelnoise.PickNull chooses them)
 	// with their letters and digits shuffled by a shuffle seeded with Seed,
 	// each like a real example, into the cache NullCache(cache).
 	Null        bool
@@ -431,14 +432,14 @@ func (sv *Server) plan(path string) (*plan, error) {
 	if sv.Null {
 		max := sv.NullPrompts
 		if max == 0 {
-			max = DefaultNullPrompts
+			max = labelnoise.DefaultNullPrompts
 		}
-		pick := PickNull(len(exs), max, func(i int) string { return strconv.Itoa(exs[i].Line) })
+		pick := labelnoise.PickNull(len(exs), max, func(i int) string { return strconv.Itoa(exs[i].Line) })
 		for i, ex := range exs {
 			if !pick[i] {
 				continue
 			}
-			if nex, ok := NullExample(ex, sv.Seed); ok {
+			if nex, ok := labelnoise.NullExample(ex, sv.Seed); ok {
 				p.null[ex.Line] = true
 				p.nulls++
 				for _, id := range sv.cacheIDs(sv.cacheKey(nex)) {
@@ -548,7 +549,7 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, pl
 				return
 			}
 			if pl.null[ex.Line] {
-				nex, _ := NullExample(ex, sv.Seed)
+				nex, _ := labelnoise.NullExample(ex, sv.Seed)
 				if !feed(nex, nullCh, true) {
 					return
 				}

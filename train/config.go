@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/objectives"
 )
 
@@ -30,8 +31,8 @@ type Config struct {
 // AutoConfig tunes the adaptive objectives. Both measure the base model on
 // the training data once, before the first step (Trainer.Measurement).
 type AutoConfig struct {
-	// Null caps the null prompts of that measurement (default 200; see
-	// labelnoise.NullPrompt).
+	// Null caps the null prompts of that measurement (0 means
+	// labelnoise.DefaultNullPrompts, negative none; see labelnoise.NullRecipe).
 	Null int `json:"null"`
 	// Every is how often, in steps, auto-theory re-ranks its candidates.
 	Every int `json:"every"`
@@ -65,7 +66,7 @@ func DefaultConfig() Config {
 		Clip:        1.0,
 		Seed:        1,
 		Auto: AutoConfig{
-			Null: 200, Every: 10, Noise: 0.1, Rate: "raw", Contexts: 256,
+			Null: labelnoise.DefaultNullPrompts, Every: 10, Noise: 0.1, Rate: "raw", Contexts: 256,
 			Candidates: []string{"nll", "p", "GeneralFamily-10", "OnlyTopLogP-0.2", "blend-0.5"},
 		},
 	}
@@ -103,9 +104,6 @@ func (c Config) Validate() error {
 		bad("clip %v: need ≥ 0 (0 turns clipping off)", c.Clip)
 	}
 	a := c.Auto
-	if a.Null < 0 {
-		bad("auto null %d: need ≥ 0", a.Null)
-	}
 	if a.Every < 1 {
 		bad("auto every %d: need ≥ 1", a.Every)
 	}

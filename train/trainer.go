@@ -264,7 +264,7 @@ func (t *Trainer) measure(ctx context.Context) error {
 	for i, r := range t.rows {
 		data[i] = t.examples[r.example]
 	}
-	ex, null, err := LabelExamples(ctx, t.model, t.tok, data, t.cfg.Auto.Null)
+	ex, null, err := LabelExamples(ctx, t.model, t.tok, data, t.cfg.Auto.Null, t.cfg.Seed)
 	if err != nil {
 		return fmt.Errorf("train: %v measures the base model first: %w", t.obj, err)
 	}

@@ -128,7 +128,7 @@ that first choice. Every scored token needs a top-k list (the first choice
 where the label is not it): TGI gives none for prompt tokens, and
 sequences without lists are left out, counted, with the reason.
 
-` + probe.NullRecipe + ` With --server and --model the
+` + labelnoise.NullRecipe + ` With --server and --model the
 probe builds and scores up to --null-prompts of them itself; for log-prob
 files, score them as you scored the data and pass the replies with --null
 (docs/probe.md has a Python version of the shuffle). Without a null set
@@ -214,7 +214,7 @@ func addProbeInputs(f *flags) *probeInputs {
 	pi.noiseAware = f.Bool("noise-aware", true, "also tell a model that does not know from labels that are wrong (memory grows with the input)")
 	pi.greedy = f.Bool("greedy", true, "noise-aware: the model's own greedy answers (servers and checkpoints generate them); false: the teacher-forced approximation from top-k lists")
 	f.Var(&pi.null, "null", "noise-aware: log-prob `file`s of the null set, scored on shuffled prompts (with --logprobs; repeatable)")
-	pi.nullPrompts = f.Int("null-prompts", probe.DefaultNullPrompts, "noise-aware: at most this many null prompts (with --server and --model; 0: none)")
+	pi.nullPrompts = f.Int("null-prompts", labelnoise.DefaultNullPrompts, "noise-aware: at most this many null prompts (with --server and --model; 0: none)")
 	return pi
 }
 
@@ -330,7 +330,7 @@ func checkpointReport(e *env, ckpt, data string, cfg probe.Config) (*probe.Repor
 	if cfg.NoiseAware {
 		// The null set from the SFT examples, so that a chat's roles and
 		// template stay as they are.
-		opt.Null = ckprobe.NullSFT(sft, cfg.NullPrompts, cfg.Seed)
+		opt.Null = train.NullSFT(sft, cfg.NullPrompts, cfg.Seed)
 		if opt.Null == nil {
 			opt.Null = []train.Example{}
 		}

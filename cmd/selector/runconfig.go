@@ -112,7 +112,7 @@ var runSettings = []setting{
 	{"beta2", "optim.beta2", func(c *runConfig) any { return &c.Optim.Beta2 }, "AdamW β₂", false},
 	{"eps", "optim.eps", func(c *runConfig) any { return &c.Optim.Eps }, "AdamW ε", false},
 	{"clip", "optim.clip", func(c *runConfig) any { return &c.Optim.Clip }, "clip the global gradient norm at this value (0: off)", false},
-	{"auto-null", "auto.null", func(c *runConfig) any { return &c.Auto.Null }, "auto, auto-theory: null prompts (shuffled) of the measurement before the first step", false},
+	{"auto-null", "auto.null", func(c *runConfig) any { return &c.Auto.Null }, "auto, auto-theory: null prompts (shuffled) of the measurement before the first step (negative: none)", false},
 	{"auto-every", "auto.every", func(c *runConfig) any { return &c.Auto.Every }, "auto-theory: re-rank the candidates every N steps", false},
 	{"auto-noise", "auto.noise", func(c *runConfig) any { return &c.Auto.Noise }, "auto-theory: label-noise rate of its noise model where the measurement gives none", false},
 	{"auto-rate", "auto.rate", func(c *runConfig) any { return &c.Auto.Rate }, "auto-theory: maximise the paper's \"raw\" rate Ṙ or the \"normalised\" rate Ṙ/‖∇L‖", false},

@@ -11,18 +11,11 @@ package ckprobe
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
-	"slices"
-	"sort"
 	"strconv"
-
-	"github.com/nlpodyssey/spago/mat"
 
 	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/probe"
-	"github.com/capsel/capsel/sftdata"
 	"github.com/capsel/capsel/train"
 )
 
@@ -75,171 +68,6 @@ func source(ctx context.Context, m *train.Model, tok *train.Tokenizer, data []tr
 	}), nil
 }
 
-// Answers returns the model's own greedy answer to each example's prompt:
-// greedy decoding (train.Generate) of at most the response's length plus
-// one tokens (room for the end token), stopping at the end token; the
-// probability of each of its tokens by teacher forcing on the answer; and
-// Agree when the answer equals the label (the response and the end token,
-// as far as they fit the context) token for token. progress, when set, is
-// called with the number of examples answered so far.
-func Answers(ctx context.Context, m *train.Model, tok *train.Tokenizer, data []train.Example, batch int, progress func(done int)) ([]labelnoise.Answer, error) {
-	if batch < 1 {
-		batch = Batch
-	}
-	t := m.Cfg.Context
-	type item struct {
-		prompt []int // BOS and the prompt
-		label  []int // the scored targets: response and EOS, cut to the context
-		budget int
-	}
-	items := make([]item, len(data))
-	for i, ex := range data {
-		p, err := tok.Encode(ex.Prompt)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: prompt: %w", ex.Source, ex.Line, err)
-		}
-		r, err := tok.Encode(ex.Response)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: response: %w", ex.Source, ex.Line, err)
-		}
-		seq := append(append(append([]int{train.BOSID}, p...), r...), train.EOSID)
-		pl := 1 + len(p)
-		n := min(len(seq)-1, t) // positions scored under teacher forcing end at n−1
-		if pl > n {
-			return nil, fmt.Errorf("%s:%d: the prompt fills the model's context of %d positions: no response token to answer", ex.Source, ex.Line, t)
-		}
-		items[i] = item{prompt: seq[:pl], label: seq[pl : n+1], budget: len(r) + 1}
-	}
-	// Generate in batches of similar budgets: train.Generate takes one
-	// length per call, and greedy decoding of a row does not depend on the
-	// other rows, so a longer run cut to the row's budget is its answer.
-	order := make([]int, len(items))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return items[order[a]].budget < items[order[b]].budget })
-	out := make([]labelnoise.Answer, len(items))
-	done := 0
-	for lo := 0; lo < len(order); lo += batch {
-		idx := order[lo:min(lo+batch, len(order))]
-		prompts := make([][]int, len(idx))
-		maxNew := 0
-		for k, i := range idx {
-			prompts[k] = items[i].prompt
-			maxNew = max(maxNew, items[i].budget)
-		}
-		gen, err := train.Generate(ctx, m, prompts, maxNew, len(idx))
-		if err != nil {
-			return nil, err
-		}
-		answers := make([][]int, len(idx))
-		for k, i := range idx {
-			a := gen[k][:min(len(gen[k]), items[i].budget)]
-			if len(a) == 0 {
-				ex := data[i]
-				return nil, fmt.Errorf("%s:%d: the model generated nothing (the prompt fills the context of %d positions)", ex.Source, ex.Line, t)
-			}
-			answers[k] = a
-		}
-		lps, err := forced(m, prompts, answers)
-		if err != nil {
-			return nil, err
-		}
-		for k, i := range idx {
-			out[i] = labelnoise.Answer{Text: tok.Decode(answers[k]), LogP: lps[k], Agree: slices.Equal(answers[k], items[i].label)}
-		}
-		done += len(idx)
-		if progress != nil {
-			progress(done)
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// forced returns, for each prompt and answer, the log-probability of each
-// answer token by teacher forcing on prompt·answer. Every prompt·answer
-// fits the context plus one (as train.Generate leaves it).
-func forced(m *train.Model, prompts, answers [][]int) ([][]float64, error) {
-	t, v := m.Cfg.Context, m.Cfg.Vocab
-	b := train.Batch{Seqs: len(prompts)}
-	for k := range prompts {
-		seq := append(slices.Clip(prompts[k]), answers[k]...)
-		if len(seq)-1 > t {
-			return nil, errors.New("ckprobe: an answer longer than the context")
-		}
-		ids, tg, mask := make([]int, t), make([]int, t), make([]bool, t)
-		for i := 0; i+1 < len(seq); i++ {
-			ids[i], tg[i] = seq[i], seq[i+1]
-			mask[i] = i+1 >= len(prompts[k])
-		}
-		b.IDs, b.Targets, b.Mask = append(b.IDs, ids...), append(b.Targets, tg...), append(b.Mask, mask...)
-	}
-	logits, err := m.Logits(b)
-	if err != nil {
-		return nil, err
-	}
-	z := mat.Data[float32](logits.Value())
-	out := make([][]float64, len(prompts))
-	for k := range prompts {
-		for i := range t {
-			r := k*t + i
-			if !b.Mask[r] {
-				continue
-			}
-			row := z[r*v : (r+1)*v]
-			mx := float64(row[0])
-			for _, x := range row {
-				mx = math.Max(mx, float64(x))
-			}
-			var s float64
-			for _, x := range row {
-				s += math.Exp(float64(x) - mx)
-			}
-			out[k] = append(out[k], float64(row[b.Targets[r]])-mx-math.Log(s))
-		}
-	}
-	return out, nil
-}
-
-// NullData returns the null set of data (see probe.NullRecipe): the
-// examples with their prompts' letters and digits shuffled
-// (probe.NullExample), responses unchanged, for at most max of them
-// (probe.PickNull; 0 means probe.DefaultNullPrompts, negative none). The
-// prompt is shuffled as one text: a chat rendered by sftdata.RenderChat
-// would have its role names shuffled too, so build a chat's null set with
-// NullSFT from the sftdata examples instead (the command line does).
-func NullData(data []train.Example, max int, seed uint64) []train.Example {
-	exs := make([]sftdata.Example, len(data))
-	for i, ex := range data {
-		exs[i] = sftdata.Example{Kind: sftdata.PromptResponse, Prompt: ex.Prompt, Response: ex.Response, Source: ex.Source, Line: ex.Line}
-	}
-	return NullSFT(exs, max, seed)
-}
-
-// NullSFT returns the null set of SFT examples as examples for a capsel
-// model: each picked example's prompt, or each turn of a chat's context,
-// shuffled (probe.NullExample), then rendered as the model reads it
-// (sftdata.Example.PromptText). max is as for NullData.
-func NullSFT(exs []sftdata.Example, max int, seed uint64) []train.Example {
-	if max == 0 {
-		max = probe.DefaultNullPrompts
-	}
-	pick := probe.PickNull(len(exs), max, func(i int) string { return exs[i].Source + ":" + strconv.Itoa(exs[i].Line) })
-	var out []train.Example
-	for i, ex := range exs {
-		if !pick[i] {
-			continue
-		}
-		if null, ok := probe.NullExample(ex, seed); ok {
-			out = append(out, train.Example{Prompt: null.PromptText(), Response: null.Response, Source: ex.Source, Line: ex.Line})
-		}
-	}
-	return out
-}
-
 // Progress is how far a measurement has come: Stage is "answers" (greedy
 // decoding of the examples), "null answers", "scoring" or "null scoring".
 type Progress struct {
@@ -248,7 +76,7 @@ type Progress struct {
 }
 
 // Options say how Report measures the noise-aware section (when
-// cfg.NoiseAware): Null is the null set (nil: NullData(data,
+// cfg.NoiseAware): Null is the null set (nil: train.NullData(data,
 // cfg.NullPrompts, cfg.Seed)); Progress, when set, sees every stage.
 type Options struct {
 	Null     []train.Example
@@ -304,7 +132,7 @@ func measure(ctx context.Context, m *train.Model, tok *train.Tokenizer, data []t
 	var own []labelnoise.Answer
 	if greedy {
 		var err error
-		if own, err = Answers(ctx, m, tok, data, Batch, stage("answers", len(data))); err != nil {
+		if own, err = train.Answers(ctx, m, tok, data, Batch, stage("answers", len(data))); err != nil {
 			return fmt.Errorf("%s: %w", dataName, err)
 		}
 	}
@@ -329,14 +157,14 @@ func measure(ctx context.Context, m *train.Model, tok *train.Tokenizer, data []t
 	}
 	null := opt.Null
 	if null == nil {
-		null = NullData(data, cfg.NullPrompts, cfg.Seed)
+		null = train.NullData(data, cfg.NullPrompts, cfg.Seed)
 	}
 	if len(null) == 0 {
 		return nil
 	}
 	var nullOwn []labelnoise.Answer
 	if greedy {
-		if nullOwn, err = Answers(ctx, m, tok, null, Batch, stage("null answers", len(null))); err != nil {
+		if nullOwn, err = train.Answers(ctx, m, tok, null, Batch, stage("null answers", len(null))); err != nil {
 			return fmt.Errorf("%s: null set: %w", dataName, err)
 		}
 	}
@@ -358,12 +186,12 @@ func measure(ctx context.Context, m *train.Model, tok *train.Tokenizer, data []t
 }
 
 // NoiseOptions tune LabelNoise. The zero value measures with greedy answers
-// and a null set of up to probe.DefaultNullPrompts shuffled prompts.
+// and a null set of up to labelnoise.DefaultNullPrompts shuffled prompts.
 type NoiseOptions struct {
 	// TeacherForced uses the teacher-forced approximation instead of
 	// greedy answers (method teacher-forced).
 	TeacherForced bool
-	// Null is the null set; nil builds it with NullData(data, NullPrompts,
+	// Null is the null set; nil builds it with train.NullData(data, NullPrompts,
 	// Seed).
 	Null        []train.Example
 	NullPrompts int

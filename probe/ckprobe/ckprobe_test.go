@@ -103,7 +103,7 @@ func TestAnswersOnTrainedModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	own, err := Answers(ctx, m, ck.Tokenizer, data, 7, nil)
+	own, err := train.Answers(ctx, m, ck.Tokenizer, data, 7, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,11 +221,11 @@ func TestLabelNoiseUntrained(t *testing.T) {
 // is the same for the same seed.
 func TestNullData(t *testing.T) {
 	_, data := demo(t)
-	a, b := NullData(data, 0, 1), NullData(data, 0, 1)
+	a, b := train.NullData(data, 0, 1), train.NullData(data, 0, 1)
 	if len(a) < len(data)-5 || !reflect.DeepEqual(a, b) {
 		t.Fatalf("%d null examples of %d, deterministic: %v", len(a), len(data), reflect.DeepEqual(a, b))
 	}
-	if capped := NullData(data, 10, 1); len(capped) > 10 || len(NullData(data, -1, 1)) != 0 {
+	if capped := train.NullData(data, 10, 1); len(capped) > 10 || len(train.NullData(data, -1, 1)) != 0 {
 		t.Errorf("cap 10: %d", len(capped))
 	}
 	for _, n := range a[:5] {

@@ -9,7 +9,7 @@
 // requests per second, so a run's rate of them divided by that is the share
 // of the capacity used. With the command line's defaults (-greedy, -null)
 // each example costs a scoring and a greedy request, and so does each of
-// its null prompts (up to probe.DefaultNullPrompts).
+// its null prompts (up to labelnoise.DefaultNullPrompts).
 //
 //	go run ./bench/probe/saturate                      # 1 and 3 servers, 3 runs each
 //	go run ./bench/probe/saturate -servers 1 -runs 5
@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/probe"
 	"github.com/capsel/capsel/probe/probetest"
 )
@@ -87,10 +88,10 @@ func main() {
 			if !*null {
 				return int(requests / per)
 			}
-			if x := requests / (2 * per); x <= probe.DefaultNullPrompts {
+			if x := requests / (2 * per); x <= labelnoise.DefaultNullPrompts {
 				return int(x)
 			}
-			return int(requests/per) - probe.DefaultNullPrompts
+			return int(requests/per) - labelnoise.DefaultNullPrompts
 		}
 		examples := examplesFor(full * *seconds)
 		anchorExamples := examplesFor(float64(4*n) / latency.Seconds() * *anchorSeconds)
