@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/capsel/capsel/internal/torchtest"
 	"github.com/capsel/capsel/choose"
+	"github.com/capsel/capsel/internal/torchtest"
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/train"
 )
