@@ -22,7 +22,7 @@ const (
 	KindLog1mP              // log(1 − p), clamped
 	KindFocal               // −(1 − p)^γ·log p
 	KindBlend               // λ·(−log p) + (1 − λ)·(1 − p)
-	KindAuto                // chosen during training from the running mean p
+	KindAuto                // chosen before training from the base model's capability and label noise
 	KindAutoTheory          // chosen during training from estimated risk-reduction rates
 	// The objectives the trainers ship that are not functions of p alone
 	// (see peers.go for how each trainer's code computes them).
@@ -183,7 +183,7 @@ func (o Objective) Formula() string {
 	case KindBlend:
 		return num(o.param) + "·(−log p) + " + num(1-o.param) + "·(1 − p)"
 	case KindAuto:
-		return "NLL ↔ prior-leaning, moved by the running mean p"
+		return "NLL, p or OnlyTopLogP-0.2, chosen from the base model's capability and label noise"
 	case KindAutoTheory:
 		return "the candidate with the best estimated risk-reduction rate"
 	case KindEAFT:

@@ -39,7 +39,7 @@ func Specs() []SpecForm {
 		{"deft", "", "(1 − p^c)/(c + 1e-6), c = Σ q²", "DEFT (objective_trans=DEFT in the DEFT fork): GeneralFamily with each token's detached collision probability as exponent; not a function of p"},
 		{"deft-cayley", "", "(1 − p^a)/(a + 1e-8), a from p and the batch's mean p", "the DEFT fork's Cayley_Trans (alias): NLL-like at low p, p-like at high p, floored by the batch's mean p"},
 		{"asft-α", "α ≥ 0", "−sg(p)·log p + α·KL(r ‖ q)", "ASFT (LLaMA-Factory use_asft_loss, asft_alpha 0.1): DFT plus a KL anchor to the frozen model the run starts from"},
-		{"auto", "", "chosen during training", "moves between NLL and prior-leaning as the running mean p moves"},
+		{"auto", "", "chosen from the base model", "measures capability and label noise before the first step, then NLL, p or OnlyTopLogP-0.2"},
 		{"auto-theory", "", "chosen during training", "picks the candidate with the best estimated risk-reduction rate"},
 	}
 }

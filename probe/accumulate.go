@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"slices"
+
+	"github.com/capsel/capsel/labelnoise"
 )
 
 // Config sets up an Accumulator. The zero value means the defaults.
@@ -27,6 +29,22 @@ type Config struct {
 	SkipBad bool
 	// Progress, when set, is called after every sequence.
 	Progress func(Progress)
+	// NoiseAware keeps each sequence's label path (and the model's own
+	// answer, where the source has one) and adds the noise-aware analysis
+	// to the report (Report.NoiseAware). It keeps 17 bytes per scored token
+	// and about 130 per sequence, so memory grows with the input.
+	NoiseAware bool
+	// TeacherForced uses the teacher-forced approximation (method
+	// teacher-forced) even where the sequences carry the model's own
+	// answers.
+	TeacherForced bool
+	// NullPrompts caps the null prompts scored by the sources that build a
+	// null set from the data (package ckprobe; Server has its own field):
+	// 0 means labelnoise.DefaultNullPrompts, negative none.
+	NullPrompts int
+	// Noise tunes the analysis; its Seed and Resamples default to Seed and
+	// Bootstrap.
+	Noise labelnoise.Options
 }
 
 // Defaults of Config.
@@ -96,7 +114,8 @@ type Accumulator struct {
 	seqSum           []float64 // per sequence: Σp over its scored tokens
 	seqN             []uint32  // per sequence: number of scored tokens
 	res              reservoir
-	bins             []int32 // scratch: the bins of the sequence being added
+	sb               sumBufs         // scratch: the per-token data of the sequence being added
+	noise            *noiseCollector // nil unless Config.NoiseAware
 	skipped          int64
 	skipNotes        []string
 	sources          []SourceInfo
@@ -122,8 +141,12 @@ func NewAccumulator(cfg Config) *Accumulator {
 		panic(err)
 	}
 	cfg = cfg.withDefaults()
-	return &Accumulator{cfg: cfg, hist: make([]uint64, histBins), res: reservoir{size: cfg.Reservoir},
+	a := &Accumulator{cfg: cfg, hist: make([]uint64, histBins), res: reservoir{size: cfg.Reservoir},
 		sourceIdx: map[string]int{}}
+	if cfg.NoiseAware {
+		a.noise = newNoiseCollector()
+	}
+	return a
 }
 
 // SetProgress replaces the progress callback of the configuration.
@@ -191,7 +214,8 @@ func (a *Accumulator) Add(seq Sequence) error {
 	st := seq.pre
 	if st == nil {
 		var s seqStats
-		a.bins = summarize(&s, &seq, a.bins[:0])
+		a.sb.reset()
+		summarize(&s, &seq, &a.sb)
 		st = &s
 	}
 	if st.err != nil {
@@ -220,6 +244,9 @@ func (a *Accumulator) Add(seq Sequence) error {
 	si := a.source(seq.Source)
 	si.Sequences++
 	si.Tokens += st.t.tokens
+	if a.noise != nil {
+		a.noise.add(&seq, st, si.Format, false)
+	}
 	return nil
 }
 
@@ -233,28 +260,76 @@ type seqStats struct {
 	sumP, sumNegLogP, sumQ2 u128    // the sequence's sums in fixed point
 	bins                    []int32 // fine-histogram bin of each scored token
 	hash                    uint64  // the sequence's key before the seed (seqHash)
+	path                    labelPath
+}
+
+// labelPath is a sequence's label path for the noise-aware analysis: per
+// scored position the label's log-prob, the first choice's probability and
+// whether the label is the first choice.
+type labelPath struct {
+	lps   []float64
+	first []float64
+	match []bool
+	// missing is the first scored position (an index into lps) without a
+	// first choice, or −1; noTop says no position had one.
+	missing int
+	noTop   bool
+}
+
+// sumBufs are the buffers summarize appends a sequence's per-token data
+// to; a batch of sequences shares them.
+type sumBufs struct {
+	bins  []int32
+	lps   []float64
+	first []float64
+	match []bool
+}
+
+func (b *sumBufs) reset() {
+	b.bins, b.lps, b.first, b.match = b.bins[:0], b.lps[:0], b.first[:0], b.match[:0]
 }
 
 // summarize checks seq and computes its statistics into st, appending the
-// histogram bins to bins (st.bins is the appended part).
-func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
+// histogram bins and the label path to sb (st's slices are the appended
+// parts).
+func summarize(st *seqStats, seq *Sequence, sb *sumBufs) {
 	n := len(seq.LogProbs)
-	bad := func(format string, args ...any) []int32 {
+	bad := func(format string, args ...any) {
 		st.err = lineErr(seq.Source, seq.Line, format, args...)
-		return bins
 	}
 	switch {
 	case seq.Mask != nil && len(seq.Mask) != n:
-		return bad("lengths disagree: %d log-probs, %d mask entries", n, len(seq.Mask))
+		bad("lengths disagree: %d log-probs, %d mask entries", n, len(seq.Mask))
+		return
 	case seq.Top != nil && len(seq.Top) != n:
-		return bad("lengths disagree: %d log-probs, %d top_logprobs entries", n, len(seq.Top))
+		bad("lengths disagree: %d log-probs, %d top_logprobs entries", n, len(seq.Top))
+		return
 	case seq.Tokens != nil && len(seq.Tokens) != n:
-		return bad("lengths disagree: %d log-probs, %d tokens", n, len(seq.Tokens))
+		bad("lengths disagree: %d log-probs, %d tokens", n, len(seq.Tokens))
+		return
+	case seq.First != nil && (len(seq.First) != n || len(seq.FirstMatch) != n):
+		bad("lengths disagree: %d log-probs, %d first choices, %d first-choice matches", n, len(seq.First), len(seq.FirstMatch))
+		return
 	case n == 0:
-		return bad("no log-probs")
+		bad("no log-probs")
+		return
 	}
-	b0 := len(bins)
+	if seq.Own != nil {
+		if len(seq.Own.LogP) == 0 {
+			bad("the own answer has no tokens")
+			return
+		}
+		for k, lp := range seq.Own.LogP {
+			if math.IsNaN(lp) || lp > PositiveTolerance {
+				bad("own answer token %d: log-prob %v is not a log-probability", k, lp)
+				return
+			}
+		}
+	}
+	b0, l0 := len(sb.bins), len(sb.lps)
 	t := &st.t
+	path := &st.path
+	path.missing, path.noTop = -1, true
 	var negLogP, q2s float64
 	for i, lp := range seq.LogProbs {
 		if seq.Mask != nil && !seq.Mask[i] {
@@ -262,9 +337,11 @@ func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
 		}
 		switch {
 		case math.IsNaN(lp):
-			return bad("log-prob at position %d is NaN", i)
+			bad("log-prob at position %d is NaN", i)
+			return
 		case lp > PositiveTolerance:
-			return bad("log-prob %v at position %d is positive: not a log-probability", lp, i)
+			bad("log-prob %v at position %d is positive: not a log-probability", lp, i)
+			return
 		case lp > 0:
 			lp = 0
 		}
@@ -284,27 +361,54 @@ func summarize(st *seqStats, seq *Sequence, bins []int32) []int32 {
 		if p >= 0.2 {
 			t.ge02++
 		}
-		bins = append(bins, int32(histBin(p, lp)))
-		if seq.Top != nil && len(seq.Top[i]) > 0 {
-			q2, top1, err := topStats(seq, i, lp, p)
+		sb.bins = append(sb.bins, int32(histBin(p, lp)))
+		first, match := math.NaN(), false
+		switch {
+		case seq.First != nil:
+			first, match = seq.First[i], seq.FirstMatch[i]
+			if !(first >= p-1e-6 && first <= 1+1e-6) {
+				bad("the first choice's probability %v at position %d is below the target's %v or above 1", first, i, p)
+				return
+			}
+			first = min(max(first, p), 1)
+		case seq.Top != nil && len(seq.Top[i]) > 0:
+			q2, best, err := topStats(seq, i, lp, p)
 			if err != nil {
-				return bad("%v", err)
+				bad("%v", err)
+				return
 			}
 			q2s += q2
 			t.topTokens++
-			if top1 {
+			if lp >= best {
 				t.top1++
 			}
+			// math.Exp, as labelnoise turns the label's log-prob into p:
+			// a label that is the first choice gets exactly its own p.
+			first, match = math.Exp(max(lp, best)), lp >= best
+			if max(lp, best) <= NegInf {
+				first = 0
+			}
 		}
+		if math.IsNaN(first) {
+			if path.missing < 0 {
+				path.missing = len(sb.lps) - l0
+			}
+		} else {
+			path.noTop = false
+		}
+		sb.lps = append(sb.lps, lp)
+		sb.first = append(sb.first, first)
+		sb.match = append(sb.match, match)
 	}
 	if t.tokens == 0 {
-		return bad("no scored tokens (the mask excludes all %d positions)", n)
+		bad("no scored tokens (the mask excludes all %d positions)", n)
+		return
 	}
 	t.sequences = 1
 	st.sumP, st.sumNegLogP, st.sumQ2 = fix128(st.sum, pShift), fix128(negLogP, logpShift), fix128(q2s, pShift)
-	st.bins = bins[b0:]
+	st.bins = sb.bins[b0:]
+	path.lps, path.first, path.match = sb.lps[l0:], sb.first[l0:], sb.match[l0:]
 	st.hash = seqHash(*seq)
-	return bins
 }
 
 // tally holds the integer counts of an accumulator.
@@ -326,10 +430,11 @@ func (t *tally) add(u tally) {
 }
 
 // topStats checks position i's top list and returns Σ q² over the listed
-// tokens (the list plus the target when the list lacks it) and whether the
-// target has the largest listed log-prob (top-1 agreement).
-func topStats(seq *Sequence, i int, lp, p float64) (q2 float64, top1 bool, err error) {
-	best := math.Inf(-1)
+// tokens (the list plus the target when the list lacks it) and the largest
+// listed log-prob (clamped at NegInf): the target has the first choice
+// (top-1 agreement) when its log-prob is at least that.
+func topStats(seq *Sequence, i int, lp, p float64) (q2, best float64, err error) {
+	best = math.Inf(-1)
 	found := false
 	tok := ""
 	if seq.Tokens != nil {
@@ -339,7 +444,7 @@ func topStats(seq *Sequence, i int, lp, p float64) (q2 float64, top1 bool, err e
 	for _, t := range seq.Top[i] {
 		l := t.LogProb
 		if math.IsNaN(l) || l > PositiveTolerance {
-			return 0, false, fmt.Errorf("top log-prob %v of token %q at position %d is not a log-probability", l, t.Token, i)
+			return 0, 0, fmt.Errorf("top log-prob %v of token %q at position %d is not a log-probability", l, t.Token, i)
 		}
 		l = clampLP(l)
 		q := p // the target's own entry: p is known
@@ -356,12 +461,12 @@ func topStats(seq *Sequence, i int, lp, p float64) (q2 float64, top1 bool, err e
 		}
 	}
 	if mass > maxListedMass {
-		return 0, false, fmt.Errorf("the top tokens at position %d have probabilities summing to %.4g > 1", i, mass)
+		return 0, 0, fmt.Errorf("the top tokens at position %d have probabilities summing to %.4g > 1", i, mass)
 	}
 	if !found {
 		q2 += p * p
 	}
-	return q2, lp >= best, nil
+	return q2, best, nil
 }
 
 // sameToken reports whether listed token t is the target (text tok, log-prob
@@ -407,6 +512,9 @@ func (a *Accumulator) Merge(b *Accumulator) error {
 		if a.res.wants(r.priority) {
 			a.res.offer(r)
 		}
+	}
+	if a.noise != nil && b.noise != nil {
+		a.noise.merge(b.noise)
 	}
 	a.skipped += b.skipped
 	for _, n := range b.skipNotes {

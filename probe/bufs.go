@@ -16,12 +16,13 @@ type bufs struct {
 	spans  []span // aligned with flat: where an entry's name sits in the line
 	ends   []int  // per position: end of its list in flat, or −1 for none
 	top    [][]TopToken
-	starts []int // per position: start of its list in flat
+	starts []int     // per position: start of its list in flat
+	own    []float64 // own answers' log-probs
 }
 
 func (b *bufs) reset() {
 	b.lps, b.mask, b.nulls, b.tokens, b.tspans, b.offs = b.lps[:0], b.mask[:0], b.nulls[:0], b.tokens[:0], b.tspans[:0], b.offs[:0]
-	b.flat, b.spans, b.ends, b.top, b.starts = b.flat[:0], b.spans[:0], b.ends[:0], b.top[:0], b.starts[:0]
+	b.flat, b.spans, b.ends, b.top, b.starts, b.own = b.flat[:0], b.spans[:0], b.ends[:0], b.top[:0], b.starts[:0], b.own[:0]
 }
 
 // mark records the buffers' lengths where a sequence starts. (What a line

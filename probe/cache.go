@@ -163,20 +163,23 @@ func (c *cache) close() error {
 	return nil
 }
 
-// cacheSource yields the cached replies of the data's examples, each once,
-// named by the data file and line. Lines of the cache that are malformed or
-// belong to other data are passed over; after the cache, each example of
-// the data that is not in it comes as a line error of the data file
-// (counted as skipped with SkipBad). It holds the cache's lock until Close.
+// cacheSource yields the cached replies of the data's examples (or null
+// prompts), each once, named by the data file and line. Lines of the cache
+// that are malformed or belong to other data are passed over; after the
+// cache, each example of the data that is not in it comes as a line error
+// of the data file (counted as skipped with SkipBad). It holds the cache's
+// lock until Close.
 type cacheSource struct {
 	c       *cache
 	files   *Files
-	want    map[string]int // key → data line
-	seen    map[string]bool
+	want    map[string]int // cache ID → data line
+	seen    map[int]bool   // data lines served
 	failed  map[int]string // data line → why the server run gave up on it
 	data    string
+	null    bool  // the null set's
 	missing []int // after the cache: the data lines not in it
 	ended   bool
+	nullSrc *cacheSource
 }
 
 func (cs *cacheSource) Next() (Sequence, error) {
@@ -191,13 +194,19 @@ func (cs *cacheSource) Next() (Sequence, error) {
 			if r, ok := cs.failed[line]; ok {
 				why = r
 			}
-			return Sequence{}, lineErr(cs.data, line, "not in the cache (%s); run again to retry it", why)
+			what := "not in the cache"
+			if cs.null {
+				what = "its null prompt is not in the null cache"
+			}
+			return Sequence{}, lineErr(cs.data, line, "%s (%s); run again to retry it", what, why)
 		}
 		seq, err := cs.files.Next()
 		if errors.Is(err, io.EOF) {
 			cs.ended = true
-			for k, line := range cs.want {
-				if !cs.seen[k] {
+			lines := map[int]bool{}
+			for _, line := range cs.want {
+				if !cs.seen[line] && !lines[line] {
+					lines[line] = true
 					cs.missing = append(cs.missing, line)
 				}
 			}
@@ -211,11 +220,11 @@ func (cs *cacheSource) Next() (Sequence, error) {
 			return Sequence{}, err
 		}
 		line, ok := cs.want[seq.ID]
-		if !ok || cs.seen[seq.ID] {
+		if !ok || cs.seen[line] {
 			continue
 		}
-		cs.seen[seq.ID] = true
-		seq.Source, seq.Line = cs.data, line
+		cs.seen[line] = true
+		seq.Source, seq.Line, seq.Record = cs.data, line, 0
 		return seq, nil
 	}
 }
@@ -223,11 +232,24 @@ func (cs *cacheSource) Next() (Sequence, error) {
 // Bytes reports progress through the cache.
 func (cs *cacheSource) Bytes() (done, total int64) { return cs.files.Bytes() }
 
-// Close releases the cache.
+// Null returns the null set's source (an empty one without a null set).
+func (cs *cacheSource) Null() Source {
+	if cs.nullSrc == nil {
+		return &SliceSource{}
+	}
+	return cs.nullSrc
+}
+
+// Close releases the cache (and the null set's).
 func (cs *cacheSource) Close() error {
 	err := cs.files.Close()
 	if cerr := cs.c.close(); err == nil {
 		err = cerr
+	}
+	if cs.nullSrc != nil {
+		if nerr := cs.nullSrc.Close(); err == nil {
+			err = nerr
+		}
 	}
 	return err
 }

@@ -192,6 +192,8 @@ type Files struct {
 	cur    Source
 	f      *os.File
 	pos    func() int64 // bytes of the current file consumed
+	lr     *lineReader  // the current file's
+	recs   int          // non-blank lines of the files finished
 	total  int64
 	done   atomic.Int64 // bytes of finished files
 	curPos atomic.Int64
@@ -219,6 +221,15 @@ func OpenFiles(paths []string, opt Options, onOpen func(file, format string, det
 		fs.total += st.Size()
 	}
 	return fs, nil
+}
+
+// Records returns the number of non-blank lines read so far, over all the
+// files (Sequence.Record of the last).
+func (fs *Files) Records() int {
+	if fs.lr != nil {
+		return fs.lr.base + fs.lr.rec
+	}
+	return fs.recs
 }
 
 // Bytes returns how many bytes have been consumed and the total size.
@@ -265,6 +276,10 @@ func (fs *Files) closeCurrent() {
 	if ps, ok := fs.cur.(*parallelSource); ok {
 		ps.close()
 	}
+	if fs.lr != nil {
+		fs.recs = fs.lr.base + fs.lr.rec
+		fs.lr = nil
+	}
 	if fs.f != nil {
 		fs.done.Add(fs.pos())
 		fs.curPos.Store(0)
@@ -281,6 +296,7 @@ func (fs *Files) open(path string) error {
 		return err
 	}
 	lr := newLineReader(f, path)
+	lr.base = fs.recs
 	format, detected := fs.opt.Format, false
 	if format == "" {
 		line, err := lr.next()
@@ -306,6 +322,7 @@ func (fs *Files) open(path string) error {
 		lr.unread()
 		detected = true
 	}
+	fs.lr = lr
 	np, err := parserFor(format, fs.opt)
 	if err != nil {
 		f.Close()

@@ -21,7 +21,7 @@ func fuzzFormat(f *testing.F, format string, seeds ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		acc := NewAccumulator(Config{SkipBad: true, Reservoir: 3, Bootstrap: 10})
+		acc := NewAccumulator(Config{SkipBad: true, Reservoir: 3, Bootstrap: 10, NoiseAware: true})
 		if err := acc.Consume(src); err != nil {
 			t.Fatalf("consume: %v", err)
 		}
@@ -38,7 +38,8 @@ func FuzzNative(f *testing.F) {
 	fuzzFormat(f, Native,
 		`{"id":"a","logprobs":[-0.1,null,-2],"mask":[1,0,1],"tokens":["a","b","c"],"top_logprobs":[{"a":-0.1},null,[["x",-1]]]}`,
 		`{"logprobs":[-1e-7,-9999,-Infinity],"top_logprobs":[[{"token":"t","logprob":-0.5}],null,{}]}`,
-		`{"logprobs":[0.5,NaN]}`, `{"logprobs":[-0.1],"mask":[1,1]}`, `{"logprobs":[-0.1],"meta":{"k":[1,"\u00e9"]}}`)
+		`{"logprobs":[0.5,NaN]}`, `{"logprobs":[-0.1],"mask":[1,1]}`, `{"logprobs":[-0.1],"meta":{"k":[1,"\u00e9"]}}`,
+		`{"logprobs":[-0.1],"top_logprobs":[{"a":-0.1}],"own_answer":{"text":"a","logprobs":[-0.1, 1e-7],"agree":true,"token_ids":[1]}}`)
 }
 
 func FuzzVLLMEcho(f *testing.F) {

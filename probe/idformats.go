@@ -190,6 +190,7 @@ func (r *idParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 func (r *idParser) parseObject(out []Sequence) ([]Sequence, error) {
 	s := &r.sc
 	var rs responseStart
+	var oa ownAnswer
 	id := ""
 	n := 0 // sequences in the object
 	var topIDs *idSeq
@@ -208,6 +209,8 @@ func (r *idParser) parseObject(out []Sequence) ([]Sequence, error) {
 			} else {
 				s.skip()
 			}
+		case key == "own_answer":
+			readOwnAnswer(s, &r.ar, &r.b, &oa)
 		case r.format == SGLang && key == "meta_info":
 			n = 1
 			r.readMetaInfo(r.seq(0), &id)
@@ -271,6 +274,10 @@ func (r *idParser) parseObject(out []Sequence) ([]Sequence, error) {
 	if err := rs.check(n, r.scoreAll); err != nil {
 		return out, err
 	}
+	own, err := oa.answer(&r.b, n)
+	if err != nil {
+		return out, err
+	}
 	if rs.chars != nil {
 		switch r.format {
 		case TGI:
@@ -310,6 +317,7 @@ func (r *idParser) parseObject(out []Sequence) ([]Sequence, error) {
 		if q.haveTop {
 			seq.Top = b.topLists(q.m.ends, q.m.ends+q.n, q.m.flat)
 		}
+		seq.Own = own
 		out = append(out, seq)
 	}
 	return out, nil

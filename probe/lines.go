@@ -19,6 +19,8 @@ type lineReader struct {
 	r    *bufio.Reader
 	name string
 	line int    // number of the line last returned
+	rec  int    // non-blank lines returned (a line too long counts too)
+	base int    // added to rec in Sequence.Record (lines of earlier files)
 	n    int64  // bytes consumed
 	buf  []byte // holds a line longer than the bufio buffer
 	last []byte // the line last returned
@@ -53,6 +55,7 @@ func (lr *lineReader) next() ([]byte, error) {
 					}
 					lr.n += int64(len(lr.buf))
 					lr.line++
+					lr.rec++
 					lr.buf = nil
 					if err != nil && !errors.Is(err, io.EOF) {
 						return nil, fmt.Errorf("%s: %w", lr.name, err)
@@ -80,6 +83,7 @@ func (lr *lineReader) next() ([]byte, error) {
 			continue
 		}
 		lr.last = b
+		lr.rec++
 		return b, nil
 	}
 }

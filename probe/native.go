@@ -25,9 +25,10 @@ const NativeFormat = `native: one JSON object per line, one sequence (the respon
                 of {"token": t, "logprob": lp} objects (the top-k list; it
                 may include the target)
   id            optional string or number
+  own_answer    optional: the model's own answer (see own_answer below)
   meta          optional, ignored; any other field is an error`
 
-var nativeFields = []string{"id", "logprobs", "mask", "tokens", "top_logprobs"}
+var nativeFields = []string{"id", "logprobs", "mask", "tokens", "top_logprobs", "own_answer"}
 
 // nativeParser parses the native JSONL format.
 type nativeParser struct {
@@ -57,7 +58,8 @@ func (r *nativeParser) parseSeq(line []byte, m mark) (Sequence, error) {
 	s.reset(line)
 	r.ar.reset()
 	var seq Sequence
-	var have [5]bool // the fields of nativeFields
+	var have [6]bool // the fields of nativeFields
+	var oa ownAnswer
 	r.nulls = r.nulls[:0]
 	if !s.beginObject() {
 		return seq, s.err
@@ -92,11 +94,13 @@ func (r *nativeParser) parseSeq(line []byte, m mark) (Sequence, error) {
 			}
 		case "top_logprobs":
 			r.readTop()
+		case "own_answer":
+			readOwnAnswer(s, &r.ar, b, &oa)
 		case "meta":
 			s.skip()
 		default:
 			if s.err == nil {
-				return seq, fmt.Errorf("unknown field %q (want id, logprobs, mask, tokens, top_logprobs or meta)", s.key)
+				return seq, fmt.Errorf("unknown field %q (want id, logprobs, mask, tokens, top_logprobs, own_answer or meta)", s.key)
 			}
 		}
 	}
@@ -142,7 +146,9 @@ func (r *nativeParser) parseSeq(line []byte, m mark) (Sequence, error) {
 		seq.Top = b.topLists(m.ends, len(b.ends), m.flat)
 		seq.Names = b.names(seq.Top, nil, 0, false, line)
 	}
-	return seq, nil
+	var err error
+	seq.Own, err = oa.answer(b, 1)
+	return seq, err
 }
 
 // readID reads a string or a number as the sequence's ID.

@@ -40,7 +40,7 @@ func (ls *lineSource) Next() (Sequence, error) {
 			return Sequence{}, &LineError{File: ls.lr.name, Line: ls.lr.line, Err: err}
 		}
 		for i := range ls.queue {
-			ls.queue[i].Source, ls.queue[i].Line = ls.lr.name, ls.lr.line
+			ls.queue[i].Source, ls.queue[i].Line, ls.queue[i].Record = ls.lr.name, ls.lr.line, ls.lr.base+ls.lr.rec
 		}
 	}
 	ls.k++
@@ -57,10 +57,11 @@ const (
 // batch is a run of lines, their parser and what it made of them.
 type batch struct {
 	stats []seqStats // computed ahead for each sequence
-	bins  []int32
+	sb    sumBufs
 	buf   []byte // the lines, one after the other
 	ends  []int  // end of each line in buf
 	nos   []int  // line numbers
+	recs  []int  // record numbers (Sequence.Record)
 	pos   int64  // bytes of the stream consumed after this batch
 	p     lineParser
 	out   []Sequence
@@ -134,7 +135,7 @@ func newParallelSource(lr *lineReader, workers int, newParser func() lineParser)
 
 // fill reads lines into b and reports whether the stream has more.
 func (b *batch) fill(lr *lineReader) bool {
-	b.buf, b.ends, b.nos, b.err = b.buf[:0], b.ends[:0], b.nos[:0], nil
+	b.buf, b.ends, b.nos, b.recs, b.err = b.buf[:0], b.ends[:0], b.nos[:0], b.recs[:0], nil
 	for len(b.buf) < batchBytes && len(b.ends) < batchLines {
 		line, err := lr.next()
 		if err != nil {
@@ -147,6 +148,7 @@ func (b *batch) fill(lr *lineReader) bool {
 		b.buf = append(b.buf, line...)
 		b.ends = append(b.ends, len(b.buf))
 		b.nos = append(b.nos, lr.line)
+		b.recs = append(b.recs, lr.base+lr.rec)
 	}
 	b.pos = lr.n
 	return true
@@ -169,7 +171,7 @@ func (b *batch) parse(name string) {
 			continue
 		}
 		for i := n0; i < len(b.out); i++ {
-			b.out[i].Source, b.out[i].Line = name, b.nos[k]
+			b.out[i].Source, b.out[i].Line, b.out[i].Record = name, b.nos[k], b.recs[k]
 			b.items = append(b.items, item{seq: b.out[i]})
 		}
 	}
@@ -181,7 +183,8 @@ func (b *batch) parse(name string) {
 	if cap(b.stats) < len(b.out) {
 		b.stats = make([]seqStats, len(b.out))
 	}
-	b.stats, b.bins = b.stats[:len(b.out)], b.bins[:0]
+	b.stats = b.stats[:len(b.out)]
+	b.sb.reset()
 	k := 0
 	for i := range b.items {
 		if b.items[i].err != nil {
@@ -189,7 +192,7 @@ func (b *batch) parse(name string) {
 		}
 		st := &b.stats[k]
 		*st = seqStats{}
-		b.bins = summarize(st, &b.items[i].seq, b.bins)
+		summarize(st, &b.items[i].seq, &b.sb)
 		b.items[i].seq.pre = st
 		k++
 	}

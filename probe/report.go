@@ -82,6 +82,10 @@ type Report struct {
 	Reservoir Reservoir    `json:"reservoir"`
 	Sources   []SourceInfo `json:"sources"`
 	Skipped   *Skipped     `json:"skipped,omitempty"`
+	// NoiseAware tells a model that does not know its targets from targets
+	// that are wrong (Config.NoiseAware; see NoiseAware). MeanP stays the
+	// paper's statistic on the data as given.
+	NoiseAware *NoiseAware `json:"noise_aware,omitempty"`
 	// State holds the exact sums behind the statistics, so that reports
 	// merge exactly. It is not meant for reading.
 	State *State `json:"state"`
@@ -202,6 +206,13 @@ func (a *Accumulator) Report() (*Report, error) {
 	rep.Region = rep.Placement.Region
 	if a.skipped > 0 {
 		rep.Skipped = &Skipped{Lines: a.skipped, First: slices.Clone(a.skipNotes)}
+	}
+	if a.noise != nil {
+		na, err := a.noise.analyze(a.cfg)
+		if err != nil {
+			return nil, err
+		}
+		rep.NoiseAware = na
 	}
 	rep.State = &State{Seed: a.cfg.Seed, ReservoirSize: a.res.size, SumP: a.sumP, SumNegLogP: a.sumNegLogP, SumQSq: a.sumQ2,
 		GT055: a.gt055, GE02: a.ge02, Top1: a.top1, SeqSumP: sums, SeqTokens: counts}
@@ -369,6 +380,9 @@ func (a *Accumulator) AddReport(rep *Report) error {
 		return fmt.Errorf("probe: inconsistent report state: %w", err)
 	}
 	b := NewAccumulator(a.cfg)
+	if b.noise != nil {
+		b.noise.reports, b.noise.carried = 1, rep.NoiseAware
+	}
 	b.sequences, b.tokens = rep.Sequences, rep.Tokens
 	b.sumP, b.sumNegLogP, b.sumQ2 = st.SumP, st.SumNegLogP, st.SumQSq
 	b.zeroP, b.gt055, b.ge02 = rep.ZeroPTokens, st.GT055, st.GE02

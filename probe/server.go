@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/sftdata"
 )
 
@@ -62,6 +64,18 @@ type Server struct {
 	// HTTP is the client to use (default one with a connection pool sized
 	// for MaxConcurrency).
 	HTTP *http.Client
+	// Greedy also asks for the model's own greedy answer to every prompt
+	// (a second request per example; see ServerRequests) and keeps it in
+	// the cache line as "own_answer" (OwnAnswerFormat), for the
+	// noise-aware analysis's method greedy.
+	Greedy bool
+	// Null also scores a null set (labelnoise.NullRecipe): the prompts of up to
+	// NullPrompts examples (0: labelnoise.DefaultNullPrompts; labelnoise.PickNull chooses them)
+	// with their letters and digits shuffled by a shuffle seeded with Seed,
+	// each like a real example, into the cache NullCache(cache).
+	Null        bool
+	NullPrompts int
+	Seed        uint64
 	// Progress, when set, is called after each example is scored or fails,
 	// from one goroutine.
 	Progress func(ServerProgress)
@@ -69,15 +83,17 @@ type Server struct {
 	sleep func(ctx context.Context, d time.Duration) error // tests replace it
 }
 
-// ServerProgress counts a run's examples.
+// ServerProgress counts a run's examples: the data's and, with
+// Server.Null, the null prompts.
 type ServerProgress struct {
-	Total    int // examples in the data
-	Cached   int // found in the cache before the run
+	Total    int // examples in the data, and null prompts
+	Null     int // null prompts among them
+	Cached   int // found in the caches before the run
 	Scored   int // scored in this run
 	Failed   int // given up on
 	Tokens   int // response tokens scored in this run
 	Retries  int // failed attempts that were retried
-	Requests int // requests sent (tokenize and score)
+	Requests int // requests sent (tokenize, score and generate)
 	InFlight int // examples being scored now
 	Limit    int // the replicas' concurrency limits, summed
 }
@@ -88,6 +104,8 @@ type ServerResult struct {
 	Kind  ServerKind // the servers' kind
 	Model string     // the served model
 	Cache string     // the cache file
+	// NullCache is the null set's cache file (with Server.Null).
+	NullCache string
 	// Replicas holds what each server did.
 	Replicas []ReplicaResult
 	// Failures holds the examples given up on, as line errors of the data
@@ -180,6 +198,24 @@ func DefaultCache(data, model string, kind ServerKind) string {
 	return data + "." + safe + "." + string(kind) + ".jsonl"
 }
 
+// NullCache is the cache of the null set of a run whose cache is cache.
+func NullCache(cache string) string {
+	return strings.TrimSuffix(cache, ".jsonl") + ".null.jsonl"
+}
+
+// greedySuffix ends the cache IDs of lines that carry an own answer.
+const greedySuffix = "-g"
+
+// cacheIDs are the IDs of cache lines that hold what this run needs of an
+// example with cache key key: a line with an own answer when the run asks
+// for one, else either kind.
+func (sv *Server) cacheIDs(key string) []string {
+	if sv.Greedy {
+		return []string{key + greedySuffix}
+	}
+	return []string{key, key + greedySuffix}
+}
+
 // cacheKey identifies one example's scoring: the kind of server, the model,
 // k, the data line and the example. The data line is part of it so that a
 // duplicated example counts twice, as it does in training.
@@ -193,12 +229,53 @@ func (sv *Server) cacheKey(ex sftdata.Example) string {
 	return "capsel-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// ServerSource is what Score returns: the cached replies of the data's
+// examples, each once, named by their data file and line, then (Null) the
+// null set's. Close it (it holds the caches' locks).
+type ServerSource interface {
+	Source
+	// Bytes reports progress through the cache.
+	Bytes() (done, total int64)
+	// Null returns the null set's sequences (none without Server.Null),
+	// each named by the data line of the example it was made from. Read it
+	// after the source's own sequences.
+	Null() Source
+	Close() error
+}
+
+// plan is what a run must hold in its caches: the cache IDs of the data's
+// examples and of the null prompts, with their data lines.
+type plan struct {
+	want, nullWant map[string]int
+	examples       int
+	nulls          int
+	null           map[int]bool // data lines whose example has a null prompt
+}
+
+// done counts the examples (and null prompts) the caches hold.
+func (p *plan) done(ch, nullCh *cache) (n int) {
+	count := func(want map[string]int, c *cache) {
+		seen := map[int]bool{}
+		for id, line := range want {
+			if c != nil && c.done[id] && !seen[line] {
+				seen[line] = true
+				n++
+			}
+		}
+	}
+	count(p.want, ch)
+	count(p.nullWant, nullCh)
+	return n
+}
+
 // Score scores every example of the data file that the cache does not
 // hold yet, appending each reply to the cache, and returns a Source over
 // the cached replies of exactly the data's examples, each once, named by
 // their data file and line; close it (it holds the cache's lock).
-// cachePath "" means DefaultCache. Cancelling ctx stops the run within
-// Grace; what was scored stays in the cache for the next one.
+// cachePath "" means DefaultCache. With Greedy each reply carries the
+// model's own greedy answer; with Null the null prompts are scored too,
+// into NullCache(cachePath). Cancelling ctx stops the run within Grace;
+// what was scored stays in the cache for the next one.
 //
 // Before the first example a preflight asks every server what it is and
 // what it serves, and fails at once on a server that does not answer, is
@@ -207,7 +284,7 @@ func (sv *Server) cacheKey(ex sftdata.Example) string {
 // does not hold what was asked; an example the server refuses (HTTP 400,
 // say, for one that is too long) is given up at once, and a run whose
 // first examples are all refused stops.
-func (sv *Server) Score(ctx context.Context, dataPath, cachePath string, opt Options) (Source, ServerResult, error) {
+func (sv *Server) Score(ctx context.Context, dataPath, cachePath string, opt Options) (ServerSource, ServerResult, error) {
 	c := sv.defaults()
 	var res ServerResult
 	if len(c.URLs) == 0 {
@@ -216,7 +293,6 @@ func (sv *Server) Score(ctx context.Context, dataPath, cachePath string, opt Opt
 	if _, err := ParseServerKind(string(c.Kind)); err != nil {
 		return nil, res, err
 	}
-	keysFor := func() (map[string]int, error) { return c.dataKeys(dataPath) }
 	var reps []*replica
 	preflighted := false
 	preflight := func() error {
@@ -241,22 +317,30 @@ func (sv *Server) Score(ctx context.Context, dataPath, cachePath string, opt Opt
 	if err != nil {
 		return nil, res, err
 	}
-	fail := func(err error) (Source, ServerResult, error) {
+	var nullCh *cache
+	fail := func(err error) (ServerSource, ServerResult, error) {
 		if cerr := ch.close(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
+		if nullCh != nil {
+			if cerr := nullCh.close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
 		return nil, res, err
 	}
-	keys, err := keysFor()
+	if c.Null {
+		res.NullCache = NullCache(cachePath)
+		if nullCh, err = openCache(res.NullCache); err != nil {
+			return fail(err)
+		}
+	}
+	pl, err := c.plan(dataPath)
 	if err != nil {
 		return fail(err)
 	}
-	res.Total = len(keys)
-	for k := range keys {
-		if ch.done[k] {
-			res.Cached++
-		}
-	}
+	res.Total, res.Null = pl.examples+pl.nulls, pl.nulls
+	res.Cached = pl.done(ch, nullCh)
 	if res.Cached < res.Total {
 		if !preflighted {
 			if err := preflight(); err != nil {
@@ -265,54 +349,69 @@ func (sv *Server) Score(ctx context.Context, dataPath, cachePath string, opt Opt
 			// The model or kind the servers report may differ from the
 			// flags only where the flags were empty; keys made before the
 			// preflight used the flags.
-			if keys, err = keysFor(); err != nil {
+			if pl, err = c.plan(dataPath); err != nil {
 				return fail(err)
 			}
-			res.Cached = 0
-			for k := range keys {
-				if ch.done[k] {
-					res.Cached++
-				}
+			res.Cached = pl.done(ch, nullCh)
+		}
+		for _, x := range []*cache{ch, nullCh} {
+			if x != nil && x.format != "" && x.format != c.Kind.Format() {
+				return fail(fmt.Errorf("%s holds %s replies and the server is %s: give this run its own --cache", x.path, x.format, c.Kind))
 			}
 		}
-		if ch.format != "" && ch.format != c.Kind.Format() {
-			return fail(fmt.Errorf("%s holds %s replies and the server is %s: give this run its own --cache", cachePath, ch.format, c.Kind))
-		}
-		if err := c.fill(ctx, reps, dataPath, ch, &res); err != nil {
+		if err := c.fill(ctx, reps, dataPath, pl, ch, nullCh, &res); err != nil {
 			res.Kind, res.Model = c.Kind, c.Model
 			return fail(err)
 		}
 	}
 	res.Kind, res.Model = c.Kind, c.Model
-	format := ch.format
-	if format == "" {
-		format = c.Kind.Format()
+	open := func(x *cache, want map[string]int, null bool) (*cacheSource, error) {
+		format := x.format
+		if format == "" {
+			format = c.Kind.Format()
+		}
+		o := opt
+		o.Format, o.ScoreAll = format, false
+		fs, err := OpenFiles([]string{x.path}, o, nil)
+		if err != nil {
+			return nil, err
+		}
+		failed := map[int]string{}
+		for _, f := range res.Failures {
+			var le *LineError
+			if errors.As(f, &le) && strings.HasPrefix(le.Err.Error(), nullFailure) == null {
+				failed[le.Line] = strings.TrimPrefix(le.Err.Error(), nullFailure)
+			}
+		}
+		return &cacheSource{c: x, files: fs, want: want, seen: make(map[int]bool, len(want)), failed: failed, data: dataPath, null: null}, nil
 	}
-	opt.Format, opt.ScoreAll = format, false
-	fs, err := OpenFiles([]string{cachePath}, opt, nil)
+	src, err := open(ch, pl.want, false)
 	if err != nil {
 		return fail(err)
 	}
-	failed := map[int]string{}
-	for _, f := range res.Failures {
-		var le *LineError
-		if errors.As(f, &le) {
-			failed[le.Line] = le.Err.Error()
+	if nullCh != nil {
+		if src.nullSrc, err = open(nullCh, pl.nullWant, true); err != nil {
+			src.files.Close()
+			return fail(err)
 		}
 	}
-	return &cacheSource{c: ch, files: fs, want: keys, seen: make(map[string]bool, len(keys)), failed: failed, data: dataPath}, res, nil
+	return src, res, nil
 }
 
-// dataKeys reads the data file and returns the cache key of every example
-// with its line.
-func (sv *Server) dataKeys(path string) (map[string]int, error) {
+// nullFailure starts the message of a null prompt's failure.
+const nullFailure = "null prompt: "
+
+// plan reads the data file and works out the cache IDs of its examples and
+// null prompts.
+func (sv *Server) plan(path string) (*plan, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	rd := sftdata.NewReader(f, path)
-	keys := map[string]int{}
+	p := &plan{want: map[string]int{}, nullWant: map[string]int{}, null: map[int]bool{}}
+	var exs []sftdata.Example
 	for {
 		ex, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -321,18 +420,42 @@ func (sv *Server) dataKeys(path string) (map[string]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		keys[sv.cacheKey(ex)] = ex.Line
+		for _, id := range sv.cacheIDs(sv.cacheKey(ex)) {
+			p.want[id] = ex.Line
+		}
+		exs = append(exs, ex)
 	}
-	if len(keys) == 0 {
+	if len(exs) == 0 {
 		return nil, fmt.Errorf("%s: no examples", path)
 	}
-	return keys, nil
+	p.examples = len(exs)
+	if sv.Null {
+		max := sv.NullPrompts
+		if max == 0 {
+			max = labelnoise.DefaultNullPrompts
+		}
+		pick := labelnoise.PickNull(len(exs), max, func(i int) string { return strconv.Itoa(exs[i].Line) })
+		for i, ex := range exs {
+			if !pick[i] {
+				continue
+			}
+			if nex, ok := labelnoise.NullExample(ex, sv.Seed); ok {
+				p.null[ex.Line] = true
+				p.nulls++
+				for _, id := range sv.cacheIDs(sv.cacheKey(nex)) {
+					p.nullWant[id] = ex.Line
+				}
+			}
+		}
+	}
+	return p, nil
 }
 
-// job is one example to score.
+// job is one example (or null prompt) to score.
 type job struct {
 	ex      sftdata.Example
-	key     string
+	id      string // the cache line's ID
+	null    bool   // ex is a null prompt, for the null cache
 	attempt int
 	last    error // the last attempt's error
 }
@@ -347,8 +470,8 @@ type result struct {
 	fatal  error // an error that ends the run
 }
 
-// fill scores the examples missing from the cache.
-func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch *cache, res *ServerResult) error {
+// fill scores the examples (and null prompts) missing from the caches.
+func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, pl *plan, ch, nullCh *cache, res *ServerResult) error {
 	f, err := os.Open(dataPath)
 	if err != nil {
 		return err
@@ -390,12 +513,28 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 		counters.Unlock()
 	}
 
-	// Feed the examples not in the cache.
+	// Feed the examples and null prompts not in the caches.
 	var feedErr error
 	feedDone := make(chan struct{})
 	go func() {
 		defer close(feedDone)
 		rd := sftdata.NewReader(f, dataPath)
+		feed := func(ex sftdata.Example, c *cache, null bool) bool {
+			ids := sv.cacheIDs(sv.cacheKey(ex))
+			for _, id := range ids {
+				if c.done[id] {
+					return true
+				}
+			}
+			pending.Add(1)
+			select {
+			case jobs <- &job{ex: ex, id: ids[0], null: null}:
+				return true
+			case <-runCtx.Done():
+				pending.Done()
+				return false
+			}
+		}
 		for {
 			ex, err := rd.Next()
 			if errors.Is(err, io.EOF) {
@@ -406,16 +545,14 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 				stopRun(err)
 				return
 			}
-			key := sv.cacheKey(ex)
-			if ch.done[key] {
-				continue
-			}
-			pending.Add(1)
-			select {
-			case jobs <- &job{ex: ex, key: key}:
-			case <-runCtx.Done():
-				pending.Done()
+			if !feed(ex, ch, false) {
 				return
+			}
+			if pl.null[ex.Line] {
+				nex, _ := labelnoise.NullExample(ex, sv.Seed)
+				if !feed(nex, nullCh, true) {
+					return
+				}
 			}
 		}
 	}()
@@ -460,7 +597,11 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 			stopRun(werr)
 		case r.err != nil:
 			res.Failed++
-			res.Failures = append(res.Failures, lineErr(r.j.ex.Source, r.j.ex.Line, "%v", r.err))
+			if r.j.null {
+				res.Failures = append(res.Failures, lineErr(r.j.ex.Source, r.j.ex.Line, "%s%v", nullFailure, r.err))
+			} else {
+				res.Failures = append(res.Failures, lineErr(r.j.ex.Source, r.j.ex.Line, "%v", r.err))
+			}
 			if refusedErr(r.err) {
 				refused++
 				if scored == 0 && refused >= 5 {
@@ -469,7 +610,11 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 				}
 			}
 		default:
-			if err := ch.append(r.line); err != nil {
+			c := ch
+			if r.j.null {
+				c = nullCh
+			}
+			if err := c.append(r.line); err != nil {
 				werr = err
 				stopRun(err)
 				break
@@ -479,7 +624,7 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 			res.Tokens += r.tokens
 			r.rep.scored.Add(1)
 			if time.Since(lastSync) > 2*time.Second {
-				if err := ch.sync(); err != nil {
+				if err := syncAll(ch, nullCh); err != nil {
 					werr = err
 					stopRun(err)
 				}
@@ -501,7 +646,7 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 		l, _ := rp.lim.current()
 		res.Replicas = append(res.Replicas, ReplicaResult{URL: rp.url, Scored: int(rp.scored.Load()), Limit: l})
 	}
-	if err := ch.sync(); err != nil && werr == nil {
+	if err := syncAll(ch, nullCh); err != nil && werr == nil {
 		werr = err
 	}
 	<-feedDone // the feeder stops with the run, or has ended
@@ -522,6 +667,17 @@ func (sv *Server) fill(ctx context.Context, reps []*replica, dataPath string, ch
 		return feedErr
 	case ctx.Err() != nil:
 		return ctx.Err()
+	}
+	return nil
+}
+
+func syncAll(cs ...*cache) error {
+	for _, c := range cs {
+		if c != nil {
+			if err := c.sync(); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

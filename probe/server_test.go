@@ -71,7 +71,7 @@ func expected(t *testing.T, kind string, data string) (tokens int, meanP float64
 			}
 		}
 		for i := start; i < len(ids); i++ {
-			sum += m.P(ids[i-1], ids[i], i)
+			sum += m.P(ids[:i], ids[i])
 			tokens++
 		}
 	}

@@ -81,7 +81,22 @@ const ServerRequests = `  vllm    POST /tokenize {"model", "prompt": PROMPT, "ad
             true, "do_sample": false}}
           The response starts at the first token past PROMPT's bytes; TGI
           must run with --enable-prefill-logprobs (and PREFIX_CACHING=0 when
-          prompts share prefixes), and gives no top-k for prompt tokens.`
+          prompts share prefixes), and gives no top-k for prompt tokens.
+  With --greedy (the noise-aware probe's own answers), one more request
+  per example, for N = the response's tokens + 1 at most:
+  vllm    POST /v1/completions {"model", "prompt": PROMPT_IDS, "max_tokens": N,
+            "temperature": 0, "logprobs": 1, "repetition_penalty": 1,
+            "presence_penalty": 0, "frequency_penalty": 0,
+            "return_token_ids": true, "return_tokens_as_token_ids": true}
+  sglang  POST /generate {"input_ids": PROMPT_IDS, "sampling_params":
+            {"max_new_tokens": N, "temperature": 0, "repetition_penalty": 1,
+            "presence_penalty": 0, "frequency_penalty": 0},
+            "return_logprob": true, "return_text_in_logprobs": true}
+  tgi     POST /generate {"inputs": PROMPT, "parameters": {"max_new_tokens": N,
+            "details": true, "do_sample": false}}
+  The answer agrees with the label when its first tokens are the
+  response's tokens. Null prompts (--null-prompts) are scored and
+  answered the same way, into DATA.<model>.<kind>.null.jsonl.`
 
 // replica is one server of a run.
 type replica struct {
@@ -460,32 +475,65 @@ func (sv *Server) promptIDs(ctx context.Context, rp *replica, ex sftdata.Example
 }
 
 // scoreOn scores one example on one replica and returns its cache line and
-// the number of response tokens.
+// the number of response tokens. With Greedy the line carries the model's
+// own answer to the prompt.
 func (sv *Server) scoreOn(ctx context.Context, rp *replica, j *job, count func(bool)) ([]byte, int, error) {
+	var (
+		obj    map[string]any
+		nresp  int
+		answer func() (*ownAnswerJSON, error)
+		err    error
+	)
 	switch rp.kind {
 	case KindTGI:
-		return sv.scoreTGI(ctx, rp, j, count)
+		var prompt string
+		var rids []int
+		obj, prompt, rids, err = sv.scoreTGI(ctx, rp, j, count)
+		nresp = len(rids)
+		answer = func() (*ownAnswerJSON, error) { return sv.greedyTGI(ctx, rp, prompt, rids, j.attempt > 0, count) }
+	default:
+		var pids, rids []int
+		pids, err = sv.promptIDs(ctx, rp, j.ex, count)
+		if err != nil {
+			return nil, 0, err
+		}
+		rids, err = sv.tokenize(ctx, rp, j.ex.Response, false, count)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(rids) == 0 {
+			return nil, 0, examplef("the response tokenizes to no token")
+		}
+		ids := append(slices.Clip(pids), rids...)
+		if rp.maxLen > 0 && len(ids)+1 > rp.maxLen {
+			return nil, 0, examplef("%d prompt and %d response tokens: longer than the %d tokens the server takes (max_model_len)", len(pids), len(rids), rp.maxLen)
+		}
+		count(j.attempt > 0)
+		nresp = len(rids)
+		if rp.kind == KindSGLang {
+			obj, err = sv.scoreSGLang(ctx, rp, j, ids, len(pids))
+			answer = func() (*ownAnswerJSON, error) { return sv.greedySGLang(ctx, rp, pids, rids, j.attempt > 0, count) }
+		} else {
+			obj, err = sv.scoreVLLM(ctx, rp, j, ids, len(pids))
+			answer = func() (*ownAnswerJSON, error) { return sv.greedyVLLM(ctx, rp, pids, rids, j.attempt > 0, count) }
+		}
 	}
-	pids, err := sv.promptIDs(ctx, rp, j.ex, count)
 	if err != nil {
 		return nil, 0, err
 	}
-	rids, err := sv.tokenize(ctx, rp, j.ex.Response, false, count)
+	if sv.Greedy {
+		own, err := answer()
+		if err != nil {
+			return nil, 0, err
+		}
+		obj["own_answer"] = own
+	}
+	obj["id"], obj["data_line"], obj["server"] = j.id, j.ex.Line, rp.url
+	line, err := json.Marshal(obj)
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(rids) == 0 {
-		return nil, 0, examplef("the response tokenizes to no token")
-	}
-	ids := append(slices.Clip(pids), rids...)
-	if rp.maxLen > 0 && len(ids)+1 > rp.maxLen {
-		return nil, 0, examplef("%d prompt and %d response tokens: longer than the %d tokens the server takes (max_model_len)", len(pids), len(rids), rp.maxLen)
-	}
-	count(j.attempt > 0)
-	if rp.kind == KindSGLang {
-		return sv.scoreSGLang(ctx, rp, j, ids, len(pids), len(rids))
-	}
-	return sv.scoreVLLM(ctx, rp, j, ids, len(pids), len(rids))
+	return checkLine(rp.kind.Format(), line, nresp, sv.Greedy)
 }
 
 // vllmReply is the part of vLLM's /v1/completions reply the probe keeps.
@@ -497,6 +545,8 @@ type vllmReply struct {
 		Text           string          `json:"text"`
 		Logprobs       json.RawMessage `json:"logprobs"`
 		PromptTokenIDs []int           `json:"prompt_token_ids"`
+		TokenIDs       []int           `json:"token_ids"`
+		FinishReason   *string         `json:"finish_reason"`
 	} `json:"choices"`
 	Usage *struct {
 		PromptTokens     int `json:"prompt_tokens"`
@@ -504,72 +554,178 @@ type vllmReply struct {
 	} `json:"usage"`
 }
 
-func (sv *Server) scoreVLLM(ctx context.Context, rp *replica, j *job, ids []int, start, nresp int) ([]byte, int, error) {
+func (sv *Server) scoreVLLM(ctx context.Context, rp *replica, j *job, ids []int, start int) (map[string]any, error) {
 	body := map[string]any{"model": rp.model, "prompt": ids, "echo": true, "logprobs": sv.TopK, "max_tokens": 1,
 		"temperature": 0, "return_token_ids": true}
 	var r vllmReply
 	if err := sv.call(ctx, http.MethodPost, rp.url+"/v1/completions", body, &r, sv.Timeout); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	switch {
 	case len(r.Choices) != 1 || len(r.Choices[0].Logprobs) == 0 || string(r.Choices[0].Logprobs) == "null":
-		return nil, 0, fmt.Errorf("%w: want one choice with logprobs, got %d choices", errBadReply, len(r.Choices))
+		return nil, fmt.Errorf("%w: want one choice with logprobs, got %d choices", errBadReply, len(r.Choices))
 	case r.Usage == nil || r.Usage.PromptTokens != len(ids):
-		return nil, 0, fmt.Errorf("%w: the server did not take the %d token ids as sent (usage %+v)", errBadReply, len(ids), r.Usage)
+		return nil, fmt.Errorf("%w: the server did not take the %d token ids as sent (usage %+v)", errBadReply, len(ids), r.Usage)
 	case r.Choices[0].PromptTokenIDs != nil && !slices.Equal(r.Choices[0].PromptTokenIDs, ids):
-		return nil, 0, fmt.Errorf("%w: prompt_token_ids differ from the ids sent", errBadReply)
+		return nil, fmt.Errorf("%w: prompt_token_ids differ from the ids sent", errBadReply)
 	}
 	ch := r.Choices[0]
-	line, err := json.Marshal(map[string]any{
-		"id": j.key, "object": "text_completion", "model": r.Model,
+	return map[string]any{
+		"object": "text_completion", "model": r.Model,
 		"choices":        []any{map[string]any{"index": 0, "text": ch.Text, "logprobs": ch.Logprobs}},
 		"usage":          map[string]int{"prompt_tokens": len(ids), "completion_tokens": r.Usage.CompletionTokens},
-		"response_start": start, "data_line": j.ex.Line, "response_id": r.ID, "server": rp.url,
-	})
-	if err != nil {
-		return nil, 0, err
+		"response_start": start, "response_id": r.ID,
+	}, nil
+}
+
+// ownAnswerJSON is the model's own greedy answer as a cache line keeps it
+// (OwnAnswerFormat).
+type ownAnswerJSON struct {
+	Text         string    `json:"text"`
+	LogProbs     []float64 `json:"logprobs"`
+	Agree        bool      `json:"agree"`
+	TokenIDs     []int     `json:"token_ids"`
+	FinishReason string    `json:"finish_reason"`
+}
+
+// own checks a greedy reply's tokens and log-probs and compares the first
+// len(label) tokens with the label: the answer agrees when it begins with
+// the label's tokens (the label path on a server has no end token, and a
+// base model seldom stops where the label does).
+func own(text string, ids []int, lps []*float64, label []int, budget int, finish string) (*ownAnswerJSON, error) {
+	switch {
+	case len(ids) == 0:
+		return nil, fmt.Errorf("%w: the greedy answer has no tokens", errBadReply)
+	case len(ids) != len(lps):
+		return nil, fmt.Errorf("%w: the greedy answer has %d tokens and %d log-probs", errBadReply, len(ids), len(lps))
+	case len(ids) > budget:
+		return nil, fmt.Errorf("%w: the greedy answer has %d tokens, more than the %d asked for", errBadReply, len(ids), budget)
 	}
-	return checkLine(VLLMEcho, line, nresp)
+	a := &ownAnswerJSON{Text: text, TokenIDs: ids, FinishReason: finish, Agree: len(ids) >= len(label) && slices.Equal(ids[:len(label)], label)}
+	for k, lp := range lps {
+		if lp == nil {
+			return nil, fmt.Errorf("%w: the greedy answer's token %d has no log-prob", errBadReply, k)
+		}
+		a.LogProbs = append(a.LogProbs, max(*lp, NegInf))
+	}
+	return a, nil
+}
+
+// greedyVLLM asks vLLM for the greedy continuation of the prompt's ids: the
+// response's length plus one tokens at most (room for the end token),
+// temperature 0 and no penalties (vLLM fills parameters a request leaves
+// out from the model's generation config, which may set a repetition
+// penalty: CompletionRequest.to_sampling_params in
+// vllm/entrypoints/openai/completion/protocol.py), with the generated
+// tokens' log-probs (logprobs 1) and ids (return_token_ids; the tokens as
+// "token_id:N" where a server predates it).
+func (sv *Server) greedyVLLM(ctx context.Context, rp *replica, pids, rids []int, retry bool, count func(bool)) (*ownAnswerJSON, error) {
+	count(retry)
+	budget := len(rids) + 1
+	body := map[string]any{"model": rp.model, "prompt": pids, "max_tokens": budget, "temperature": 0, "logprobs": 1,
+		"repetition_penalty": 1, "presence_penalty": 0, "frequency_penalty": 0,
+		"return_token_ids": true, "return_tokens_as_token_ids": true}
+	var r vllmReply
+	if err := sv.call(ctx, http.MethodPost, rp.url+"/v1/completions", body, &r, sv.Timeout); err != nil {
+		return nil, err
+	}
+	if len(r.Choices) != 1 {
+		return nil, fmt.Errorf("%w: the greedy request got %d choices", errBadReply, len(r.Choices))
+	}
+	ch := r.Choices[0]
+	var lp struct {
+		Tokens        []string   `json:"tokens"`
+		TokenLogprobs []*float64 `json:"token_logprobs"`
+	}
+	if err := json.Unmarshal(ch.Logprobs, &lp); err != nil || lp.TokenLogprobs == nil {
+		return nil, fmt.Errorf("%w: the greedy reply has no logprobs", errBadReply)
+	}
+	ids := ch.TokenIDs
+	if ids == nil {
+		for _, t := range lp.Tokens {
+			id, err := strconv.Atoi(strings.TrimPrefix(t, "token_id:"))
+			if err != nil || !strings.HasPrefix(t, "token_id:") {
+				return nil, fatalf("%s returns neither token_ids nor token_id:N tokens for generated text, so its greedy answers cannot be compared with the labels token for token: upgrade vLLM, or pass --greedy=false", rp.url)
+			}
+			ids = append(ids, id)
+		}
+	}
+	finish := ""
+	if ch.FinishReason != nil {
+		finish = *ch.FinishReason
+	}
+	return own(ch.Text, ids, lp.TokenLogprobs, rids, budget, finish)
 }
 
 // sglangReply is the part of SGLang's /generate reply the probe keeps.
 type sglangReply struct {
-	Text     string `json:"text"`
-	MetaInfo struct {
-		ID                 string            `json:"id"`
-		PromptTokens       int               `json:"prompt_tokens"`
-		InputTokenLogprobs []json.RawMessage `json:"input_token_logprobs"`
-		InputTopLogprobs   json.RawMessage   `json:"input_top_logprobs"`
+	Text      string `json:"text"`
+	OutputIDs []int  `json:"output_ids"`
+	MetaInfo  struct {
+		ID                  string            `json:"id"`
+		PromptTokens        int               `json:"prompt_tokens"`
+		InputTokenLogprobs  []json.RawMessage `json:"input_token_logprobs"`
+		InputTopLogprobs    json.RawMessage   `json:"input_top_logprobs"`
+		OutputTokenLogprobs []json.RawMessage `json:"output_token_logprobs"`
+		FinishReason        struct {
+			Type string `json:"type"`
+		} `json:"finish_reason"`
 	} `json:"meta_info"`
 }
 
-func (sv *Server) scoreSGLang(ctx context.Context, rp *replica, j *job, ids []int, start, nresp int) ([]byte, int, error) {
+func (sv *Server) scoreSGLang(ctx context.Context, rp *replica, j *job, ids []int, start int) (map[string]any, error) {
 	body := map[string]any{"input_ids": ids, "sampling_params": map[string]any{"max_new_tokens": 0, "temperature": 0},
 		"return_logprob": true, "logprob_start_len": 0, "top_logprobs_num": sv.TopK, "return_text_in_logprobs": true}
 	var r sglangReply
 	if err := sv.call(ctx, http.MethodPost, rp.url+"/generate", body, &r, sv.Timeout); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	itl := r.MetaInfo.InputTokenLogprobs
 	if len(itl) != len(ids) {
-		return nil, 0, fmt.Errorf("%w: %d input_token_logprobs for the %d ids sent", errBadReply, len(itl), len(ids))
+		return nil, fmt.Errorf("%w: %d input_token_logprobs for the %d ids sent", errBadReply, len(itl), len(ids))
 	}
 	for i, t := range itl {
 		var triple []json.RawMessage
 		if json.Unmarshal(t, &triple) != nil || len(triple) < 2 || string(triple[1]) != strconv.Itoa(ids[i]) {
-			return nil, 0, fmt.Errorf("%w: input_token_logprobs[%d] is %s, not token %d", errBadReply, i, t, ids[i])
+			return nil, fmt.Errorf("%w: input_token_logprobs[%d] is %s, not token %d", errBadReply, i, t, ids[i])
 		}
 	}
 	meta := map[string]any{"id": r.MetaInfo.ID, "prompt_tokens": r.MetaInfo.PromptTokens, "input_token_logprobs": itl}
 	if len(r.MetaInfo.InputTopLogprobs) > 0 && sv.TopK > 0 {
 		meta["input_top_logprobs"] = r.MetaInfo.InputTopLogprobs
 	}
-	line, err := json.Marshal(map[string]any{"id": j.key, "text": r.Text, "meta_info": meta,
-		"response_start": start, "data_line": j.ex.Line, "server": rp.url})
-	if err != nil {
-		return nil, 0, err
+	return map[string]any{"text": r.Text, "meta_info": meta, "response_start": start}, nil
+}
+
+// greedySGLang asks SGLang's /generate for the greedy continuation of the
+// prompt's ids (temperature 0, which SGLang runs as top_k 1, and no
+// penalties), with return_logprob and the default logprob_start_len −1:
+// meta_info.output_token_logprobs holds [logprob, id, text] per generated
+// token (python/sglang/srt/managers/io_struct.py, tokenizer_manager.py).
+func (sv *Server) greedySGLang(ctx context.Context, rp *replica, pids, rids []int, retry bool, count func(bool)) (*ownAnswerJSON, error) {
+	count(retry)
+	budget := len(rids) + 1
+	body := map[string]any{"input_ids": pids, "sampling_params": map[string]any{"max_new_tokens": budget, "temperature": 0,
+		"repetition_penalty": 1, "presence_penalty": 0, "frequency_penalty": 0}, "return_logprob": true, "return_text_in_logprobs": true}
+	var r sglangReply
+	if err := sv.call(ctx, http.MethodPost, rp.url+"/generate", body, &r, sv.Timeout); err != nil {
+		return nil, err
 	}
-	return checkLine(SGLang, line, nresp)
+	var ids []int
+	var lps []*float64
+	for i, t := range r.MetaInfo.OutputTokenLogprobs {
+		var triple []json.RawMessage
+		var lp *float64
+		var id int
+		if json.Unmarshal(t, &triple) != nil || len(triple) < 2 || json.Unmarshal(triple[0], &lp) != nil || json.Unmarshal(triple[1], &id) != nil {
+			return nil, fmt.Errorf("%w: output_token_logprobs[%d] is %s, not [logprob, id, text]", errBadReply, i, t)
+		}
+		ids, lps = append(ids, id), append(lps, lp)
+	}
+	if r.OutputIDs != nil && !slices.Equal(r.OutputIDs, ids) {
+		return nil, fmt.Errorf("%w: output_ids differ from the ids of output_token_logprobs", errBadReply)
+	}
+	return own(r.Text, ids, lps, rids, budget, r.MetaInfo.FinishReason.Type)
 }
 
 // tgiReply is the part of TGI's /generate reply the probe keeps.
@@ -578,10 +734,16 @@ type tgiReply struct {
 	Details       *struct {
 		FinishReason string          `json:"finish_reason"`
 		Prefill      json.RawMessage `json:"prefill"`
+		Tokens       []struct {
+			ID      int      `json:"id"`
+			Logprob *float64 `json:"logprob"`
+		} `json:"tokens"`
 	} `json:"details"`
 }
 
-func (sv *Server) scoreTGI(ctx context.Context, rp *replica, j *job, count func(bool)) ([]byte, int, error) {
+// scoreTGI scores an example on TGI and returns the cache line's object,
+// the prompt as sent and the response's token ids.
+func (sv *Server) scoreTGI(ctx context.Context, rp *replica, j *job, count func(bool)) (map[string]any, string, []int, error) {
 	prompt := j.ex.Prompt
 	if j.ex.Kind == sftdata.Chat {
 		count(false)
@@ -592,10 +754,10 @@ func (sv *Server) scoreTGI(ctx context.Context, rp *replica, j *job, count func(
 		err := sv.call(ctx, http.MethodPost, rp.url+"/chat_tokenize", map[string]any{"model": rp.model, "messages": j.ex.Context}, &ct, sv.Timeout)
 		var he *httpError
 		if errors.As(err, &he) && he.status >= 400 && he.status < 500 {
-			return nil, 0, fatalf("%s cannot render a chat (%v): it needs a chat template; or write the data as prompt/response text", rp.url, err)
+			return nil, "", nil, fatalf("%s cannot render a chat (%v): it needs a chat template; or write the data as prompt/response text", rp.url, err)
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, "", nil, err
 		}
 		prompt = ct.Text
 		// TGI adds its special tokens to every /generate input; a template
@@ -608,7 +770,7 @@ func (sv *Server) scoreTGI(ctx context.Context, rp *replica, j *job, count func(
 	count(false)
 	var toks []tgiToken
 	if err := sv.call(ctx, http.MethodPost, rp.url+"/tokenize", map[string]any{"inputs": full}, &toks, sv.Timeout); err != nil {
-		return nil, 0, err
+		return nil, "", nil, err
 	}
 	// Offsets are bytes of the input; the prompt ends at byte len(prompt).
 	end, start := len(prompt), -1
@@ -617,64 +779,89 @@ func (sv *Server) scoreTGI(ctx context.Context, rp *replica, j *job, count func(
 		offsets = offsets || tk.Stop > 0
 		switch {
 		case tk.Stop <= end && start >= 0:
-			return nil, 0, examplef("token %d (%q) ends in the prompt after a response token: the tokenizer's offsets are out of order", i, tk.Text)
+			return nil, "", nil, examplef("token %d (%q) ends in the prompt after a response token: the tokenizer's offsets are out of order", i, tk.Text)
 		case tk.Stop <= end:
 		case tk.Start < end:
-			return nil, 0, examplef("token %d (%q, bytes %d–%d) spans the prompt/response boundary at byte %d: the tokenizer merges the prompt's end with the response's start; end prompts with a separator", i, tk.Text, tk.Start, tk.Stop, end)
+			return nil, "", nil, examplef("token %d (%q, bytes %d–%d) spans the prompt/response boundary at byte %d: the tokenizer merges the prompt's end with the response's start; end prompts with a separator", i, tk.Text, tk.Start, tk.Stop, end)
 		case start < 0:
 			start = i
 		}
 	}
 	switch {
 	case !offsets:
-		return nil, 0, fatalf("%s: POST /tokenize gives no offsets (no fast tokenizer), so the response cannot be told from the prompt", rp.url)
+		return nil, "", nil, fatalf("%s: POST /tokenize gives no offsets (no fast tokenizer), so the response cannot be told from the prompt", rp.url)
 	case start < 0:
-		return nil, 0, examplef("the response adds no token")
+		return nil, "", nil, examplef("the response adds no token")
 	case rp.maxLen > 0 && len(toks) > rp.maxLen:
-		return nil, 0, examplef("%d tokens: longer than the %d the server takes (max_input_tokens)", len(toks), rp.maxLen)
+		return nil, "", nil, examplef("%d tokens: longer than the %d the server takes (max_input_tokens)", len(toks), rp.maxLen)
 	}
 	count(j.attempt > 0)
 	body := map[string]any{"inputs": full, "parameters": map[string]any{"max_new_tokens": 1, "details": true, "decoder_input_details": true, "do_sample": false}}
 	var r tgiReply
 	if err := sv.call(ctx, http.MethodPost, rp.url+"/generate", body, &r, sv.Timeout); err != nil {
-		return nil, 0, err
+		return nil, "", nil, err
 	}
 	if r.Details == nil {
-		return nil, 0, fmt.Errorf("%w: no \"details\"", errBadReply)
+		return nil, "", nil, fmt.Errorf("%w: no \"details\"", errBadReply)
 	}
 	var prefill []struct {
 		ID      int      `json:"id"`
 		Logprob *float64 `json:"logprob"`
 	}
 	if err := json.Unmarshal(r.Details.Prefill, &prefill); err != nil {
-		return nil, 0, fmt.Errorf("%w: details.prefill: %v", errBadReply, err)
+		return nil, "", nil, fmt.Errorf("%w: details.prefill: %v", errBadReply, err)
 	}
 	if len(prefill) == 0 {
-		return nil, 0, fatalf("%s returns no prompt log-probs: start TGI with --enable-prefill-logprobs", rp.url)
+		return nil, "", nil, fatalf("%s returns no prompt log-probs: start TGI with --enable-prefill-logprobs", rp.url)
 	}
 	if len(prefill) != len(toks) {
-		return nil, 0, fmt.Errorf("%w: %d prefill tokens, but /tokenize made %d", errBadReply, len(prefill), len(toks))
+		return nil, "", nil, fmt.Errorf("%w: %d prefill tokens, but /tokenize made %d", errBadReply, len(prefill), len(toks))
 	}
 	for i, p := range prefill {
 		if p.ID != toks[i].ID {
-			return nil, 0, fmt.Errorf("%w: prefill token %d is %d, /tokenize made %d", errBadReply, i, p.ID, toks[i].ID)
+			return nil, "", nil, fmt.Errorf("%w: prefill token %d is %d, /tokenize made %d", errBadReply, i, p.ID, toks[i].ID)
 		}
 		if i >= start && p.Logprob == nil {
-			return nil, 0, fatalf("%s gives no log-prob for response token %d: its prefix cache leaves cached tokens without log-probs; run TGI with PREFIX_CACHING=0", rp.url, i)
+			return nil, "", nil, fatalf("%s gives no log-prob for response token %d: its prefix cache leaves cached tokens without log-probs; run TGI with PREFIX_CACHING=0", rp.url, i)
 		}
 	}
-	line, err := json.Marshal(map[string]any{"id": j.key, "generated_text": r.GeneratedText,
-		"details":        map[string]any{"finish_reason": r.Details.FinishReason, "prefill": r.Details.Prefill},
-		"response_start": start, "data_line": j.ex.Line, "server": rp.url})
-	if err != nil {
-		return nil, 0, err
+	rids := make([]int, 0, len(toks)-start)
+	for _, tk := range toks[start:] {
+		rids = append(rids, tk.ID)
 	}
-	return checkLine(TGI, line, len(toks)-start)
+	return map[string]any{"generated_text": r.GeneratedText,
+		"details":        map[string]any{"finish_reason": r.Details.FinishReason, "prefill": r.Details.Prefill},
+		"response_start": start}, prompt, rids, nil
+}
+
+// greedyTGI asks TGI's /generate for the greedy continuation of the
+// prompt's text (do_sample false; TGI adds its BOS as it does to the
+// scored text), with details: details.tokens holds {"id", "text",
+// "logprob", "special"} per generated token, the end token included when
+// it came (router/src/lib.rs Token, Details; flash_causal_lm.py).
+func (sv *Server) greedyTGI(ctx context.Context, rp *replica, prompt string, rids []int, retry bool, count func(bool)) (*ownAnswerJSON, error) {
+	count(retry)
+	budget := len(rids) + 1
+	body := map[string]any{"inputs": prompt, "parameters": map[string]any{"max_new_tokens": budget, "details": true, "do_sample": false}}
+	var r tgiReply
+	if err := sv.call(ctx, http.MethodPost, rp.url+"/generate", body, &r, sv.Timeout); err != nil {
+		return nil, err
+	}
+	if r.Details == nil {
+		return nil, fmt.Errorf("%w: no \"details\" in the greedy reply", errBadReply)
+	}
+	var ids []int
+	var lps []*float64
+	for _, t := range r.Details.Tokens {
+		ids, lps = append(ids, t.ID), append(lps, t.Logprob)
+	}
+	return own(r.GeneratedText, ids, lps, rids, budget, r.Details.FinishReason)
 }
 
 // checkLine reads a cache line as the format's reader will and checks that
-// it scores want tokens; it returns the line with its newline.
-func checkLine(format string, line []byte, want int) ([]byte, int, error) {
+// it scores want tokens (and holds an own answer when greedy); it returns
+// the line with its newline.
+func checkLine(format string, line []byte, want int, greedy bool) ([]byte, int, error) {
 	np, err := parserFor(format, Options{})
 	if err != nil {
 		return nil, 0, err
@@ -695,6 +882,9 @@ func checkLine(format string, line []byte, want int) ([]byte, int, error) {
 	}
 	if len(seqs) != 1 || n != want {
 		return nil, 0, fmt.Errorf("%w: %d sequences with %d scored tokens, want one with the %d response tokens", errBadReply, len(seqs), n, want)
+	}
+	if greedy && seqs[0].Own == nil {
+		return nil, 0, fmt.Errorf("%w: no own answer", errBadReply)
 	}
 	return append(line, '\n'), n, nil
 }

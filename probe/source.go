@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/capsel/capsel/labelnoise"
 )
 
 // Sequence is one scored example: the base model's log-probabilities of the
@@ -40,9 +42,27 @@ type Sequence struct {
 	// it keeps in the reservoir, and before it asks for the next sequence,
 	// so a scorer can hand out a view of its logits buffer.
 	Full func(i int) (q []float64, target int)
+	// First[i], when First is non-nil, is the probability of the model's
+	// most likely token at position i, and FirstMatch[i] says that token is
+	// the target: sources that know the whole distribution (a capsel
+	// checkpoint) set them. Elsewhere the noise-aware analysis takes them
+	// from Top: the first choice is the largest of the listed log-probs and
+	// the target's, and it is the target when the target's log-prob is that
+	// largest (ties count as the target).
+	First      []float64
+	FirstMatch []bool
+	// Own is the model's own greedy answer to the example's prompt, when
+	// the source has it (a server run with greedy answers, a checkpoint,
+	// or a line with "own_answer"). It is read, never kept: the
+	// accumulator copies what it needs.
+	Own *labelnoise.Answer
 	// Source and Line say where the sequence came from, for error messages.
 	Source string
 	Line   int
+	// Record is the 1-based number of the input line among the non-blank
+	// lines of the inputs read so far (0 when the source does not count
+	// them): selector clean matches log-prob lines to SFT lines by it.
+	Record int
 
 	pre *seqStats // computed ahead by a parallel reader (see summarize)
 }

@@ -79,6 +79,7 @@ func (r *echoParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 	id := ""
 	promptTokens, completionTokens := -1, -1
 	var rs responseStart
+	var oa ownAnswer
 	haveChoices := false
 	r.choices = r.choices[:0]
 	if !s.beginObject() {
@@ -96,6 +97,8 @@ func (r *echoParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 			} else {
 				s.skip()
 			}
+		case "own_answer":
+			readOwnAnswer(s, &r.ar, b, &oa)
 		case "choices":
 			if haveChoices {
 				return out, errors.New(`field "choices" appears twice`)
@@ -153,6 +156,10 @@ func (r *echoParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 	if err != nil {
 		return out, err
 	}
+	own, err := oa.answer(b, nch)
+	if err != nil {
+		return out, err
+	}
 	for c := range r.choices {
 		ch := &r.choices[c]
 		n, end := ch.nLP, ends[c]
@@ -192,6 +199,7 @@ func (r *echoParser) parse(line []byte, out []Sequence) ([]Sequence, error) {
 			seq.Top = b.topLists(ch.m.ends, ch.m.ends+n, ch.m.flat)
 		}
 		seq.Names = b.names(seq.Top, seq.Tokens, ch.m.tokens, true, line)
+		seq.Own = own
 		out = append(out, seq)
 	}
 	return out, nil

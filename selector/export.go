@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/capsel/capsel/choose"
 	"github.com/capsel/capsel/objectives"
 )
 
@@ -135,7 +136,7 @@ type ExportOptions struct {
 	// trainer cannot run it: for example the pilot sweep's best fixed
 	// objective. It must not itself be adaptive. The zero value exports
 	// auto-theory's fallback as nll and says why, and refuses auto (see
-	// ErrNotYet).
+	// ErrNeedsMeasurement).
 	AutoFallback objectives.Objective
 	// FallbackWhy says where AutoFallback comes from, completing "Exported X
 	// instead, …" (for example "the best fixed objective of your pilot
@@ -148,6 +149,17 @@ type ExportOptions struct {
 	// AutoTheory are the auto-theory settings its TRL and ms-swift exports
 	// fix in the code; needed only for auto-theory to trl or swift.
 	AutoTheory AutoTheorySettings
+	// Auto is auto resolved: the call the measurement of the base model on
+	// the user's data makes (choose.Decide), with the number of examples it
+	// flagged. auto to any trainer exports that call's objective; without
+	// it, auto needs a fallback (AutoFallback) or is refused (ErrNeedsMeasurement).
+	Auto *ResolvedAuto
+}
+
+// ResolvedAuto is auto after its measurement: the call and the flags.
+type ResolvedAuto struct {
+	Call    choose.Call
+	Flagged int
 }
 
 // ExportObjective writes o as the config of the trainer named by f:
@@ -173,8 +185,12 @@ type ExportOptions struct {
 //
 // auto-theory is exported to trl and swift as a stateful hook and to the
 // others as a fixed fallback (opt.AutoFallback, else nll) with notes saying
-// why. auto is not exported to any trainer but capsel's yet: with a fallback
-// its text is the fallback's, otherwise the error wraps ErrNotYet.
+// why. auto is what capsel's trainer does: measure the base model on the
+// data once, then train the objective the measurement calls for, without
+// the flagged examples when that is NLL. Resolved (opt.Auto), it exports
+// exactly as that objective, with a note saying how to drop the flagged
+// examples (selector clean); unresolved, with a fallback its text is the
+// fallback's, and otherwise the error wraps ErrNeedsMeasurement.
 //
 // Errors: an invalid objective, an unknown format, an adaptive AutoFallback,
 // a weighting the trainer's built-in setting does not use, incomplete
@@ -247,11 +263,13 @@ func exportAdaptive(o objectives.Objective, f Format, opt ExportOptions) (Export
 	}
 	var why []string
 	switch {
+	case o.Kind() == objectives.KindAuto && opt.Auto != nil:
+		return exportResolvedAuto(f, opt)
 	case o.Kind() == objectives.KindAuto:
 		if !given {
-			return Export{}, fmt.Errorf("%w: %s to %s: %s", ErrNotYet, o, f, autoNotYet)
+			return Export{}, fmt.Errorf("%w: %s to %s: %s", ErrNeedsMeasurement, o, f, autoNeedsMeasurement)
 		}
-		why = append(why, fmt.Sprintf("%s is not exported to %s yet: %s", o, f.trainer(), autoNotYet))
+		why = append(why, fmt.Sprintf("%s was not resolved: %s", o, autoNeedsMeasurement))
 	case f == FormatVerl:
 		why = append(why, "The paper's verl fork cannot run auto-theory without a patch to its SFT trainer: training_step would have to run a forward pass without gradient over the step's micro-batches every K steps, all-reduce the rate statistics over the data-parallel group and pick the candidate before the loop that calls _compute_loss_and_backward, which reads config.trainer.objective_trans instead of that choice, and save the choice in its checkpoints; capsel does not ship that patch.")
 	default:
@@ -277,8 +295,30 @@ func exportAdaptive(o objectives.Objective, f Format, opt ExportOptions) (Export
 	return e, nil
 }
 
-// autoNotYet says why auto has no export to other trainers.
-const autoNotYet = "auto is being redesigned to measure capability and label noise once on the base model, drop or down-weight the examples it flags as mislabeled, and choose the objective from that measurement; its export will be that outcome (a fixed objective and the examples to drop), and until then only capsel's trainer runs auto (export to toml)."
+// autoNeedsMeasurement says how to resolve auto for another trainer.
+const autoNeedsMeasurement = "auto chooses NLL, p or OnlyTopLogP-0.2 (and whether to drop flagged examples) by measuring the base model on your data, so its export needs that measurement: run 'selector recommend' on the base model (--server, --model or log-prob files) with --export, or give 'selector export auto' a probe report with --report; capsel's own trainer measures it itself (export to toml)."
+
+// ErrNeedsMeasurement is wrapped by the error ExportObjective returns for
+// auto to a trainer other than capsel's without its measurement
+// (ExportOptions.Auto) or a fallback.
+var ErrNeedsMeasurement = errors.New("selector: auto needs the measurement of the base model")
+
+// exportResolvedAuto exports auto as the objective its measurement calls
+// for: exactly what capsel's trainer would train, given the same
+// measurement.
+func exportResolvedAuto(f Format, opt ExportOptions) (Export, error) {
+	c := opt.Auto.Call
+	e, err := exportFixed(objectives.MustParse(c.Objective), f, opt)
+	if err != nil {
+		return Export{}, err
+	}
+	notes := []string{fmt.Sprintf("auto, resolved by the measurement of the base model on your data: %s (%s).", c.Objective, strings.Join(c.Reasons, " "))}
+	if c.DropFlagged {
+		notes = append(notes, fmt.Sprintf("Train on the data without the %d flagged examples, as capsel's auto does: selector clean (with the same probe inputs and --data) writes it.", opt.Auto.Flagged))
+	}
+	e.Notes = append(notes, e.Notes...)
+	return e, nil
+}
 
 // TOMLObjectiveKey is the key of capsel's run TOML that names the
 // objective: the toml export writes it, and 'selector train --config' reads

@@ -1,7 +1,6 @@
 package selector
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -273,10 +272,6 @@ func pyScale(o objectives.Objective) string {
 	}
 	panic("selector: no Python scale for " + o.String())
 }
-
-// ErrNotYet is wrapped by the error ExportObjective returns for auto to a
-// trainer other than capsel's, with no fallback given.
-var ErrNotYet = errors.New("selector: not exported yet")
 
 // Citations of the code the TRL and ms-swift notes rest on.
 const (

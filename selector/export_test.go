@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/capsel/capsel/choose"
 	"github.com/capsel/capsel/internal/torchtest"
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/train"
@@ -204,8 +205,8 @@ func TestAutoFallback(t *testing.T) {
 			}
 			e, err = ExportObjective(o, f, ExportOptions{})
 			if o.Kind() == objectives.KindAuto {
-				if !errors.Is(err, ErrNotYet) || !strings.Contains(err.Error(), "redesigned") {
-					t.Errorf("auto → %s without fallback: %v, want ErrNotYet saying why", f, err)
+				if !errors.Is(err, ErrNeedsMeasurement) || !strings.Contains(err.Error(), "--report") {
+					t.Errorf("auto → %s without fallback: %v, want ErrNeedsMeasurement saying how to resolve it", f, err)
 				}
 				continue
 			}
@@ -218,6 +219,38 @@ func TestAutoFallback(t *testing.T) {
 	e, _ := ExportObjective(objectives.MustParse("auto-theory"), FormatVerl, ExportOptions{})
 	if !strings.Contains(strings.Join(e.Notes, " "), "patch") {
 		t.Errorf("auto-theory → verl: %v; want the note on the patch the fork's trainer needs", e.Notes)
+	}
+}
+
+// auto resolved by its measurement exports exactly as the objective the
+// measurement calls for, to every trainer, with a note on the flagged
+// examples when the call drops them.
+func TestExportResolvedAuto(t *testing.T) {
+	auto := objectives.MustParse("auto")
+	for _, c := range []struct {
+		call    choose.Call
+		flagged int
+	}{
+		{choose.Call{Objective: "OnlyTopLogP-0.2", Leaning: true, Reasons: []string{"strong."}}, 3},
+		{choose.Call{Objective: "nll", DropFlagged: true, Reasons: []string{"weak."}}, 7},
+	} {
+		for _, f := range Formats() {
+			want, err := ExportObjective(objectives.MustParse(c.call.Objective), f, ExportOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := ExportObjective(auto, f, ExportOptions{Auto: &ResolvedAuto{Call: c.call, Flagged: c.flagged}})
+			if f == FormatTOML {
+				continue // capsel's trainer measures auto itself
+			}
+			if err != nil || e.Text != want.Text || e.Exact != want.Exact {
+				t.Errorf("auto as %s → %s: text or exactness differ from %s's (err %v)", c.call.Objective, f, c.call.Objective, err)
+			}
+			notes := strings.Join(e.Notes, " ")
+			if !strings.Contains(notes, "resolved by the measurement") || c.call.DropFlagged != strings.Contains(notes, "selector clean") {
+				t.Errorf("auto as %s → %s: notes %q", c.call.Objective, f, notes)
+			}
+		}
 	}
 }
 

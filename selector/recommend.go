@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 
+	"github.com/capsel/capsel/choose"
 	"github.com/capsel/capsel/continuum"
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/theory"
 )
@@ -33,18 +34,27 @@ type Evidence struct {
 	Anchor     string // nearest paper anchor, for the rationale ("Qwen2.5-Math-7B, math: 0.81")
 	Contexts   []theory.Context
 	TopK       bool // contexts carry top-k lists (remainder bucket) rather than full distributions
+	// CIDefined is false when too few sequences were scored for MeanPCI
+	// to mean anything (probe.MinCISequences).
+	CIDefined bool
+	// NoiseAware is the noise-aware measurement (capability Ĉ, noise rate
+	// Ê, flags); nil when the inputs cannot give it.
+	NoiseAware *labelnoise.Result
 }
 
 // Options tune the decision.
 type Options struct {
-	// Noise is the label-noise rate E of the theory's noise model. The paper
-	// gives no value for real SFT data (its only noisy experiment,
-	// OpenBookQA, does not state one); 0.1 is a moderate default, and the
-	// crossover E* printed next to it shows how much the ranking depends on
-	// it.
-	Noise     float64
-	Posterior bool
-	U         theory.TrueDist
+	// Noise is the label-noise rate E of the theory's noise model when none
+	// was measured (or AssumeNoise is set). The paper gives no value for
+	// real SFT data (its only noisy experiment, OpenBookQA, does not state
+	// one); 0.1 is a moderate default, and the crossover E* printed next to
+	// it shows how much the ranking depends on it.
+	Noise float64
+	// AssumeNoise makes the theory use Noise even when the noise rate was
+	// measured.
+	AssumeNoise bool
+	Posterior   bool
+	U           theory.TrueDist
 	// Alphas and Lambdas are the grids of GeneralFamily-α and blend-λ
 	// candidates.
 	Alphas  []float64
@@ -74,26 +84,67 @@ type Pilot struct {
 
 // Recommendation is the selector's answer with its evidence.
 type Recommendation struct {
-	Objective     string     `json:"objective"`
-	Region        string     `json:"region"`
-	Capability    float64    `json:"capability"`
-	CapabilityCI  [2]float64 `json:"capability_ci"`
-	ShareGT055    float64    `json:"share_p_gt_055"`
-	Confidence    string     `json:"confidence"` // high, medium or low
-	Ranking       []Ranked   `json:"ranking"`    // by Rate, fastest first
-	Noise         float64    `json:"noise"`
-	BestLeaning   string     `json:"best_prior_leaning"`
-	Crossover     *float64   `json:"crossover_noise"` // E* between BestLeaning and nll; null when none in [0, 1]
-	TheoryAgrees  *bool      `json:"theory_agrees"`   // with the paper's rollout; null in the intermediate band
-	Fallback      string     `json:"fallback"`        // a fixed objective for trainers that cannot run Objective
-	Rationale     []string   `json:"rationale"`
-	Pilot         *Pilot     `json:"pilot,omitempty"`
-	Contexts      int        `json:"contexts"`
-	RemainderNote bool       `json:"remainder_bucket"`
+	Objective string `json:"objective"`
+	// Leaning is the class-level call: a prior-leaning objective.
+	Leaning bool `json:"prior_leaning"`
+	// DropFlagged says to train without the flagged examples (selector
+	// clean).
+	DropFlagged bool   `json:"drop_flagged"`
+	Region      string `json:"region"`
+	// Capability is Ĉ (CapabilitySource "noise-aware") or, without the
+	// noise-aware measurement, the raw mean p ("raw mean p").
+	Capability       float64    `json:"capability"`
+	CapabilityCI     [2]float64 `json:"capability_ci"`
+	CapabilitySource string     `json:"capability_source"`
+	// RawMeanP is the paper's Eq. 5 on the data as given.
+	RawMeanP   float64            `json:"raw_mean_p"`
+	ShareGT055 float64            `json:"share_p_gt_055"`
+	NoiseAware *NoiseAwareSummary `json:"noise_aware"`
+	Confidence string             `json:"confidence"` // high, medium or low
+	Ranking    []Ranked           `json:"ranking"`    // by Rate, fastest first
+	// Noise is the noise rate the theory was evaluated at, measured (the
+	// noise-aware Ê, or its token noise rate) or assumed (NoiseSource).
+	Noise         float64  `json:"noise"`
+	NoiseSource   string   `json:"noise_source"`
+	BestLeaning   string   `json:"best_prior_leaning"`
+	Crossover     *float64 `json:"crossover_noise"` // E* between BestLeaning and nll; null when none in [0, 1]
+	TheoryAgrees  *bool    `json:"theory_agrees"`   // with the call: the theory's faster of the best prior-leaning objective and NLL is the called class
+	Fallback      string   `json:"fallback"`        // a fixed objective for trainers that cannot run Objective
+	Rationale     []string `json:"rationale"`
+	Pilot         *Pilot   `json:"pilot,omitempty"`
+	Contexts      int      `json:"contexts"`
+	RemainderNote bool     `json:"remainder_bucket"`
 
 	// PilotDecision is the outcome of a pilot sweep that was run
 	// (ApplyPilot), nil otherwise.
 	PilotDecision *PilotDecision `json:"pilot_outcome,omitempty"`
+}
+
+// NoiseAwareSummary is the noise-aware measurement without its flag list.
+type NoiseAwareSummary struct {
+	Method     labelnoise.Method     `json:"method"`
+	Examples   int                   `json:"examples"`
+	Agree      int                   `json:"agree"`
+	Flagged    int                   `json:"flagged"`
+	Capability labelnoise.Estimate   `json:"capability"`
+	Noise      *labelnoise.Estimate  `json:"noise"`
+	Known      *labelnoise.Estimate  `json:"known"`
+	TokenNoise *labelnoise.Estimate  `json:"token_noise"`
+	Null       *labelnoise.NullCheck `json:"null"`
+	Notes      []string              `json:"notes"`
+}
+
+func summaryOf(m *labelnoise.Result) *NoiseAwareSummary {
+	return &NoiseAwareSummary{Method: m.Method, Examples: m.Examples, Agree: m.Agree, Flagged: len(m.Flags),
+		Capability: m.Capability, Noise: m.Noise, Known: m.Known, TokenNoise: m.TokenNoise, Null: m.Null, Notes: m.Notes}
+}
+
+// measuredRate is m's noise rate, nil without a measurement.
+func measuredRate(m *labelnoise.Result) *labelnoise.Estimate {
+	if m == nil {
+		return nil
+	}
+	return m.NoiseRate()
 }
 
 // ErrEvidence is wrapped by errors about unusable evidence.
@@ -146,17 +197,48 @@ func Candidates(opt Options) []objectives.Objective {
 	return out
 }
 
-// Recommend decides. It follows the paper's rollout (§7): model-strong →
-// a prior-leaning objective, model-weak → NLL, intermediate → no fixed
-// winner, so auto and a pilot sweep. The theory sharpens it: among
-// prior-leaning candidates it picks the one with the largest rate, and the
-// confidence drops when the theory's ranking at the assumed noise rate
-// disagrees with the rollout or when the capability CI straddles a cut.
+// Recommend decides. With the noise-aware measurement (Evidence.NoiseAware)
+// the class-level call is Decide's: placement by the capability Ĉ,
+// prior-leaning where Ĉ is model-strong or the labels are measurably noisy,
+// NLL otherwise. Without it the paper's rollout (§7) runs on the raw mean p,
+// which label noise lowers, and the output says so. The theory ranks the
+// candidates at the measured noise rate (or, without a measurement, at
+// Options.Noise) and the confidence drops when it disagrees with the call,
+// when the capability's interval crosses the strong cut, when the own answers
+// were approximated from log-prob files, or when few tokens were scored. The
+// reasons are given in the order the decision was made, so none contradicts
+// the headline; where the evidence conflicts, a pilot sweep is proposed.
 func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 	if err := ev.validate(); err != nil {
 		return Recommendation{}, err
 	}
-	nm := theory.NoiseModel{E: opt.Noise, Posterior: opt.Posterior, U: opt.U}
+	cuts := continuum.Cuts{WeakBelow: ev.WeakBelow, StrongAt: ev.StrongAt}
+	r := Recommendation{Capability: ev.MeanP, CapabilityCI: ev.MeanPCI, RawMeanP: ev.MeanP, ShareGT055: ev.ShareGT055,
+		Contexts: len(ev.Contexts), RemainderNote: ev.TopK, CapabilitySource: "raw mean p"}
+	level := 2 // high
+	var call choose.Call
+	m := ev.NoiseAware
+	if m != nil {
+		call = choose.Decide(m, cuts)
+		r.Capability, r.CapabilityCI, r.CapabilitySource = m.Capability.Value, m.Capability.CI, "noise-aware"
+		r.NoiseAware = summaryOf(m)
+	} else {
+		call = decideRaw(ev, cuts)
+		level--
+	}
+	r.Region, r.Leaning, r.DropFlagged = string(call.Region), call.Leaning, call.DropFlagged
+	r.Objective, r.Fallback = call.Objective, call.Objective
+	r.Rationale = append(r.Rationale, call.Reasons...)
+	if a, ok := nearestAnchor(r.Capability); ok {
+		r.Rationale = append(r.Rationale, "The nearest of the paper's measured base models is "+a+".")
+	}
+
+	// The theory, at the measured noise rate when there is one.
+	r.Noise, r.NoiseSource = opt.Noise, "assumed"
+	if rate := measuredRate(m); rate != nil && !opt.AssumeNoise {
+		r.Noise, r.NoiseSource = rate.Value, "measured"
+	}
+	nm := theory.NoiseModel{E: r.Noise, Posterior: opt.Posterior, U: opt.U}
 	if err := nm.Validate(); err != nil {
 		return Recommendation{}, fmt.Errorf("selector: %w", err)
 	}
@@ -164,8 +246,6 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 	if err != nil {
 		return Recommendation{}, fmt.Errorf("selector: %w", err)
 	}
-	r := Recommendation{Region: ev.Region, Capability: ev.MeanP, CapabilityCI: ev.MeanPCI, ShareGT055: ev.ShareGT055,
-		Noise: opt.Noise, Contexts: len(ev.Contexts), RemainderNote: ev.TopK}
 	var best objectives.Objective
 	bestRate := math.Inf(-1)
 	for _, e := range ests {
@@ -184,59 +264,25 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 		x := cmp.Crossover
 		r.Crossover = &x
 	}
-	borderline := ev.MeanPCI[0] < ev.WeakBelow && ev.MeanPCI[1] >= ev.WeakBelow ||
-		ev.MeanPCI[0] < ev.StrongAt && ev.MeanPCI[1] >= ev.StrongAt
-	level := 2 // high
-	pct := func(x float64) string { return strconv.FormatFloat(100*x, 'f', 0, 64) + "%" }
-	capLine := fmt.Sprintf("The base model gives its fine-tuning targets a mean probability of %.3f (95%% CI %.3f–%.3f; the paper's Eq. 5), and %s of them exceed 0.55.",
-		ev.MeanP, ev.MeanPCI[0], ev.MeanPCI[1], pct(ev.ShareGT055))
-	r.Rationale = append(r.Rationale, capLine)
-	if ev.Anchor != "" {
-		r.Rationale = append(r.Rationale, "The nearest of the paper's measured base models is "+ev.Anchor+".")
-	}
-	theoryLine := func(agree bool) string {
-		s := fmt.Sprintf("Theory (paper §6): at an assumed label-noise rate of %g, the fastest risk reduction among the candidates is %s", opt.Noise, r.Ranking[0].Objective)
-		if r.Crossover != nil && cmp.FirstWinsAbove {
-			s += fmt.Sprintf("; %s overtakes NLL once more than %.0f%% of the labels are wrong (E* = %.2f)", best, 100**r.Crossover, *r.Crossover)
-		} else if r.Crossover != nil {
-			s += fmt.Sprintf("; %s is ahead of NLL below a noise rate of %.2f", best, *r.Crossover)
-		}
-		if agree {
-			return s + ", which agrees with the paper's measurements."
-		}
-		return s + ", which does not match the paper's measurements here: trust the measurements, and check with a pilot sweep."
-	}
-	switch ev.Region {
-	case RegionStrong:
-		r.Objective, r.Fallback = best.String(), best.String()
-		agree := cmp.Delta > 0
-		r.TheoryAgrees = &agree
-		if !agree {
-			level--
-		}
-		r.Rationale = append(r.Rationale,
-			fmt.Sprintf("That places it at the model-strong end (mean p ≥ %g), where the paper found prior-leaning objectives (−p, −p¹⁰, −log p·1{p ≥ 0.2}) ahead of NLL by 4 to 16 points on math (its Table 1): they stop spending gradient on tokens the model already disbelieves.", ev.StrongAt),
-			theoryLine(agree))
-	case RegionWeak:
-		r.Objective, r.Fallback = "nll", "nll"
-		agree := r.Ranking[0].Objective == "nll" || cmp.Delta < 0
-		r.TheoryAgrees = &agree
-		if !agree {
-			level--
-		}
-		r.Rationale = append(r.Rationale,
-			fmt.Sprintf("That places it at the model-weak end (mean p < %g), where the paper found NLL far ahead: prior-leaning objectives scale each token's gradient by about p and barely learn what the model does not yet know (its Table 3: −p collapsed on figfont puzzles).", ev.WeakBelow),
-			theoryLine(agree))
-	default:
-		r.Objective, r.Fallback = "auto", "nll"
-		level = 0
-		r.Rationale = append(r.Rationale,
-			fmt.Sprintf("That places it in the intermediate band (%g ≤ mean p < %g), where the paper found no fixed winner (medical: NLL and −p within 2 points, its Table 2).", ev.WeakBelow, ev.StrongAt),
-			"So train with auto, which blends NLL and −p as the model's mean p moves during training, or settle it with the pilot sweep below.")
-	}
-	if borderline && ev.Region != RegionIntermediate {
+	agree := call.Leaning == (cmp.Delta > 0)
+	r.TheoryAgrees = &agree
+	r.Rationale = append(r.Rationale, theoryLine(r, best, cmp, agree))
+	if !agree {
 		level--
-		r.Rationale = append(r.Rationale, "The confidence interval of the mean p crosses a region boundary: the region itself is uncertain.")
+	}
+
+	// What else lowers the confidence.
+	if m != nil && m.Method == labelnoise.TeacherForced {
+		level--
+		r.Rationale = append(r.Rationale, "The model's own answers were approximated from the log-prob files (teacher forcing), not generated: a live server or a capsel checkpoint gives the firmer measurement.")
+	}
+	if !call.Noisy && r.CapabilityCI[0] < ev.StrongAt && r.CapabilityCI[1] >= ev.StrongAt {
+		level--
+		r.Rationale = append(r.Rationale, fmt.Sprintf("The capability's interval crosses the model-strong cut (%g): the region itself is uncertain.", ev.StrongAt))
+	}
+	if !ev.CIDefined {
+		level--
+		r.Rationale = append(r.Rationale, fmt.Sprintf("Only %d sequences were scored, too few for a confidence interval.", ev.Sequences))
 	}
 	if ev.Tokens < 1000 {
 		level--
@@ -244,14 +290,65 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 	}
 	r.Confidence = []string{"low", "medium", "high"}[max(0, level)]
 	if r.Confidence != "high" {
+		cands := []string{"nll", r.Objective, "p", "OnlyTopLogP-0.2"}
+		if call.Noisy && call.Region != continuum.Strong {
+			r.Rationale = append(r.Rationale, "The pilot below includes NLL on the data without the flagged examples (selector clean): on capsel's grid that fits the training data best in some noisy cells, while the prior-leaning objectives generalise better.")
+		}
 		r.Pilot = &Pilot{
-			Objectives: uniq([]string{"nll", r.BestLeaning, "p", "OnlyTopLogP-0.2", "auto"}),
+			Objectives: uniq(cands),
 			Steps:      "about 10% of the planned run, with the same data order and learning rate for each",
 			Compare:    "exact match on 10% of the data kept aside, example by example (token accuracy where exact match does not separate them)",
 			Pick:       "an objective only when the paired 95% CI of its lead over every other excludes 0; otherwise keep this recommendation",
 		}
 	}
 	return r, nil
+}
+
+// decideRaw is the paper's rollout on the raw mean p, for evidence without
+// the noise-aware measurement: prior-leaning (−p) at the model-strong end,
+// NLL elsewhere.
+func decideRaw(ev Evidence, cuts continuum.Cuts) choose.Call {
+	c := choose.Call{Region: cuts.Region(ev.MeanP), Objective: "nll"}
+	c.Reasons = append(c.Reasons, fmt.Sprintf("The base model gives its fine-tuning targets a mean probability of %.3f (95%% CI %.3f–%.3f; the paper's Eq. 5), and %.0f%% of them exceed 0.55: %s.",
+		ev.MeanP, ev.MeanPCI[0], ev.MeanPCI[1], 100*ev.ShareGT055, c.Region))
+	c.Reasons = append(c.Reasons, "Without the noise-aware measurement (it needs the top-k lists, or a model that can answer), wrong labels cannot be told from a model that does not know: both lower the mean p, so a noisy data set of a strong model reads as weaker than it is.")
+	if c.Region == continuum.Strong {
+		c.Objective, c.Leaning = "p", true
+		c.Reasons = append(c.Reasons, "At the model-strong end the paper found prior-leaning objectives ahead of NLL by 4 to 16 points (its Table 1): −p.")
+	} else {
+		c.Reasons = append(c.Reasons, "Below the model-strong end: NLL, which learns fastest what the model does not know (the paper's Tables 2 and 3).")
+	}
+	return c
+}
+
+func theoryLine(r Recommendation, best objectives.Objective, cmp theory.Comparison, agree bool) string {
+	s := fmt.Sprintf("Theory (paper §6), at the %s label-noise rate %.2f: the fastest risk reduction among the candidates is %s", r.NoiseSource, r.Noise, r.Ranking[0].Objective)
+	if r.Crossover != nil && cmp.FirstWinsAbove {
+		s += fmt.Sprintf("; %s overtakes NLL above a noise rate of %.2f", best, *r.Crossover)
+	} else if r.Crossover != nil {
+		s += fmt.Sprintf("; %s is ahead of NLL below a noise rate of %.2f", best, *r.Crossover)
+	}
+	if agree {
+		return s + ", which agrees."
+	}
+	if r.Leaning {
+		return s + ". It disagrees: its first-order rate sees neither the forgetting a prior-leaning objective prevents nor which examples generalise (on capsel's grid it names the held-out winner rarely); the pilot sweep can settle it."
+	}
+	return s + ". It disagrees; the pilot sweep can settle it."
+}
+
+func nearestAnchor(x float64) (string, bool) {
+	best, d := -1, math.Inf(1)
+	for i, a := range continuum.Anchors {
+		if dd := math.Abs(a.MeanP - x); dd < d {
+			best, d = i, dd
+		}
+	}
+	if best < 0 {
+		return "", false
+	}
+	a := continuum.Anchors[best]
+	return fmt.Sprintf("%s on %s (mean p %.2f, %s; the paper's Table 5)", a.Model, a.Domain, a.MeanP, a.Region), true
 }
 
 func uniq(xs []string) []string {

@@ -16,7 +16,10 @@ import (
 // winners are the paper's measured best objective family per domain:
 // math (model-strong) → prior-leaning, medical (intermediate) → no fixed
 // winner, figfont (model-weak) → NLL (its Tables 1–3).
-var winners = map[string]string{"math": "prior-leaning", "medical": "auto", "figfont": "nll"}
+// For medical the paper found NLL ahead of −p by 1.3–1.7 points on the
+// LLaMA models and within 0.3 on the Qwen ones (Table 2): no win for the
+// prior-leaning objective, so with no measurable noise the call is NLL.
+var winners = map[string]string{"math": "prior-leaning", "medical": "nll", "figfont": "nll"}
 
 // gammaRand draws Gamma(k, 1) (Marsaglia and Tsang 2000).
 func gammaRand(rng *rand.Rand, k float64) float64 {
@@ -75,7 +78,7 @@ func syntheticEvidence(t *testing.T, m, share float64, seed uint64) Evidence {
 	}
 	ps := draw(kappa)
 	rng := rand.New(rand.NewPCG(seed, 8))
-	ev := Evidence{Tokens: n, Sequences: n / 20, WeakBelow: 0.30, StrongAt: 0.675, TopK: true}
+	ev := Evidence{Tokens: n, Sequences: n / 20, WeakBelow: 0.30, StrongAt: 0.675, TopK: true, CIDefined: true}
 	var sum float64
 	for _, p := range ps {
 		sum += p
@@ -120,8 +123,8 @@ func TestPaperAnchors(t *testing.T) {
 		if got != winner {
 			t.Errorf("%s on %s (mean p %.2f): recommended %s (%s), the paper measured %s best", a.Model, a.Domain, ev.MeanP, r.Objective, r.Region, winner)
 		}
-		if winner == "auto" && (r.Confidence != "low" || r.Pilot == nil) {
-			t.Errorf("%s on %s: intermediate needs low confidence and a pilot, got %s", a.Model, a.Domain, r.Confidence)
+		if r.Confidence == "high" || r.Pilot == nil {
+			t.Errorf("%s on %s: without the noise-aware measurement the confidence is at most medium, with a pilot; got %s", a.Model, a.Domain, r.Confidence)
 		}
 		if len(r.Ranking) != len(Candidates(DefaultOptions())) || len(r.Rationale) < 2 {
 			t.Errorf("%s on %s: ranking %d, rationale %d", a.Model, a.Domain, len(r.Ranking), len(r.Rationale))
@@ -163,19 +166,24 @@ func TestRecommendRejectsBadEvidence(t *testing.T) {
 func TestConfidence(t *testing.T) {
 	// A strong model whose CI straddles the 0.675 cut is less certain than one
 	// well inside the region.
+	// (At an assumed noise rate of 0.9 the theory agrees with the call, so
+	// only the interval differs.)
+	agreeing := DefaultOptions()
+	agreeing.Noise = 0.9
 	ev := syntheticEvidence(t, 0.8, math.NaN(), 3)
-	r1, _ := Recommend(ev, DefaultOptions())
+	r1, _ := Recommend(ev, agreeing)
 	ev.MeanPCI = [2]float64{0.6, ev.MeanP + 0.01}
-	r2, _ := Recommend(ev, DefaultOptions())
+	r2, _ := Recommend(ev, agreeing)
 	rank := map[string]int{"low": 0, "medium": 1, "high": 2}
-	if rank[r2.Confidence] >= rank[r1.Confidence] || !strings.Contains(strings.Join(r2.Rationale, " "), "region boundary") {
+	if rank[r2.Confidence] >= rank[r1.Confidence] || !strings.Contains(strings.Join(r2.Rationale, " "), "model-strong cut") {
 		t.Errorf("borderline CI: confidence %s vs %s", r2.Confidence, r1.Confidence)
 	}
-	// With enough noise the theory agrees with the rollout at the strong end.
+	// With enough noise the theory agrees with the rollout at the strong
+	// end; without the noise-aware measurement the confidence stays medium.
 	opt := DefaultOptions()
 	opt.Noise = 0.9
 	r3, _ := Recommend(syntheticEvidence(t, 0.8, math.NaN(), 3), opt)
-	if r3.TheoryAgrees == nil || !*r3.TheoryAgrees || r3.Confidence != "high" {
-		t.Errorf("strong end at E = 0.9: agrees %v, confidence %s", r3.TheoryAgrees, r3.Confidence)
+	if r3.TheoryAgrees == nil || !*r3.TheoryAgrees || r3.Confidence != "medium" || r3.NoiseSource != "assumed" {
+		t.Errorf("strong end at E = 0.9: agrees %v, confidence %s, noise %s", r3.TheoryAgrees, r3.Confidence, r3.NoiseSource)
 	}
 }

@@ -130,6 +130,10 @@ func Resume(ck *Checkpoint, data []Example) (*Trainer, error) {
 	if err := t.setup(data); err != nil {
 		return nil, err
 	}
+	if t.obj.Adaptive() && t.auto.Measured == nil {
+		t.examples = data
+	}
+	t.dropFlagged()
 	if t.obj.Form() == objectives.FormAnchored {
 		if ck.Ref == nil {
 			return nil, fmt.Errorf("%s: the run trains %v, which anchors to the model it started from, and the checkpoint holds no reference weights", ck.where(), t.obj)

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/capsel/capsel/continuum"
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/objectives"
 )
 
@@ -28,25 +28,21 @@ type Config struct {
 	Auto        AutoConfig  `json:"auto"`
 }
 
-// AutoConfig tunes the adaptive objectives.
+// AutoConfig tunes the adaptive objectives. Both measure the base model on
+// the training data once, before the first step (Trainer.Measurement).
 type AutoConfig struct {
-	// Weak and Strong are the running mean p at or below which auto trains
-	// with pure NLL and at or above which with pure "p"; between them it
-	// blends linearly. The defaults are the continuum's region cuts
-	// (continuum.DefaultCuts, midway between the paper's anchor clusters).
-	Weak   float64 `json:"weak"`
-	Strong float64 `json:"strong"`
-	// HalfLife is the half-life, in steps, of the running mean p.
-	HalfLife float64 `json:"half_life"`
+	// Null caps the null prompts of that measurement (0 means
+	// labelnoise.DefaultNullPrompts, negative none; see labelnoise.NullRecipe).
+	Null int `json:"null"`
 	// Every is how often, in steps, auto-theory re-ranks its candidates.
 	Every int `json:"every"`
-	// Noise is the label-noise rate auto-theory's noise model assumes.
+	// Noise is the label-noise rate auto-theory's noise model assumes
+	// where the measurement cannot give one.
 	Noise float64 `json:"noise"`
 	// Rate is the criterion auto-theory maximises: "raw", the paper's Ṙ
-	// (the default), or "normalised", Ṙ/‖∇L‖ per unit step length. The
-	// theory experiment (experiments/results/theory.md) found the paper's
-	// rate naming the final winner in 8 of 12 cells and the normalised rate
-	// in none: it favours "p" wherever the model's confidence varies.
+	// (the default), or "normalised", Ṙ/‖∇L‖ per unit step length
+	// (experiments/results/theory.md compares how often each names the
+	// measured winner).
 	Rate string `json:"rate"`
 	// Candidates are the objectives auto-theory chooses among.
 	Candidates []string `json:"candidates"`
@@ -70,8 +66,7 @@ func DefaultConfig() Config {
 		Clip:        1.0,
 		Seed:        1,
 		Auto: AutoConfig{
-			Weak: continuum.DefaultCuts.WeakBelow, Strong: continuum.DefaultCuts.StrongAt, HalfLife: 20,
-			Every: 10, Noise: 0.1, Rate: "raw", Contexts: 256,
+			Null: labelnoise.DefaultNullPrompts, Every: 10, Noise: 0.1, Rate: "raw", Contexts: 256,
 			Candidates: []string{"nll", "p", "GeneralFamily-10", "OnlyTopLogP-0.2", "blend-0.5"},
 		},
 	}
@@ -109,12 +104,6 @@ func (c Config) Validate() error {
 		bad("clip %v: need ≥ 0 (0 turns clipping off)", c.Clip)
 	}
 	a := c.Auto
-	if !(a.Weak >= 0 && a.Weak < a.Strong && a.Strong <= 1) {
-		bad("auto weak %v and strong %v: need 0 ≤ weak < strong ≤ 1", a.Weak, a.Strong)
-	}
-	if !(a.HalfLife > 0) {
-		bad("auto half_life %v: need > 0", a.HalfLife)
-	}
 	if a.Every < 1 {
 		bad("auto every %d: need ≥ 1", a.Every)
 	}

@@ -151,6 +151,7 @@ type encoded struct {
 	ids, targets []int
 	mask         []bool
 	promptLen    int // tokens of BOS + prompt
+	example      int // index of the example in the data
 }
 
 // DataStats counts what encoding did to a data set.
@@ -169,7 +170,7 @@ type DataStats struct {
 func encode(tok *Tokenizer, data []Example, t int) ([]encoded, DataStats, error) {
 	var st DataStats
 	out := make([]encoded, 0, len(data))
-	for _, ex := range data {
+	for k, ex := range data {
 		p, err := tok.Encode(ex.Prompt)
 		if err != nil {
 			return nil, st, fmt.Errorf("%s:%d: prompt: %w", ex.Source, ex.Line, err)
@@ -183,7 +184,7 @@ func encode(tok *Tokenizer, data []Example, t int) ([]encoded, DataStats, error)
 		seq = append(seq, p...)
 		seq = append(seq, r...)
 		seq = append(seq, EOSID)
-		e := encoded{ids: make([]int, t), targets: make([]int, t), mask: make([]bool, t), promptLen: 1 + len(p)}
+		e := encoded{ids: make([]int, t), targets: make([]int, t), mask: make([]bool, t), promptLen: 1 + len(p), example: k}
 		n := len(seq) - 1 // positions
 		if n > t {
 			n = t

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
@@ -393,15 +394,103 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
-func TestAutoBlend(t *testing.T) {
-	a := DefaultConfig().Auto
-	for _, c := range []struct {
-		m    float64
-		want string
-	}{{0.01, "blend-1"}, {0.30, "blend-1"}, {0.4875, "blend-0.5"}, {0.675, "blend-0"}, {0.9, "blend-0"}} {
-		if got := AutoBlend(c.m, a).String(); got != c.want {
-			t.Errorf("AutoBlend(%v) = %s, want %s", c.m, got, c.want)
+// auto measures the base model on its training data before the first step.
+// A base model that memorised 40 facts, fine-tuned on them with 8 labels
+// replaced by random values: auto flags the replaced ones, measures the noise
+// among the facts it knows, and, the model knowing its facts whole, picks
+// OnlyTopLogP-0.2 (selector.Decide), keeping every example.
+func TestAutoMeasuresTheBaseModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	word := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('a' + rng.IntN(26))
 		}
+		return string(b)
+	}
+	var pre, sft []Example
+	wrong := map[int]bool{}
+	for i := range 40 {
+		k, v := word(4), word(6)
+		pre = append(pre, Example{Response: k + "=" + v, Source: "pre", Line: i + 1})
+		if i%5 == 0 {
+			v, wrong[i] = word(6), true
+		}
+		sft = append(sft, Example{Prompt: k + "=", Response: v, Source: "sft", Line: i + 1})
+	}
+	cfg := DefaultConfig()
+	cfg.Model = ModelConfig{D: 48, Layers: 2, Heads: 4, Context: 12}
+	cfg.Steps, cfg.Batch, cfg.LR = 500, 16, 3e-3
+	base, err := New(cfg, nil, pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for !base.Done() {
+		if _, err := base.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ft := DefaultConfig()
+	ft.Objective, ft.Steps, ft.Batch = "auto", 2, 8
+	tr, err := New(ft, base.Checkpoint(), sft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Measurement() != nil {
+		t.Fatal("measured before the first step")
+	}
+	info, err := tr.Step(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tr.Measurement()
+	if m == nil {
+		t.Fatal("no measurement after the first step")
+	}
+	t.Logf("Ĉ %.3f (raw %.3f), noise %+v, known %+v, flagged %d → %s", m.Capability.Value, m.RawMeanP, m.Noise, m.Known, m.Flagged, m.Objective)
+	if m.Flagged != len(wrong) || m.Noise == nil || math.Abs(m.Noise.Value-0.2) > 0.05 {
+		t.Errorf("flagged %d, noise %+v; want the %d replaced labels, noise ≈ 0.2", m.Flagged, m.Noise, len(wrong))
+	}
+	if m.Objective != "OnlyTopLogP-0.2" || info.Objective != m.Objective || len(m.Dropped) != 0 {
+		t.Errorf("objective %s (step ran %s), dropped %v; want OnlyTopLogP-0.2 with every example kept", m.Objective, info.Objective, m.Dropped)
+	}
+	if !(m.Capability.Value > m.RawMeanP+0.1) {
+		t.Errorf("Ĉ %.3f does not rise above the raw mean p %.3f", m.Capability.Value, m.RawMeanP)
+	}
+}
+
+// The examples a measurement drops never reach a batch, also after a resume.
+func TestAutoDropsFlagged(t *testing.T) {
+	data := []Example{{Prompt: "a=", Response: "bc"}, {Prompt: "b=", Response: "cd"}, {Prompt: "c=", Response: "de"}, {Prompt: "d=", Response: "ef"}}
+	cfg := DefaultConfig()
+	cfg.Model = ModelConfig{D: 16, Layers: 1, Heads: 2, Context: 8}
+	cfg.Objective, cfg.Steps, cfg.Batch = "auto", 4, 3
+	tr, err := New(cfg, nil, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.auto.Measured = &Measurement{Objective: "nll", Dropped: []int{1, 3}}
+	tr.examples = nil
+	tr.dropFlagged()
+	seen := map[int]bool{}
+	for k := range 4 {
+		for _, i := range tr.samp.indices(k) {
+			seen[tr.rows[i].example] = true
+		}
+	}
+	if len(seen) != 2 || !seen[0] || !seen[2] {
+		t.Errorf("batches drew examples %v; want only 0 and 2", seen)
+	}
+	if _, err := tr.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	re, err := Resume(tr.Checkpoint(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(re.rows) != 2 || re.Measurement() == nil {
+		t.Errorf("resumed with %d rows, measurement %v; want 2 and the saved one", len(re.rows), re.Measurement())
 	}
 }
 

@@ -9,6 +9,9 @@ import (
 
 	"github.com/nlpodyssey/spago/ag"
 
+	"github.com/capsel/capsel/choose"
+	"github.com/capsel/capsel/continuum"
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/theory"
 )
@@ -28,6 +31,9 @@ type Trainer struct {
 	step     int
 	auto     AutoState
 	ws       *workspace // the buffers of a step, reused by the next
+	// examples are the training data, kept until auto or auto-theory has
+	// measured the base model on them; index maps each row to its example.
+	examples []Example
 	// ref is the frozen reference model of an anchored objective (asft-α):
 	// the weights the run started from, run forward only. nil otherwise.
 	ref   *Model
@@ -36,12 +42,33 @@ type Trainer struct {
 
 // AutoState is the adaptive objectives' state, saved in checkpoints.
 type AutoState struct {
-	// RunningMeanP is the exponential moving average of the batches' mean p
-	// of target tokens; Seen is false until the first batch.
-	RunningMeanP float64 `json:"running_mean_p"`
-	Seen         bool    `json:"seen"`
+	// Measured is the measurement of the base model on the training data,
+	// taken before the first step; nil until then (and for fixed
+	// objectives).
+	Measured *Measurement `json:"measured,omitempty"`
 	// Current is auto-theory's choice in force.
 	Current string `json:"current,omitempty"`
+}
+
+// Measurement is what auto and auto-theory measured of the base model on
+// the training data (package labelnoise) and what auto decided from it
+// (choose.Decide).
+type Measurement struct {
+	Capability labelnoise.Estimate  `json:"capability"`
+	RawMeanP   float64              `json:"raw_mean_p"`
+	Noise      *labelnoise.Estimate `json:"noise"`
+	Known      *labelnoise.Estimate `json:"known"`
+	TokenNoise *labelnoise.Estimate `json:"token_noise"`
+	// Objective is auto's choice (nll, p or OnlyTopLogP-0.2), Leaning its
+	// class, and Reasons why.
+	Objective string   `json:"objective"`
+	Leaning   bool     `json:"prior_leaning"`
+	Reasons   []string `json:"reasons"`
+	// Dropped lists the training examples (indices into the data) the run
+	// trains without: the flagged ones, when auto trains NLL.
+	Dropped []int `json:"dropped,omitempty"`
+	// Flagged counts the examples the measurement flagged.
+	Flagged int `json:"flagged"`
 }
 
 // StepInfo describes one finished step.
@@ -55,8 +82,6 @@ type StepInfo struct {
 	Objective string  `json:"objective"` // in force at this step
 	Tokens    int     `json:"tokens"`    // scored targets
 	Kept      int     `json:"kept"`      // targets the objective kept
-	// RunningMeanP is auto's moving average (0 for fixed objectives).
-	RunningMeanP float64 `json:"running_mean_p,omitempty"`
 	// Switched is true when auto-theory changed its choice at this step.
 	Switched bool `json:"switched,omitempty"`
 	// Gate is the mean detached gate of an objective that is not a function
@@ -104,6 +129,9 @@ func New(cfg Config, init *Checkpoint, data []Example) (*Trainer, error) {
 	}
 	if err := t.setup(data); err != nil {
 		return nil, err
+	}
+	if t.obj.Adaptive() {
+		t.examples = data
 	}
 	if t.obj.Form() == objectives.FormAnchored {
 		ref, err := t.model.frozenCopy()
@@ -172,6 +200,11 @@ func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
 	if t.Done() {
 		return StepInfo{}, fmt.Errorf("train: all %d steps are done", t.cfg.Steps)
 	}
+	if t.obj.Adaptive() && t.auto.Measured == nil {
+		if err := t.measure(ctx); err != nil {
+			return StepInfo{}, err
+		}
+	}
 	k := t.step
 	b := makeBatch(t.rows, t.samp.indices(k))
 	t.ws.reset() // the previous step's graph is gone
@@ -190,8 +223,7 @@ func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
 	obj := t.obj
 	switch t.obj.Kind() {
 	case objectives.KindAuto:
-		obj = t.autoObjective(info.MeanP)
-		info.RunningMeanP = t.auto.RunningMeanP
+		obj = objectives.MustParse(t.auto.Measured.Objective)
 	case objectives.KindAutoTheory:
 		if obj, info.Switched, err = t.autoTheoryObjective(k, op); err != nil {
 			return info, err
@@ -219,51 +251,94 @@ func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
 	return info, nil
 }
 
-// AutoBlend returns the objective auto trains with at running mean p m:
-//
-//	λ(m) = clamp((strong − m)/(strong − weak), 0, 1),  objective blend-λ
-//
-// so NLL (λ = 1) at or below weak, "p" (λ = 0) at or above strong, and a
-// linear mix between. Why: the paper finds NLL best where the base model's
-// mean p is near 0 (model-weak), prior-leaning objectives best near 0.8
-// (model-strong), and no fixed winner in between; the cut points are the
-// probe's region boundaries, so auto agrees with the recommendation at both
-// ends and moves with the model as training raises its mean p.
-func AutoBlend(m float64, a AutoConfig) objectives.Objective {
-	lambda := math.Min(1, math.Max(0, (a.Strong-m)/(a.Strong-a.Weak)))
-	// Round λ to 1e-3 so that the logged spec stays short and reproducible.
-	lambda = math.Round(lambda*1000) / 1000
-	o, _ := objectives.Blend(lambda)
-	return o
+// Measurement returns what auto or auto-theory measured of the base model
+// on the training data, nil before the first step and for fixed objectives.
+func (t *Trainer) Measurement() *Measurement { return t.auto.Measured }
+
+// measure measures the base model on the training data before the first
+// step: the noise-aware analysis (labelnoise, with the model's own greedy
+// answers and a null set of shuffled prompts) and auto's decision from it
+// (choose.Decide). When auto trains NLL it drops the flagged examples.
+func (t *Trainer) measure(ctx context.Context) error {
+	data := make([]Example, len(t.rows))
+	for i, r := range t.rows {
+		data[i] = t.examples[r.example]
+	}
+	ex, null, err := LabelExamples(ctx, t.model, t.tok, data, t.cfg.Auto.Null, t.cfg.Seed)
+	if err != nil {
+		return fmt.Errorf("train: %v measures the base model first: %w", t.obj, err)
+	}
+	res, err := labelnoise.Analyze(ex, null, labelnoise.Greedy, labelnoise.Options{Seed: t.cfg.Seed})
+	if err != nil {
+		return fmt.Errorf("train: %v measures the base model first: %w", t.obj, err)
+	}
+	call := choose.Decide(res, continuum.DefaultCuts)
+	m := &Measurement{Capability: res.Capability, RawMeanP: res.RawMeanP, Noise: res.Noise, Known: res.Known, TokenNoise: res.TokenNoise,
+		Objective: call.Objective, Leaning: call.Leaning, Reasons: call.Reasons, Flagged: len(res.Flags)}
+	if t.obj.Kind() == objectives.KindAuto && call.DropFlagged {
+		for _, f := range res.Flags {
+			m.Dropped = append(m.Dropped, t.rows[f.Index].example)
+		}
+	}
+	t.auto.Measured = m
+	t.examples = nil
+	t.dropFlagged()
+	return nil
 }
 
-func (t *Trainer) autoObjective(batchMeanP float64) objectives.Objective {
-	if !t.auto.Seen {
-		t.auto.RunningMeanP, t.auto.Seen = batchMeanP, true
-	} else {
-		decay := math.Pow(0.5, 1/t.cfg.Auto.HalfLife)
-		t.auto.RunningMeanP = decay*t.auto.RunningMeanP + (1-decay)*batchMeanP
+// dropFlagged removes the measurement's dropped examples from the rows the
+// sampler draws from.
+func (t *Trainer) dropFlagged() {
+	m := t.auto.Measured
+	if m == nil || len(m.Dropped) == 0 {
+		return
 	}
-	return AutoBlend(t.auto.RunningMeanP, t.cfg.Auto)
+	drop := make(map[int]bool, len(m.Dropped))
+	for _, i := range m.Dropped {
+		drop[i] = true
+	}
+	kept := t.rows[:0:0]
+	for _, r := range t.rows {
+		if !drop[r.example] {
+			kept = append(kept, r)
+		}
+	}
+	t.rows = kept
+	t.samp = &sampler{n: len(t.rows), batch: t.cfg.Batch, seed: t.cfg.Seed}
 }
 
 // autoTheoryObjective re-ranks the candidates every Every steps on the
 // current batch: each scored row gives a context with the model's full
 // next-token distribution and the target as label, and the candidate with
-// the best estimated rate (theory.Rank) under the configured noise model is
-// used until the next ranking.
+// the best estimated rate (theory.Rank) is used until the next ranking. The
+// noise model's rate is the one measured on the base model (Ê, or the token
+// noise rate), and the configured Noise only where none was measurable.
 func (t *Trainer) autoTheoryObjective(k int, op *lossOp) (objectives.Objective, bool, error) {
 	if t.auto.Current != "" && k%t.cfg.Auto.Every != 0 {
 		return objectives.MustParse(t.auto.Current), false, nil
 	}
 	ctxs := batchContexts(op, t.cfg.Auto.Contexts)
-	best, err := BestByTheory(t.cfg.Auto, ctxs)
+	a := t.cfg.Auto
+	if m := t.auto.Measured; m != nil {
+		if r := m.noiseRate(); r != nil {
+			a.Noise = r.Value
+		}
+	}
+	best, err := BestByTheory(a, ctxs)
 	if err != nil {
 		return objectives.Objective{}, false, err
 	}
 	switched := t.auto.Current != "" && t.auto.Current != best.String()
 	t.auto.Current = best.String()
 	return best, switched, nil
+}
+
+// noiseRate is the measured noise rate, Ê or else the token noise rate.
+func (m *Measurement) noiseRate() *labelnoise.Estimate {
+	if m.Noise != nil {
+		return m.Noise
+	}
+	return m.TokenNoise
 }
 
 // BestByTheory returns the candidate with the largest estimated rate on the

@@ -15,14 +15,16 @@ import (
 	"github.com/capsel/capsel/continuum"
 	"github.com/capsel/capsel/internal/atomicfile"
 	"github.com/capsel/capsel/internal/plots"
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/probe"
 	"github.com/capsel/capsel/probe/ckprobe"
 	"github.com/capsel/capsel/sftdata"
+	"github.com/capsel/capsel/train"
 )
 
 var cmdProbe = &command{
 	name:  "probe",
-	usage: "selector probe (--logprobs FILE|GLOB... [--format F] | --server URL... [--served-model NAME] --data SFT.jsonl | --model CKPT --data SFT.jsonl) [--out REPORT.json] [--plot DIR] [--json]",
+	usage: "selector probe (--logprobs FILE|GLOB... [--format F] [--null FILE...] | --server URL... [--served-model NAME] --data SFT.jsonl | --model CKPT --data SFT.jsonl) [--out REPORT.json] [--plot DIR] [--json]",
 	short: "measure a base model's token probabilities on held-out SFT data",
 	long: `Measures how much a base model already believes its fine-tuning targets and
 places it on the capability continuum of Li et al. (ICML 2026). The input is
@@ -99,7 +101,46 @@ region model-weak below --weak-below (0.30), model-strong from --strong-at
 the nearest of the paper's twelve anchors. A seeded sample of --reservoir
 token records travels in the report for 'selector theory' and 'selector
 recommend'. Bad lines stop the probe with their file and line, or are
-counted with --skip-bad.`,
+counted with --skip-bad.
+
+The noise-aware probe (--noise-aware, on by default) tells a model that does
+not know its targets from targets that are wrong, which pull mean p down
+alike. Per example it takes the label's agreement with the model and the
+model's confidence in its own answer (the least probability of its
+tokens): a label the model does not reproduce while it answers as
+confidently as the labels it does reproduce is likely wrong (flagged); one
+it is unsure of is likely unknown to it. The report's noise_aware section
+(package labelnoise) gives the capability Ĉ with the flagged labels
+replaced by the model's answers, the noise rate Ê among the examples the
+model knows, the known share and the token noise rate, each with a
+bootstrap CI over examples, the null check, the flagged examples and notes
+that say why a figure is undefined. mean_p stays the paper's Eq. 5 on the
+data as given. 'selector clean' writes the data without the flagged
+examples.
+
+The own answers: with --server and --model the model's greedy answer to
+each prompt (method greedy; on a server one more request per example,
+cached like the scoring); with --greedy=false, or log-prob files without
+"own_answer", the
+teacher-forced approximation from the top-k lists (method teacher-forced):
+the label up to its first token that is not the model's first choice, then
+that first choice. Every scored token needs a top-k list (the first choice
+where the label is not it): TGI gives none for prompt tokens, and
+sequences without lists are left out, counted, with the reason.
+
+` + labelnoise.NullRecipe + ` With --server and --model the
+probe builds and scores up to --null-prompts of them itself; for log-prob
+files, score them as you scored the data and pass the replies with --null
+(docs/probe.md has a Python version of the shuffle). Without a null set
+the analysis runs and says so.
+
+` + probe.OwnAnswerFormat + `
+
+Memory: the per-example data of the analysis costs 17 bytes per scored
+token and about 130 per sequence (a million tokens of vLLM replies with
+top-5 lists: 84 MB peak instead of 64 MB); --noise-aware=
+false keeps the probe in constant memory. Merged saved reports cannot
+recompute the section: it is dropped with a note.`,
 }
 
 func init() { cmdProbe.run = runProbe }
@@ -137,6 +178,14 @@ type probeInputs struct {
 	vocab          *int
 	weakBelow      *float64
 	strongAt       *float64
+	noiseAware     *bool
+	greedy         *bool
+	null           stringList
+	nullPrompts    *int
+
+	// What report read, for selector clean.
+	records      int // non-blank lines of the log-prob files
+	savedReports int // saved reports merged
 }
 
 func addProbeInputs(f *flags) *probeInputs {
@@ -162,6 +211,10 @@ func addProbeInputs(f *flags) *probeInputs {
 	pi.vocab = f.Int("vocab", 0, "vocabulary size V, recorded for theory's top-k contexts (0: unknown)")
 	pi.weakBelow = f.Float64("weak-below", continuum.DefaultCuts.WeakBelow, "capability below which a model is model-weak")
 	pi.strongAt = f.Float64("strong-at", continuum.DefaultCuts.StrongAt, "capability from which a model is model-strong")
+	pi.noiseAware = f.Bool("noise-aware", true, "also tell a model that does not know from labels that are wrong (memory grows with the input)")
+	pi.greedy = f.Bool("greedy", true, "noise-aware: the model's own greedy answers (servers and checkpoints generate them); false: the teacher-forced approximation from top-k lists")
+	f.Var(&pi.null, "null", "noise-aware: log-prob `file`s of the null set, scored on shuffled prompts (with --logprobs; repeatable)")
+	pi.nullPrompts = f.Int("null-prompts", labelnoise.DefaultNullPrompts, "noise-aware: at most this many null prompts (with --server and --model; 0: none)")
 	return pi
 }
 
@@ -183,7 +236,14 @@ func (pi *probeInputs) describe(pos []string) string {
 // config checks the summary flags.
 func (pi *probeInputs) config(f *flags) (probe.Config, error) {
 	cfg := probe.Config{Seed: *pi.seed, Reservoir: *pi.reservoir, Bootstrap: *pi.bootstrap, Vocab: *pi.vocab,
-		Cuts: continuum.Cuts{WeakBelow: *pi.weakBelow, StrongAt: *pi.strongAt}, SkipBad: *pi.skipBad}
+		Cuts: continuum.Cuts{WeakBelow: *pi.weakBelow, StrongAt: *pi.strongAt}, SkipBad: *pi.skipBad,
+		NoiseAware: *pi.noiseAware, TeacherForced: !*pi.greedy, NullPrompts: *pi.nullPrompts}
+	if *pi.nullPrompts < 0 {
+		return cfg, f.usagef("--null-prompts: %d < 0", *pi.nullPrompts)
+	}
+	if *pi.nullPrompts == 0 {
+		cfg.NullPrompts = -1
+	}
 	switch {
 	case *pi.reservoir < 0:
 		return cfg, f.usagef("--reservoir: %d < 0", *pi.reservoir)
@@ -224,6 +284,12 @@ func (pi *probeInputs) report(e *env, f *flags, pos []string) (*probe.Report, er
 	if (len(pi.servers) > 0 || *pi.model != "") && *pi.data == "" {
 		return nil, f.usagef("--data SFT.jsonl is required with --server and --model")
 	}
+	if len(pi.null) > 0 && !*pi.noiseAware {
+		return nil, f.usagef("--null is the noise-aware analysis's null set; it makes no sense with --noise-aware=false")
+	}
+	if len(pi.null) > 0 && len(inputs) == 0 {
+		return nil, f.usagef("--null names the null set's log-prob files, with --logprobs; --server and --model build their null set themselves (--null-prompts)")
+	}
 	if *pi.model != "" {
 		return checkpointReport(e, *pi.model, *pi.data, cfg)
 	}
@@ -247,14 +313,47 @@ func checkpointReport(e *env, ckpt, data string, cfg probe.Config) (*probe.Repor
 	if err != nil {
 		return nil, err
 	}
-	ex, err := readExamplesFile(data)
+	fh, err := os.Open(data)
 	if err != nil {
 		return nil, err
 	}
-	prog := newProgress(e, "probe", "tokens")
-	defer prog.finish()
-	cfg.Progress = func(p probe.Progress) { prog.update(float64(p.Sequences+p.Skipped)/float64(len(ex)), p.Tokens) }
-	rep, err := ckprobe.Report(e.ctx, ck, ckpt, ex, data, cfg)
+	sft, err := sftdata.ReadAll(fh, data)
+	fh.Close()
+	if err != nil {
+		return nil, err
+	}
+	ex := make([]train.Example, len(sft))
+	for i, x := range sft {
+		ex[i] = train.Example{Prompt: x.PromptText(), Response: x.Response, Source: x.Source, Line: x.Line}
+	}
+	var opt ckprobe.Options
+	if cfg.NoiseAware {
+		// The null set from the SFT examples, so that a chat's roles and
+		// template stay as they are.
+		opt.Null = train.NullSFT(sft, cfg.NullPrompts, cfg.Seed)
+		if opt.Null == nil {
+			opt.Null = []train.Example{}
+		}
+	}
+	// One bar over the stages: the answers (greedy decoding, the slow
+	// part), then the scoring, of the examples and then of the null set.
+	var prog *progress
+	stage := ""
+	opt.Progress = func(p ckprobe.Progress) {
+		if p.Stage != stage {
+			if prog != nil {
+				prog.finish()
+			}
+			stage, prog = p.Stage, newProgress(e, p.Stage, "examples")
+		}
+		prog.update(float64(p.Done)/float64(max(p.Total, 1)), int64(p.Done))
+	}
+	defer func() {
+		if prog != nil {
+			prog.finish()
+		}
+	}()
+	rep, err := ckprobe.ReportWith(e.ctx, ck, ckpt, ex, data, cfg, opt)
 	if err != nil && e.ctx.Err() != nil {
 		return nil, fmt.Errorf("interrupted: %w", e.ctx.Err())
 	}
@@ -265,20 +364,9 @@ var globMeta = regexp.MustCompile(`[*?\[]`)
 
 // fromFiles reads log-prob files and merges saved reports.
 func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, inputs []string) error {
-	var paths []string
-	for _, in := range inputs {
-		if !globMeta.MatchString(in) {
-			paths = append(paths, in)
-			continue
-		}
-		m, err := filepath.Glob(in)
-		if err != nil {
-			return f.usagef("--logprobs %q: %v", in, err)
-		}
-		if len(m) == 0 {
-			return fmt.Errorf("no file matches %q", in)
-		}
-		paths = append(paths, m...)
+	paths, err := expandGlobs(f, inputs)
+	if err != nil {
+		return err
 	}
 	paths, twice := uniqueFiles(paths)
 	for _, p := range twice {
@@ -306,6 +394,7 @@ func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, input
 		if err := acc.AddReport(rep); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
+		pi.savedReports++
 		e.log.Info().Str("file", p).Int64("tokens", rep.Tokens).Msg("merged report")
 	}
 	if len(raw) == 0 {
@@ -325,7 +414,55 @@ func (pi *probeInputs) fromFiles(e *env, f *flags, acc *probe.Accumulator, input
 		return err
 	}
 	defer fs.Close()
-	return consume(e, acc, fs, fs.Bytes)
+	if err := consume(e, acc, fs, fs.Bytes); err != nil {
+		return err
+	}
+	pi.records = fs.Records()
+	if len(pi.null) == 0 || !*pi.noiseAware {
+		return nil
+	}
+	nullPaths, err := expandGlobs(f, pi.null)
+	if err != nil {
+		return err
+	}
+	nullPaths, _ = uniqueFiles(nullPaths)
+	for _, p := range nullPaths {
+		if isRep, err := probe.IsReport(p); err != nil {
+			return err
+		} else if isRep {
+			return fmt.Errorf("--null %s is a probe report: the null set must be log-prob lines (scored on the shuffled prompts)", p)
+		}
+	}
+	ns, err := probe.OpenFiles(nullPaths, opt, func(file, format string, detected bool) {
+		if detected && format != "" {
+			e.log.Info().Str("file", file).Str("format", format).Msg("null set: detected format")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return consumeNull(e, acc, ns, ns.Bytes)
+}
+
+// expandGlobs expands the globs among inputs.
+func expandGlobs(f *flags, inputs []string) ([]string, error) {
+	var paths []string
+	for _, in := range inputs {
+		if !globMeta.MatchString(in) {
+			paths = append(paths, in)
+			continue
+		}
+		m, err := filepath.Glob(in)
+		if err != nil {
+			return nil, f.usagef("%q: %v", in, err)
+		}
+		if len(m) == 0 {
+			return nil, fmt.Errorf("no file matches %q", in)
+		}
+		paths = append(paths, m...)
+	}
+	return paths, nil
 }
 
 // uniqueFiles drops the paths that name a file named before (the same
@@ -381,6 +518,7 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 	prog := newProgress(e, "server", "examples")
 	sv := probe.Server{URLs: pi.servers, Kind: kind, Model: *pi.servedModel, TopK: *pi.topK, Concurrency: *pi.concurrency,
 		MaxConcurrency: *pi.maxConcurrency, Timeout: *pi.timeout, Attempts: *pi.attempts,
+		Greedy: *pi.noiseAware && *pi.greedy, Null: *pi.noiseAware && *pi.nullPrompts > 0, NullPrompts: *pi.nullPrompts, Seed: *pi.seed,
 		Progress: func(p probe.ServerProgress) {
 			done := p.Cached + p.Scored + p.Failed
 			prog.update(float64(done)/float64(p.Total), int64(p.Scored))
@@ -391,8 +529,8 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 	if err != nil {
 		ev = e.log.Warn()
 	}
-	ev.Str("kind", string(res.Kind)).Str("model", res.Model).Str("cache", res.Cache).Int("examples", res.Total).Int("cached", res.Cached).
-		Int("scored", res.Scored).Int("failed", res.Failed).Int("requests", res.Requests).Int("retries", res.Retries).Msg("server run")
+	ev.Str("kind", string(res.Kind)).Str("model", res.Model).Str("cache", res.Cache).Int("examples", res.Total-res.Null).Int("null_prompts", res.Null).
+		Int("cached", res.Cached).Int("scored", res.Scored).Int("failed", res.Failed).Int("requests", res.Requests).Int("retries", res.Retries).Msg("server run")
 	for _, r := range res.Replicas {
 		e.log.Info().Str("server", r.URL).Int("scored", r.Scored).Int("concurrency", r.Limit).Msg("replica")
 	}
@@ -409,13 +547,11 @@ func (pi *probeInputs) fromServer(e *env, f *flags, acc *probe.Accumulator) erro
 		e.log.Warn().Err(fe).Msg("gave up on an example")
 	}
 	acc.AddSource(*pi.data, res.Kind.Format()+" via "+strings.Join(pi.servers, ", "))
-	cs := src.(interface {
-		probe.Source
-		Bytes() (int64, int64)
-		Close() error
-	})
-	err = consume(e, acc, cs, cs.Bytes)
-	if cerr := cs.Close(); err == nil {
+	err = consume(e, acc, src, src.Bytes)
+	if err == nil {
+		err = consumeNull(e, acc, src.Null(), nil)
+	}
+	if cerr := src.Close(); err == nil {
 		err = cerr
 	}
 	return err
@@ -452,12 +588,31 @@ func consume(e *env, acc *probe.Accumulator, src probe.Source, bytes func() (int
 	return acc.Consume(ctxSource{src, e})
 }
 
+// consumeNull feeds a null set to acc with progress.
+func consumeNull(e *env, acc *probe.Accumulator, src probe.Source, bytes func() (int64, int64)) error {
+	prog := newProgress(e, "null set", "sequences")
+	defer prog.finish()
+	n := int64(0)
+	return acc.ConsumeNull(probe.SourceFunc(func() (probe.Sequence, error) {
+		seq, err := ctxSource{src, e}.Next()
+		n++
+		frac := -1.0
+		if bytes != nil {
+			if done, total := bytes(); total > 0 {
+				frac = float64(done) / float64(total)
+			}
+		}
+		prog.update(frac, n)
+		return seq, err
+	}))
+}
+
 func runProbe(e *env, args []string) error {
 	f := newFlags(e, "probe", cmdProbe.usage, cmdProbe.long)
 	pi := addProbeInputs(f)
 	asJSON := f.Bool("json", false, "print the report as JSON")
 	out := f.String("out", "", "write the JSON report to this `file` (atomically)")
-	plotDir := f.String("plot", "", "write probe-histogram.png and probe-continuum.png to this `directory`")
+	plotDir := f.String("plot", "", "write probe-histogram.png, probe-continuum.png and (noise-aware) probe-confidence.png to this `directory`")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -496,6 +651,11 @@ func plotProbe(dir string, rep *probe.Report) error {
 	}); err != nil {
 		return err
 	}
+	if na := rep.NoiseAware; na != nil && na.Result != nil && na.Confidence != nil {
+		if err := plotConfidence(filepath.Join(dir, "probe-confidence.png"), na); err != nil {
+			return err
+		}
+	}
 	var anchors []plots.Anchor
 	for _, a := range probe.Anchors {
 		anchors = append(anchors, plots.Anchor{Label: a.Model + " (" + a.Domain + ")", MeanP: a.MeanP, Region: a.Region.Index()})
@@ -504,6 +664,38 @@ func plotProbe(dir string, rep *probe.Report) error {
 		MeanP: rep.MeanP, CI: rep.MeanPCI, NoCI: !rep.MeanPCIDefined, Region: rep.Region.Index(),
 		Cuts: [2]float64{rep.Placement.Cuts.WeakBelow, rep.Placement.Cuts.StrongAt}, Anchors: anchors,
 	})
+}
+
+// plotConfidence draws the share of answers per bin of the model's
+// confidence in them, for the examples that reproduce their label, the
+// others and the null prompts, with the cut that flags the others.
+func plotConfidence(path string, na *probe.NoiseAware) error {
+	h := na.Confidence
+	var curves []plots.Curve
+	ymax := 0.0
+	for _, s := range []struct {
+		name   string
+		counts []int
+	}{{"reproduce their label", h.Agree}, {"do not", h.Disagree}, {"null prompts", h.Null}} {
+		total := 0
+		for _, c := range s.counts {
+			total += c
+		}
+		if total == 0 {
+			continue
+		}
+		c := plots.Curve{Name: fmt.Sprintf("%s (%d)", s.name, total)}
+		for i, n := range s.counts {
+			share := float64(n) / float64(total)
+			c.X, c.Y = append(c.X, (h.Edges[i]+h.Edges[i+1])/2), append(c.Y, share)
+			ymax = math.Max(ymax, share)
+		}
+		curves = append(curves, c)
+	}
+	if cut := na.Result.Cut; cut != nil {
+		curves = append(curves, plots.Curve{Name: fmt.Sprintf("cut %.3f", *cut), X: []float64{*cut, *cut}, Y: []float64{0, ymax}})
+	}
+	return plots.Lines(path, fmt.Sprintf("confidence in the own answer (method %s)", na.Result.Method), "confidence (least p of the answer's tokens)", "share of answers", curves)
 }
 
 // printReport writes the report for people.
@@ -557,6 +749,9 @@ func printReport(w io.Writer, rep *probe.Report) {
 	if rep.Skipped != nil {
 		fmt.Fprintf(&b, "  skipped               %s bad lines (--skip-bad); first: %s\n", group(rep.Skipped.Lines), rep.Skipped.First[0])
 	}
+	if rep.NoiseAware != nil {
+		printNoiseAware(&b, rep.NoiseAware)
+	}
 	fmt.Fprintf(&b, "\n  histogram of p (share of tokens)\n")
 	var total uint64
 	for _, c := range rep.Histogram.Counts {
@@ -570,6 +765,51 @@ func printReport(w io.Writer, rep *probe.Report) {
 		fmt.Fprintf(&b, "    %.1f–%.1f  %5.1f %%  %s\n", rep.Histogram.Edges[i], rep.Histogram.Edges[i+2], 100*share, bar)
 	}
 	w.Write(b.Bytes())
+}
+
+// printNoiseAware writes the noise-aware section: what the analysis makes
+// of the labels, beside the mean p above, which stays the paper's Eq. 5 on
+// the data as given.
+func printNoiseAware(b *bytes.Buffer, na *probe.NoiseAware) {
+	fmt.Fprintf(b, "\n  noise-aware           model that does not know, or labels that are wrong?\n")
+	if na.Result == nil {
+		fmt.Fprintf(b, "                        %s\n", wrap(na.Unavailable, 54, strings.Repeat(" ", 24)))
+		return
+	}
+	r := na.Result
+	how := "the model's own greedy answers"
+	if r.Method == labelnoise.TeacherForced {
+		how = "approximated from the label path's first choices"
+	}
+	fmt.Fprintf(b, "  method                %s (%s)\n", r.Method, how)
+	fmt.Fprintf(b, "  examples              %s analysed, %s reproduce their label\n", group(int64(r.Examples)), group(int64(r.Agree)))
+	est := func(name string, e *labelnoise.Estimate, what string) {
+		if e == nil {
+			fmt.Fprintf(b, "  %-21s undefined\n", name)
+			return
+		}
+		fmt.Fprintf(b, "  %-21s %.4f   95%% CI %.4f – %.4f  %s\n", name, e.Value, e.CI[0], e.CI[1], what)
+	}
+	est("capability Ĉ", &r.Capability, "mean p with the wrong labels the model sees replaced")
+	fmt.Fprintf(b, "  raw mean p            %.4f   over the analysed examples (Eq. 5, labels as given)\n", r.RawMeanP)
+	est("noise rate Ê", r.Noise, "wrong labels among the examples it knows")
+	est("known share", r.Known, "examples the model knows")
+	est("token noise", r.TokenNoise, "contradicted confident tokens of partly known examples")
+	if r.Cut != nil {
+		fmt.Fprintf(b, "  cut                   confidence ≥ %.4f flags a disagreeing example (%.0fth percentile of the reproduced labels')\n", *r.Cut, 100*labelnoise.DefaultCutQuantile)
+	}
+	switch {
+	case r.Null == nil:
+		fmt.Fprintf(b, "  null set              none\n")
+	case r.Null.Used:
+		fmt.Fprintf(b, "  null set              %s prompts, %.1f %% reach the cut (false positives subtracted)\n", group(int64(r.Null.Prompts)), 100*r.Null.FalsePositive)
+	default:
+		fmt.Fprintf(b, "  null set              %s prompts, %.1f %% reach the cut: not used (answerable)\n", group(int64(r.Null.Prompts)), 100*r.Null.FalsePositive)
+	}
+	fmt.Fprintf(b, "  flagged               %s examples (selector clean writes them apart)\n", group(int64(len(r.Flags))))
+	for _, n := range r.Notes {
+		fmt.Fprintf(b, "  note                  %s\n", wrap(n, 54, strings.Repeat(" ", 24)))
+	}
 }
 
 func fmtQuantiles(q probe.Quantiles) string {

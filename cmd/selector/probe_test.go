@@ -101,7 +101,17 @@ func TestProbeJSONAndShards(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The noise-aware section names its inputs' lines (and is dropped
+		// from merged saved reports): compared apart.
+		if strings.HasSuffix(c[1], ".json") {
+			if got.NoiseAware == nil || !strings.Contains(got.NoiseAware.Unavailable, "Probe the inputs together") {
+				t.Errorf("%v: noise-aware section %+v; want it dropped with a note", c, got.NoiseAware)
+			}
+		} else if got.NoiseAware == nil || got.NoiseAware.Sequences != 200 || got.NoiseAware.LeftOut[0].Count != 200 {
+			t.Errorf("%v: noise-aware section %+v; want the 200 sequences left out (no top-k lists)", c, got.NoiseAware)
+		}
 		got.Sources, want.Sources = nil, nil
+		got.NoiseAware, want.NoiseAware = nil, nil
 		gj, _ := json.Marshal(got)
 		wj, _ := json.Marshal(want)
 		if !bytes.Equal(gj, wj) {
@@ -184,7 +194,7 @@ func TestProbeServer(t *testing.T) {
 		p := probetest.IDs(tk.Encode(ex[0], true))
 		ids := append(p, probetest.IDs(tk.Encode(ex[1], false))...)
 		for i := len(p); i < len(ids); i++ {
-			want += m.P(ids[i-1], ids[i], i)
+			want += m.P(ids[:i], ids[i])
 			n++
 		}
 	}
@@ -194,7 +204,7 @@ func TestProbeServer(t *testing.T) {
 	calls := s.Calls.Load()
 	// A second run finds everything in the cache and asks the server nothing.
 	args = append(args, "--server-kind", "vllm", "--served-model", "m")
-	if code, _, errs := runCLI(t, args...); code != 0 || s.Calls.Load() != calls || !strings.Contains(errs, `"cached":2`) {
+	if code, _, errs := runCLI(t, args...); code != 0 || s.Calls.Load() != calls || !strings.Contains(errs, `"examples":2,"null_prompts":2,"cached":4`) {
 		t.Errorf("rerun: exit %d after %d more calls: %s", code, s.Calls.Load()-calls, errs)
 	}
 }
@@ -233,5 +243,36 @@ func TestProbeReadsOnce(t *testing.T) {
 	json.Unmarshal([]byte(out), &rep)
 	if rep.Sequences != 30 || !strings.Contains(errs, "read once") {
 		t.Errorf("%d sequences: %s", rep.Sequences, errs)
+	}
+}
+
+// TestProbeNoiseAwareText: the text report shows the noise-aware section
+// under the paper's mean p: Ĉ, Ê, the known share and the token noise with
+// their CIs, the method, the null check, the flags and the notes.
+func TestProbeNoiseAwareText(t *testing.T) {
+	code, out, errs := runCLI(t, "probe", "--model", "demo/base.ckpt", "--data", "demo/sft.jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	i, j := strings.Index(out, "mean p (Eq. 5)"), strings.Index(out, "noise-aware")
+	if i < 0 || j < i {
+		t.Fatalf("the noise-aware section is missing or above the mean p:\n%s", out)
+	}
+	for _, s := range []string{"method                greedy", "capability Ĉ", "noise rate Ê", "known share", "token noise", "95% CI",
+		"null set              ", "reach the cut", "flagged               "} {
+		if !strings.Contains(out[j:], s) {
+			t.Errorf("the section lacks %q:\n%s", s, out[j:])
+		}
+	}
+	dir := t.TempDir()
+	if code, _, errs := runCLI(t, "probe", "--model", "demo/base.ckpt", "--data", "demo/sft.jsonl", "--plot", dir); code != 0 {
+		t.Fatalf("--plot: exit %d: %s", code, errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "probe-confidence.png")); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("probe-confidence.png: %v", err)
+	}
+	code, out, _ = runCLI(t, "probe", "--model", "demo/base.ckpt", "--data", "demo/sft.jsonl", "--noise-aware=false", "--json")
+	if code != 0 || strings.Contains(out, "noise_aware") {
+		t.Errorf("--noise-aware=false: exit %d, the report has a noise_aware section", code)
 	}
 }

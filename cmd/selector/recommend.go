@@ -97,7 +97,7 @@ type exportJSON struct {
 func runRecommend(e *env, args []string) error {
 	f := newFlags(e, "recommend", cmdRecommend.usage, cmdRecommend.long)
 	pi := addProbeInputs(f)
-	noise := f.Float64("noise", selector.DefaultOptions().Noise, "label-noise rate E assumed by the theory's ranking")
+	noise := f.Float64("noise", selector.DefaultOptions().Noise, "label-noise rate E for the theory's ranking; without the flag, the noise-aware probe's measured rate, and this default only where nothing was measured")
 	posterior := f.Bool("posterior", false, "use the Bayes posterior clean probability π(q) instead of 1 − E")
 	u := f.String("u", "model", "true-token distribution for noisy labels: model or uniform")
 	asJSON := f.Bool("json", false, "print JSON")
@@ -110,7 +110,7 @@ func runRecommend(e *env, args []string) error {
 		return err
 	}
 	opt := selector.DefaultOptions()
-	opt.Noise, opt.Posterior = *noise, *posterior
+	opt.Noise, opt.Posterior, opt.AssumeNoise = *noise, *posterior, f.set("noise")
 	switch *u {
 	case "model":
 		opt.U = theory.UModel
@@ -267,13 +267,23 @@ func printRecommendation(w io.Writer, r recommendJSON, pilotRan bool) {
 		fmt.Fprintf(w, "  for trainers that cannot adapt the objective during training: %s\n", r.Fallback)
 	}
 	fmt.Fprintf(w, "  input: %s\n", r.Input)
-	fmt.Fprintf(w, "  capability: mean p %.3f (95%% CI %.3f–%.3f), %.0f%% of tokens above 0.55 → %s\n\n",
-		r.Capability, r.CapabilityCI[0], r.CapabilityCI[1], 100*r.ShareGT055, r.Region)
+	if na := r.NoiseAware; na != nil {
+		fmt.Fprintf(w, "  capability: Ĉ %.3f (95%% CI %.3f–%.3f) with the visible noise taken out; as given, mean p %.3f (the paper's Eq. 5) → %s\n",
+			r.Capability, r.CapabilityCI[0], r.CapabilityCI[1], r.RawMeanP, r.Region)
+		fmt.Fprintf(w, "  label noise: %s; %d of %d examples flagged (%s answers)\n", noiseLine(na), na.Flagged, na.Examples, na.Method)
+		if r.DropFlagged {
+			fmt.Fprintln(w, "  train without the flagged examples: selector clean writes the data without them")
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "  capability: mean p %.3f (95%% CI %.3f–%.3f), %.0f%% of tokens above 0.55 → %s (no noise-aware measurement)\n\n",
+			r.Capability, r.CapabilityCI[0], r.CapabilityCI[1], 100*r.ShareGT055, r.Region)
+	}
 	fmt.Fprintln(w, "Why:")
 	for _, s := range r.Rationale {
 		fmt.Fprintf(w, "  - %s\n", wrap(s, 76, "    "))
 	}
-	fmt.Fprintf(w, "\nTheory's ranking (paper §6; noise E = %g, %d token contexts):\n", r.Noise, r.Contexts)
+	fmt.Fprintf(w, "\nTheory's ranking (paper §6; noise E = %.3g, %s; %d token contexts):\n", r.Noise, r.NoiseSource, r.Contexts)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  #\tOBJECTIVE\tCLASS\tRATE Ṙ\tRATE/‖∇L‖\t")
 	for i, x := range r.Ranking {
@@ -322,6 +332,17 @@ func printRecommendation(w io.Writer, r recommendJSON, pilotRan bool) {
 	} else {
 		fmt.Fprintln(w, "\nPut it in your trainer: add --export toml|verl|trl|llamafactory|swift|axolotl")
 	}
+}
+
+// noiseLine says what the noise-aware probe measured of the labels.
+func noiseLine(na *selector.NoiseAwareSummary) string {
+	switch {
+	case na.Noise != nil:
+		return fmt.Sprintf("Ê %.3f (95%% CI %.3f–%.3f) of the %.0f%% of examples the model knows", na.Noise.Value, na.Noise.CI[0], na.Noise.CI[1], 100*na.Known.Value)
+	case na.TokenNoise != nil:
+		return fmt.Sprintf("%.3f of the model's confident tokens contradicted (95%% CI %.3f–%.3f)", na.TokenNoise.Value, na.TokenNoise.CI[0], na.TokenNoise.CI[1])
+	}
+	return "not measurable (the model knows too little of the data)"
 }
 
 // wrap breaks s into lines of at most width runes, indenting continuations.

@@ -50,9 +50,7 @@ type optimTable struct {
 }
 
 type autoTable struct {
-	Weak       float64  `toml:"weak"`
-	Strong     float64  `toml:"strong"`
-	HalfLife   float64  `toml:"half_life"`
+	Null       int      `toml:"null"`
 	Every      int      `toml:"every"`
 	Noise      float64  `toml:"noise"`
 	Rate       string   `toml:"rate"`
@@ -66,7 +64,7 @@ func defaultRunConfig() runConfig {
 		Objective: d.Objective, Steps: d.Steps, Batch: d.Batch, LR: d.LR, Seed: d.Seed, CheckpointEvery: 100,
 		Model: modelTable{D: d.Model.D, Layers: d.Model.Layers, Heads: d.Model.Heads, Context: d.Model.Context},
 		Optim: optimTable{WarmupRatio: d.WarmupRatio, WeightDecay: d.WeightDecay, Beta1: d.Beta1, Beta2: d.Beta2, Eps: d.Eps, Clip: d.Clip},
-		Auto: autoTable{Weak: d.Auto.Weak, Strong: d.Auto.Strong, HalfLife: d.Auto.HalfLife, Every: d.Auto.Every,
+		Auto: autoTable{Null: d.Auto.Null, Every: d.Auto.Every,
 			Noise: d.Auto.Noise, Rate: d.Auto.Rate, Candidates: d.Auto.Candidates, Contexts: d.Auto.Contexts},
 	}
 }
@@ -78,7 +76,7 @@ func (r runConfig) trainConfig() train.Config {
 		Objective: r.Objective, Steps: r.Steps, Batch: r.Batch, LR: r.LR, Seed: r.Seed,
 		WarmupRatio: r.Optim.WarmupRatio, WeightDecay: r.Optim.WeightDecay, Beta1: r.Optim.Beta1, Beta2: r.Optim.Beta2,
 		Eps: r.Optim.Eps, Clip: r.Optim.Clip,
-		Auto: train.AutoConfig{Weak: r.Auto.Weak, Strong: r.Auto.Strong, HalfLife: r.Auto.HalfLife, Every: r.Auto.Every,
+		Auto: train.AutoConfig{Null: r.Auto.Null, Every: r.Auto.Every,
 			Noise: r.Auto.Noise, Rate: r.Auto.Rate, Candidates: r.Auto.Candidates, Contexts: r.Auto.Contexts},
 	}
 }
@@ -114,11 +112,9 @@ var runSettings = []setting{
 	{"beta2", "optim.beta2", func(c *runConfig) any { return &c.Optim.Beta2 }, "AdamW β₂", false},
 	{"eps", "optim.eps", func(c *runConfig) any { return &c.Optim.Eps }, "AdamW ε", false},
 	{"clip", "optim.clip", func(c *runConfig) any { return &c.Optim.Clip }, "clip the global gradient norm at this value (0: off)", false},
-	{"auto-weak", "auto.weak", func(c *runConfig) any { return &c.Auto.Weak }, "auto: running mean p at or below which it trains with pure NLL", false},
-	{"auto-strong", "auto.strong", func(c *runConfig) any { return &c.Auto.Strong }, "auto: running mean p at or above which it trains with pure \"p\"", false},
-	{"auto-half-life", "auto.half_life", func(c *runConfig) any { return &c.Auto.HalfLife }, "auto: half-life in steps of the running mean p", false},
+	{"auto-null", "auto.null", func(c *runConfig) any { return &c.Auto.Null }, "auto, auto-theory: null prompts (shuffled) of the measurement before the first step (negative: none)", false},
 	{"auto-every", "auto.every", func(c *runConfig) any { return &c.Auto.Every }, "auto-theory: re-rank the candidates every N steps", false},
-	{"auto-noise", "auto.noise", func(c *runConfig) any { return &c.Auto.Noise }, "auto-theory: label-noise rate of its noise model", false},
+	{"auto-noise", "auto.noise", func(c *runConfig) any { return &c.Auto.Noise }, "auto-theory: label-noise rate of its noise model where the measurement gives none", false},
 	{"auto-rate", "auto.rate", func(c *runConfig) any { return &c.Auto.Rate }, "auto-theory: maximise the paper's \"raw\" rate Ṙ or the \"normalised\" rate Ṙ/‖∇L‖", false},
 	{"auto-candidates", "auto.candidates", func(c *runConfig) any { return &c.Auto.Candidates }, "auto-theory: comma-separated candidate `specs`", false},
 	{"auto-contexts", "auto.contexts", func(c *runConfig) any { return &c.Auto.Contexts }, "auto-theory: contexts per ranking", false},

@@ -36,16 +36,23 @@ token) of each prompt/response example, as in SFT.
   selector train --out runs/sft-p --data sft.jsonl --resume (after a crash or Ctrl-C)
 
 The objective is any spec of 'selector objectives list', or:
-  auto          blends NLL and "p" by the running mean p of the target tokens:
-                pure NLL at or below --auto-weak (0.30), pure "p" at or above
-                --auto-strong (0.675), linear in between. The cut points are the
-                capability regions of 'selector probe': NLL where the paper finds
-                NLL best (model-weak), "p" where it finds prior-leaning
-                objectives best (model-strong), and a mix where it finds no
-                fixed winner. As training raises mean p, auto moves with it.
+  auto          before the first step, measures the base model on the training
+                data as 'selector probe' does with a capsel checkpoint: its own
+                greedy answers, how confident it is in them, and which labels
+                contradict answers it is sure of (the noise-aware probe, with
+                --auto-null shuffled prompts as the null set). From capability
+                Ĉ and label noise Ê it makes the recommendation's call: a
+                prior-leaning objective where Ĉ is model-strong or the labels
+                are measurably noisy (OnlyTopLogP-0.2 when the model knows
+                whole examples, p otherwise), else NLL without the flagged
+                examples. The measurement and the choice are logged, written
+                to metrics.jsonl and the summary, and kept in the checkpoints
+                for --resume.
   auto-theory   every --auto-every steps, ranks --auto-candidates by their
                 estimated risk-reduction rate on the current batch (see
-                'selector theory -h') and trains with the best.
+                'selector theory -h') and trains with the best, at the noise
+                rate measured as for auto (--auto-noise where none is
+                measurable).
   eaft-α, eaft-axolotl-α-k, deft, deft-cayley
                 the trainers' gated objectives: each token's gate is read from
                 its whole next-token distribution (deft-cayley: the batch's
@@ -92,6 +99,8 @@ type trainSummary struct {
 	AlreadyDone bool              `json:"already_done,omitempty"`
 	Data        train.DataStats   `json:"data"`
 	Eval        *train.EvalResult `json:"eval,omitempty"`
+	// Measurement is what auto or auto-theory measured of the base model.
+	Measurement *train.Measurement `json:"measurement,omitempty"`
 }
 
 func runTrain(e *env, args []string) error {
@@ -229,6 +238,7 @@ func runTrain(e *env, args []string) error {
 	var tokens int
 	curves := [2]plots.Curve{{Name: "loss"}, {Name: "mean p of targets"}}
 	lastLog := start
+	measured := tr.Measurement() != nil
 	for !tr.Done() {
 		info, err := tr.Step(e.ctx)
 		if err != nil {
@@ -245,6 +255,13 @@ func runTrain(e *env, args []string) error {
 			return err
 		}
 		last = info
+		if m := tr.Measurement(); m != nil && !measured {
+			measured = true
+			logMeasurement(e, m)
+			if err := writeMetric(metrics, map[string]any{"step": 0, "measurement": m}); err != nil {
+				return err
+			}
+		}
 		tokens += info.Tokens
 		el := time.Since(start).Seconds()
 		tps := float64(tokens) / el
@@ -284,7 +301,8 @@ func runTrain(e *env, args []string) error {
 		return err
 	}
 	sum := trainSummary{Steps: tc.Steps, Objective: tc.Objective, FinalLoss: last.Loss, FinalMeanP: last.MeanP,
-		Params: tc.Model.NumParams(), Checkpoint: ckPath, Final: finalPath, ElapsedSec: time.Since(start).Seconds(), Data: ds}
+		Params: tc.Model.NumParams(), Checkpoint: ckPath, Final: finalPath, ElapsedSec: time.Since(start).Seconds(), Data: ds,
+		Measurement: tr.Measurement()}
 	if sum.ElapsedSec > 0 && tr.StepsDone() > startStep {
 		sum.TokensPerSec = float64(tokens) / sum.ElapsedSec
 	}
@@ -326,8 +344,24 @@ func runConfigFrom(c train.Config) runConfig {
 		Objective: c.Objective, Steps: c.Steps, Batch: c.Batch, LR: c.LR, Seed: c.Seed,
 		Model: modelTable{D: c.Model.D, Layers: c.Model.Layers, Heads: c.Model.Heads, Context: c.Model.Context},
 		Optim: optimTable{WarmupRatio: c.WarmupRatio, WeightDecay: c.WeightDecay, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, Clip: c.Clip},
-		Auto: autoTable{Weak: c.Auto.Weak, Strong: c.Auto.Strong, HalfLife: c.Auto.HalfLife, Every: c.Auto.Every,
+		Auto: autoTable{Null: c.Auto.Null, Every: c.Auto.Every,
 			Noise: c.Auto.Noise, Rate: c.Auto.Rate, Candidates: c.Auto.Candidates, Contexts: c.Auto.Contexts},
+	}
+}
+
+// logMeasurement logs what auto or auto-theory measured of the base model
+// and why auto chose its objective.
+func logMeasurement(e *env, m *train.Measurement) {
+	ev := e.log.Info().Float64("capability", m.Capability.Value).Float64("raw_mean_p", m.RawMeanP).Int("flagged", m.Flagged).
+		Int("dropped", len(m.Dropped)).Str("objective", m.Objective)
+	if m.Noise != nil {
+		ev = ev.Float64("noise", m.Noise.Value).Floats64("noise_ci", m.Noise.CI[:])
+	} else if m.TokenNoise != nil {
+		ev = ev.Float64("token_noise", m.TokenNoise.Value).Floats64("token_noise_ci", m.TokenNoise.CI[:])
+	}
+	ev.Msg("measured the base model")
+	for _, r := range m.Reasons {
+		e.log.Info().Msg(r)
 	}
 }
 

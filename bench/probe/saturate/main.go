@@ -4,9 +4,12 @@
 // requests in flight).
 //
 // Each server is a stand-in (probe/probetest) that tokenizes like vLLM and
-// serves at most -capacity scoring requests at once, each taking -latency;
-// the rest queue. Its capacity is capacity/latency examples per second, so
-// a run's throughput divided by that is the share of the capacity used.
+// serves at most -capacity scoring or generation requests at once, each
+// taking -latency; the rest queue. Its capacity is capacity/latency such
+// requests per second, so a run's rate of them divided by that is the share
+// of the capacity used. With the command line's defaults (-greedy, -null)
+// each example costs a scoring and a greedy request, and so does each of
+// its null prompts (up to labelnoise.DefaultNullPrompts).
 //
 //	go run ./bench/probe/saturate                      # 1 and 3 servers, 3 runs each
 //	go run ./bench/probe/saturate -servers 1 -runs 5
@@ -20,7 +23,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net/http/httptest"
 	"os"
@@ -30,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capsel/capsel/labelnoise"
 	"github.com/capsel/capsel/probe"
 	"github.com/capsel/capsel/probe/probetest"
 )
@@ -38,8 +41,10 @@ type result struct {
 	Client     string  `json:"client"`
 	Servers    int     `json:"servers"`
 	Examples   int     `json:"examples"`
+	Jobs       int     `json:"jobs"`     // examples and null prompts
+	Requests   int64   `json:"requests"` // scoring and generation requests the stand-ins served
 	Seconds    float64 `json:"seconds"`
-	PerSecond  float64 `json:"examples_per_second"`
+	PerSecond  float64 `json:"requests_per_second"`
 	Capacity   float64 `json:"capacity_per_second"`
 	Share      float64 `json:"share_of_capacity"`
 	PeakInFlow []int64 `json:"peak_in_flight"`
@@ -55,6 +60,8 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of each client per number of servers")
 	asJSON := flag.Bool("json", false, "print the runs as JSON")
 	trace := flag.Bool("trace", false, "print each second the examples scored and the summed concurrency limit")
+	greedy := flag.Bool("greedy", true, "ask for the greedy answers, as selector probe does by default")
+	null := flag.Bool("null", true, "score the null prompts, as selector probe does by default")
 	flag.Parse()
 	log.SetFlags(0)
 
@@ -71,8 +78,23 @@ func main() {
 			log.Fatalf("-servers: %q", f)
 		}
 		full := float64(n*(*capacity)) / latency.Seconds()
-		examples := int(full * *seconds)
-		anchorExamples := int(float64(4*n) / latency.Seconds() * *anchorSeconds)
+		// Requests per example: the scoring, the greedy answer, and the
+		// same for its null prompt while there are fewer than the cap.
+		per := 1.0
+		if *greedy {
+			per = 2
+		}
+		examplesFor := func(requests float64) int {
+			if !*null {
+				return int(requests / per)
+			}
+			if x := requests / (2 * per); x <= labelnoise.DefaultNullPrompts {
+				return int(x)
+			}
+			return int(requests/per) - labelnoise.DefaultNullPrompts
+		}
+		examples := examplesFor(full * *seconds)
+		anchorExamples := examplesFor(float64(4*n) / latency.Seconds() * *anchorSeconds)
 		var adaptive, anchor []float64
 		for r := range *runs {
 			// Alternate the two clients so that a change in the machine's
@@ -82,7 +104,7 @@ func main() {
 				fixed    int
 				examples int
 			}{{"default (adaptive)", 0, examples}, {"previous (4 in flight)", 4, anchorExamples}} {
-				res, err := runOnce(dir, fmt.Sprintf("r%d-%d-%d", n, r, c.fixed), n, *capacity, *latency, c.examples, c.fixed, *trace)
+				res, err := runOnce(dir, fmt.Sprintf("r%d-%d-%d", n, r, c.fixed), n, *capacity, *latency, c.examples, c.fixed, *trace, *greedy, *null)
 				if err != nil {
 					log.Fatal(err)
 				}
@@ -94,8 +116,8 @@ func main() {
 					anchor = append(anchor, res.Share)
 				}
 				if !*asJSON {
-					fmt.Printf("%d server(s), %-22s %6d examples in %6.2f s: %7.1f/s of %7.1f/s = %5.1f %%  peak in flight %v, final limits %v\n",
-						n, c.name, res.Examples, res.Seconds, res.PerSecond, res.Capacity, 100*res.Share, res.PeakInFlow, res.Limits)
+					fmt.Printf("%d server(s), %-22s %6d examples (%6d jobs, %6d requests) in %6.2f s: %7.1f/s of %7.1f/s = %5.1f %%  peak in flight %v, final limits %v\n",
+						n, c.name, res.Examples, res.Jobs, res.Requests, res.Seconds, res.PerSecond, res.Capacity, 100*res.Share, res.PeakInFlow, res.Limits)
 				}
 			}
 		}
@@ -113,7 +135,7 @@ func main() {
 
 // runOnce scores examples on n fresh stand-ins with the probe's defaults
 // (fixed > 0: that many requests in flight per server).
-func runOnce(dir, name string, n, capacity int, latency time.Duration, examples, fixed int, trace bool) (result, error) {
+func runOnce(dir, name string, n, capacity int, latency time.Duration, examples, fixed int, trace, greedy, null bool) (result, error) {
 	var urls []string
 	var servers []*probetest.Server
 	for range n {
@@ -134,7 +156,7 @@ func runOnce(dir, name string, n, capacity int, latency time.Duration, examples,
 	if err := f.Close(); err != nil {
 		return result{}, err
 	}
-	sv := probe.Server{URLs: urls, Concurrency: fixed}
+	sv := probe.Server{URLs: urls, Concurrency: fixed, Greedy: greedy, Null: null}
 	start := time.Now()
 	if trace {
 		next := 1.0
@@ -150,17 +172,18 @@ func runOnce(dir, name string, n, capacity int, latency time.Duration, examples,
 	if err != nil {
 		return result{}, err
 	}
-	src.(io.Closer).Close()
-	if res.Scored != examples {
-		return result{}, fmt.Errorf("%d of %d examples scored", res.Scored, examples)
+	src.Close()
+	if res.Scored != res.Total || res.Total-res.Null != examples {
+		return result{}, fmt.Errorf("%d of %d jobs scored (%d examples)", res.Scored, res.Total, examples)
 	}
-	out := result{Servers: n, Examples: examples, Seconds: el, PerSecond: float64(examples) / el,
-		Capacity: float64(n*capacity) / latency.Seconds()}
-	out.Share = out.PerSecond / out.Capacity
+	out := result{Servers: n, Examples: examples, Jobs: res.Total, Seconds: el, Capacity: float64(n*capacity) / latency.Seconds()}
 	for i, s := range servers {
+		out.Requests += s.Scored.Load() + s.Greedy.Load()
 		out.PeakInFlow = append(out.PeakInFlow, s.Peak())
 		out.Limits = append(out.Limits, res.Replicas[i].Limit)
 	}
+	out.PerSecond = float64(out.Requests) / el
+	out.Share = out.PerSecond / out.Capacity
 	return out, nil
 }
 
