@@ -517,8 +517,8 @@ func TestPredictedTies(t *testing.T) {
 	ag := agreements([]TheoryCell{tc}, []string{"fact"})
 	for _, a := range ag {
 		if a.Group == "all" && a.Metric == Metrics[0].Key {
-			if want := a.Predictor != PredOneStep; (a.Agree == 1) != want {
-				t.Errorf("%s: agree %d, want %v", a.Predictor, a.Agree, want)
+			if want := a.Predictor != PredOneStep; (a.Agree == 1) != want || (a.ViaTie == 1) != want {
+				t.Errorf("%s: agree %d (via a tie %d), want %v", a.Predictor, a.Agree, a.ViaTie, want)
 			}
 		}
 	}

@@ -342,7 +342,11 @@ func agreementText(a Agreement) string {
 	if a.Decided == 0 {
 		return fmt.Sprintf("– (0 of %d decided)", a.Cells)
 	}
-	return fmt.Sprintf("%.2f (%d/%d; %d ties)", *a.Rate, a.Agree, a.Decided, a.Cells-a.Decided)
+	via := ""
+	if a.ViaTie > 0 {
+		via = fmt.Sprintf("; %d of the agreeing through a predicted tie", a.ViaTie)
+	}
+	return fmt.Sprintf("%.2f (%d/%d; %d ties%s)", *a.Rate, a.Agree, a.Decided, a.Cells-a.Decided, via)
 }
 
 // Markdown renders the theory result.

@@ -92,6 +92,10 @@ type Agreement struct {
 	Cells     int    `json:"cells"`
 	Decided   int    `json:"decided"`
 	Agree     int    `json:"agree"`
+	// ViaTie counts the agreeing cells where the predictor named the
+	// winner only as one of several objectives with exactly its best score
+	// (asft-α beside −p): a predictor that cannot tell them apart.
+	ViaTie int `json:"agree_via_tie"`
 	// Rate is Agree/Decided, null without decided cells.
 	Rate *float64 `json:"rate"`
 }
@@ -400,6 +404,9 @@ func agreements(cells []TheoryCell, tasks []string) []Agreement {
 							a.Decided++
 							if c.predicts(pred, d.Winner) {
 								a.Agree++
+								if len(c.PredictedTied[pred]) > 0 {
+									a.ViaTie++
+								}
 							}
 						}
 					}
