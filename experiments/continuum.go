@@ -74,15 +74,19 @@ type NoiseAwareFigures struct {
 // Outcome is one objective's results in a cell.
 type Outcome struct {
 	Objective string `json:"objective"`
-	// Scores and VsNLL (paired differences against NLL over replicates)
-	// are keyed by Metric.Key.
+	// Scores, VsNLL and VsP (paired differences against NLL and against
+	// −p over replicates; VsP when the setup has p) are keyed by
+	// Metric.Key.
 	Scores map[string]Interval `json:"scores"`
 	VsNLL  map[string]Interval `json:"vs_nll,omitempty"`
+	VsP    map[string]Interval `json:"vs_p,omitempty"`
 }
 
 // Cell is one condition of the grid with its outcomes.
 type Cell struct {
 	Condition
+	// Key names the cell stably (Condition.Key), for citing it.
+	Key string `json:"key"`
 	// ProbeClean is the probe of the cell's base models on the clean
 	// fine-tuning data, ProbeGiven on the data as given: what a user with
 	// this data measures.
@@ -116,6 +120,7 @@ type ContinuumResult struct {
 	Cells      []Cell      `json:"cells"`
 	Crossovers []Crossover `json:"crossovers"`
 	NoiseFlips []NoiseFlip `json:"noise_flips"`
+	Standings  []Standing  `json:"standings"`
 	Runs       []RunResult `json:"runs"`
 }
 
@@ -244,7 +249,7 @@ func (r *Runner) Continuum(ctx context.Context) (*ContinuumResult, error) {
 		return nil, err
 	}
 	for i, c := range conds {
-		cell := Cell{Condition: c, ProbeGiven: probeFigures(given[i*s.Replicates : (i+1)*s.Replicates]), TokenNoise: MeanCI(noise[i*s.Replicates : (i+1)*s.Replicates])}
+		cell := Cell{Condition: c, Key: c.Key(), ProbeGiven: probeFigures(given[i*s.Replicates : (i+1)*s.Replicates]), TokenNoise: MeanCI(noise[i*s.Replicates : (i+1)*s.Replicates])}
 		if b := res.base(c.Task, c.Base); b != nil {
 			cell.ProbeClean = b.Probe
 		}
@@ -264,6 +269,7 @@ func (r *Runner) Continuum(ctx context.Context) (*ContinuumResult, error) {
 	if res.NoiseFlips, err = noiseFlips(res); err != nil {
 		return nil, err
 	}
+	res.Standings = standings(res)
 	return res, nil
 }
 
@@ -359,18 +365,29 @@ func priorLeaning(o string) bool {
 // summarise fills a cell's outcomes and decisions from the runs.
 func (c *Cell) summarise(s Setup, runs []RunResult) error {
 	c.Decisions = map[string]Decision{}
-	nll := map[string][]float64{}
-	for _, m := range Metrics {
-		v, err := pick(runs, c.Condition, "nll", s.Replicates, m.Of)
-		if err != nil {
-			return err
+	// The references every objective is paired against: NLL, and −p when
+	// the setup has it.
+	refs := map[string]map[string][]float64{}
+	for _, ref := range []string{"nll", "p"} {
+		if !slices.Contains(s.Objectives, ref) {
+			continue
 		}
-		nll[m.Key] = v
+		refs[ref] = map[string][]float64{}
+		for _, m := range Metrics {
+			v, err := pick(runs, c.Condition, ref, s.Replicates, m.Of)
+			if err != nil {
+				return err
+			}
+			refs[ref][m.Key] = v
+		}
 	}
 	for _, o := range s.Objectives {
 		out := Outcome{Objective: o, Scores: map[string]Interval{}}
-		if o != "nll" {
-			out.VsNLL = map[string]Interval{}
+		vs := map[string]*map[string]Interval{"nll": &out.VsNLL, "p": &out.VsP}
+		for ref := range refs {
+			if o != ref {
+				*vs[ref] = map[string]Interval{}
+			}
 		}
 		for _, m := range Metrics {
 			v, err := pick(runs, c.Condition, o, s.Replicates, m.Of)
@@ -378,8 +395,11 @@ func (c *Cell) summarise(s Setup, runs []RunResult) error {
 				return err
 			}
 			out.Scores[m.Key] = MeanCI(v)
-			if o != "nll" {
-				if out.VsNLL[m.Key], err = Paired(v, nll[m.Key]); err != nil {
+			for ref, sc := range refs {
+				if o == ref {
+					continue
+				}
+				if (*vs[ref])[m.Key], err = Paired(v, sc[m.Key]); err != nil {
 					return err
 				}
 			}
@@ -593,4 +613,94 @@ func noiseFlips(res *ContinuumResult) ([]NoiseFlip, error) {
 		}
 	}
 	return out, nil
+}
+
+// Standing is where one objective stands against a reference objective
+// (NLL or −p) over a group of cells, on one metric: the cells where the
+// paired CI of the difference lies above 0 (ahead), below 0 (behind), or
+// around it (tied).
+type Standing struct {
+	Task      string `json:"task"`
+	Group     string `json:"group"` // "clean", a scheme at every noise rate, or "all"
+	Metric    string `json:"metric"`
+	Objective string `json:"objective"`
+	Vs        string `json:"vs"`
+	Cells     int    `json:"cells"`
+	// Ahead and Behind are the keys of the cells (Cell.Key), in grid order.
+	Ahead  []string `json:"ahead"`
+	Behind []string `json:"behind"`
+	Tied   int      `json:"tied"`
+	// MeanDiff is the mean over the cells of the mean paired difference
+	// (objective − reference).
+	MeanDiff float64 `json:"mean_diff"`
+	// Best and Worst are the cells with the largest and the smallest mean
+	// difference.
+	Best  CellDiff `json:"best"`
+	Worst CellDiff `json:"worst"`
+}
+
+// CellDiff is a paired difference in one cell.
+type CellDiff struct {
+	Cell string   `json:"cell"`
+	Diff Interval `json:"diff"`
+}
+
+// vs returns the paired differences of an outcome against a reference.
+func (o *Outcome) vs(ref string) map[string]Interval {
+	switch ref {
+	case "nll":
+		return o.VsNLL
+	case "p":
+		return o.VsP
+	}
+	return nil
+}
+
+// standings counts, per task, noise group (and all cells), metric and
+// objective, where each objective stands against NLL and against −p.
+func standings(res *ContinuumResult) []Standing {
+	s := res.Setup
+	var out []Standing
+	for _, task := range s.Tasks {
+		for _, g := range append(groupsOf(res.Cells), "all") {
+			for _, m := range Metrics {
+				for _, o := range s.Objectives {
+					for _, ref := range []string{"nll", "p"} {
+						if o == ref || !slices.Contains(s.Objectives, ref) {
+							continue
+						}
+						st := Standing{Task: task, Group: g, Metric: m.Key, Objective: o, Vs: ref, Ahead: []string{}, Behind: []string{}}
+						for i := range res.Cells {
+							c := &res.Cells[i]
+							if c.Task != task || (g != "all" && group(c.Condition) != g) {
+								continue
+							}
+							d := c.Outcome(o).vs(ref)[m.Key]
+							st.Cells++
+							st.MeanDiff += d.Mean
+							switch {
+							case d.Lo > 0:
+								st.Ahead = append(st.Ahead, c.Key)
+							case d.Hi < 0:
+								st.Behind = append(st.Behind, c.Key)
+							default:
+								st.Tied++
+							}
+							if st.Cells == 1 || d.Mean > st.Best.Diff.Mean {
+								st.Best = CellDiff{c.Key, d}
+							}
+							if st.Cells == 1 || d.Mean < st.Worst.Diff.Mean {
+								st.Worst = CellDiff{c.Key, d}
+							}
+						}
+						if st.Cells > 0 {
+							st.MeanDiff /= float64(st.Cells)
+							out = append(out, st)
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
 }

@@ -12,6 +12,10 @@
 // edit, and TokenTruth aligns them token by token (Setup.SFTData and
 // Runner.SFTData return the data every run trained on). The Runner trains,
 // caches and evaluates the grid (Setup.Conditions) over replicated base
-// models; results carry 95 % CIs over replicates, paired differences, and
-// verdicts that call a cell a tie unless one objective beats every other.
+// models; results carry 95 % CIs over replicates, paired differences
+// against NLL and −p, verdicts that call a cell a tie unless one objective
+// beats every other, and each objective's standing against NLL and −p per
+// noise group (Standing). The trainers' objectives beyond f(p) (EAFT, DEFT,
+// ASFT) run on the grid beside the paper's, and the theory experiment
+// predicts with their rates (theory.Scope).
 package experiments

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/capsel/capsel/objectives"
 )
 
 func TestMeanCI(t *testing.T) {
@@ -407,5 +409,128 @@ func TestSFTDataAPI(t *testing.T) {
 	}
 	if _, err := s.SFTData(Condition{Task: "poem"}, 1); err == nil {
 		t.Error("unknown task: want an error")
+	}
+}
+
+// TestStandings: every objective is paired against NLL and −p in every
+// cell, and the standings count the cells whose paired CI lies above,
+// below or around 0, by their keys.
+func TestStandings(t *testing.T) {
+	s := Setup{Tasks: []string{"fact"}, Objectives: []string{"nll", "p", "deft", "auto"}, Replicates: 3}
+	conds := []Condition{
+		{Task: "fact", Base: Base{Coverage: 0}},
+		{Task: "fact", Base: Base{Coverage: 1}},
+		{Task: "fact", Base: Base{Coverage: 1}, Scheme: Replace, Noise: 0.5},
+	}
+	// Held-out exact match per condition, objective and replicate: deft is
+	// behind NLL at coverage 0, ahead of both at coverage 1 clean, and tied
+	// with p under noise.
+	score := map[string][3][]float64{
+		"nll":  {{0.5, 0.6, 0.7}, {0.3, 0.35, 0.4}, {0.2, 0.25, 0.3}},
+		"p":    {{0.2, 0.3, 0.4}, {0.4, 0.45, 0.5}, {0.5, 0.55, 0.6}},
+		"deft": {{0.4, 0.5, 0.6}, {0.6, 0.66, 0.7}, {0.52, 0.5, 0.62}},
+		"auto": {{0.5, 0.6, 0.7}, {0.3, 0.35, 0.4}, {0.2, 0.25, 0.3}},
+	}
+	var runs []RunResult
+	for ci, c := range conds {
+		for o, sc := range score {
+			for r, v := range sc[ci] {
+				run := RunResult{Condition: c, Objective: o, Replicate: r + 1}
+				run.HeldOut.ExactMatch = v
+				runs = append(runs, run)
+			}
+		}
+	}
+	res := &ContinuumResult{Setup: s}
+	for _, c := range conds {
+		cell := Cell{Condition: c, Key: c.Key()}
+		if err := cell.summarise(s, runs); err != nil {
+			t.Fatal(err)
+		}
+		res.Cells = append(res.Cells, cell)
+	}
+	if k := res.Cells[2].Key; k != "fact/c1.000/replace0.5" || res.Cells[0].Key != "fact/c0.000/clean" {
+		t.Errorf("cell keys %q, %q", res.Cells[0].Key, k)
+	}
+	want, _ := Paired(score["deft"][0], score["p"][0])
+	if got := res.Cells[0].Outcome("deft").VsP["held_out_exact_match"]; got != want {
+		t.Errorf("deft vs p at coverage 0: %+v, want %+v", got, want)
+	}
+	if res.Cells[0].Outcome("p").VsP != nil || res.Cells[0].Outcome("nll").VsNLL != nil || res.Cells[0].Outcome("nll").VsP == nil {
+		t.Error("an objective is paired with itself, or NLL is not paired with p")
+	}
+	find := func(group, obj, vs string) Standing {
+		for _, st := range standings(res) {
+			if st.Group == group && st.Metric == "held_out_exact_match" && st.Objective == obj && st.Vs == vs {
+				return st
+			}
+		}
+		t.Fatalf("no standing %s %s vs %s", group, obj, vs)
+		return Standing{}
+	}
+	st := find("all", "deft", "nll")
+	if st.Cells != 3 || !slices.Equal(st.Behind, []string{"fact/c0.000/clean"}) || !slices.Equal(st.Ahead, []string{"fact/c1.000/clean", "fact/c1.000/replace0.5"}) || st.Tied != 0 {
+		t.Errorf("deft vs nll: %+v", st)
+	}
+	if st.Worst.Cell != "fact/c0.000/clean" || math.Abs(st.Worst.Diff.Mean+0.1) > 1e-12 {
+		t.Errorf("deft vs nll worst: %+v", st.Worst)
+	}
+	st = find("replace", "deft", "p")
+	if st.Cells != 1 || st.Tied != 1 || len(st.Ahead)+len(st.Behind) != 0 {
+		t.Errorf("deft vs p under noise: %+v", st)
+	}
+	if st = find("clean", "auto", "nll"); st.Tied != 2 || st.MeanDiff != 0 {
+		t.Errorf("auto equal to nll: %+v", st)
+	}
+	// Without p in the setup there is nothing to pair against it.
+	s.Objectives = []string{"nll", "deft"}
+	c := Cell{Condition: conds[0]}
+	if err := c.summarise(s, runs); err != nil || c.Outcome("deft").VsP != nil {
+		t.Errorf("no p: %v, %+v", err, c.Outcome("deft"))
+	}
+}
+
+// TestPredictedTies: a predictor whose best score is shared exactly names
+// every objective that shares it, and agrees with a measured winner among
+// them; asft-α's gradient at the base model is DFT's.
+func TestPredictedTies(t *testing.T) {
+	cell := Cell{Condition: Condition{Task: "fact", Base: Base{Coverage: 1}}, Decisions: map[string]Decision{}}
+	for _, m := range Metrics {
+		cell.Decisions[m.Key] = Decision{Winner: "asft-0.1", Leaders: []string{"asft-0.1"}}
+	}
+	fixed := []objectives.Objective{objectives.NLL(), objectives.P(), objectives.MustParse("asft-0.1")}
+	rep := repTheory{scores: map[string]map[string]float64{}, estar: map[string][3]float64{}}
+	for i, o := range []string{"nll", "p", "asft-0.1"} {
+		rep.scores[o] = map[string]float64{}
+		for _, pred := range Predictors {
+			rep.scores[o][pred] = []float64{0.1, 0.3, 0.3}[i]
+		}
+	}
+	rep.scores["nll"][PredOneStep] = 0.5
+	tc := summariseTheory(cell, []repTheory{rep}, fixed)
+	if tc.Predicted[PredPaper] != "p" || !slices.Equal(tc.PredictedTied[PredPaper], []string{"asft-0.1"}) || !tc.predicts(PredPaper, "asft-0.1") {
+		t.Errorf("paper rate: predicted %q tied %v", tc.Predicted[PredPaper], tc.PredictedTied[PredPaper])
+	}
+	if tc.predicts(PredOneStep, "asft-0.1") || len(tc.PredictedTied[PredOneStep]) != 0 {
+		t.Errorf("one step names nll alone: %q %v", tc.Predicted[PredOneStep], tc.PredictedTied[PredOneStep])
+	}
+	ag := agreements([]TheoryCell{tc}, []string{"fact"})
+	for _, a := range ag {
+		if a.Group == "all" && a.Metric == Metrics[0].Key {
+			if want := a.Predictor != PredOneStep; (a.Agree == 1) != want || (a.ViaTie == 1) != want {
+				t.Errorf("%s: agree %d (via a tie %d), want %v", a.Predictor, a.Agree, a.ViaTie, want)
+			}
+		}
+	}
+	if g := gradientObjective(objectives.MustParse("asft-2")); g.String() != "dft" {
+		t.Errorf("asft's gradient at its reference: %v, want dft's", g)
+	}
+	if g := gradientObjective(objectives.MustParse("eaft-1")); g.String() != "eaft-1" {
+		t.Errorf("eaft's gradient objective: %v", g)
+	}
+	for spec, want := range map[string]bool{"nll": false, "p": true, "focal-2": false, "eaft-1": true, "deft": true, "asft-0.1": true, "GeneralFamily-10": true} {
+		if got := hasCrossover(objectives.MustParse(spec)); got != want {
+			t.Errorf("hasCrossover(%s) = %v, want %v", spec, got, want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/capsel/capsel/internal/plots"
+	"github.com/capsel/capsel/objectives"
 )
 
 func fmtIv(iv Interval) string {
@@ -179,6 +180,15 @@ func (res *ContinuumResult) Markdown(command string) string {
 			b.WriteString("\n")
 		}
 	}
+	if rows := res.beyondP(); len(rows) > 0 {
+		b.WriteString("## The trainers' objectives against NLL and −p\n\nFor every objective that is not a function of p alone, per task, noise group (every rate of a scheme) and held-out metric: the cells where it is ahead of, tied with or behind NLL and −p (paired CI), the mean difference over the cells, and the best and worst cell (JSON: `standings[i]`, keyed by task, group, metric, objective and vs; cells by `cells[i].key`).\n\n| | task | group | metric | objective | vs | ahead / tied / behind | mean diff | best cell | worst cell | ahead at | behind at |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, i := range rows {
+			st := res.Standings[i]
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %d / %d / %d | %+.3f | %s %s | %s %s | %s | %s |\n", i, st.Task, st.Group, metricName(st.Metric), st.Objective, st.Vs,
+				len(st.Ahead), st.Tied, len(st.Behind), st.MeanDiff, st.Best.Cell, fmtDiff(st.Best.Diff), st.Worst.Cell, fmtDiff(st.Worst.Diff), cellList(st.Ahead), cellList(st.Behind))
+		}
+		b.WriteString("\n")
+	}
 	if len(res.NoiseFlips) > 0 {
 		b.WriteString("## Along the noise rate\n\nFor the dial's upper base models: the best prior-leaning objective minus NLL at each noise rate (token noise rate in brackets), and the lowest rate at which one is ahead (JSON: `noise_flips[i]`).\n\n| | task | base | scheme | metric | by noise rate | flip at |\n|---|---|---|---|---|---|---|\n")
 		for i, f := range res.NoiseFlips {
@@ -194,6 +204,30 @@ func (res *ContinuumResult) Markdown(command string) string {
 		}
 	}
 	return b.String()
+}
+
+// heldOutMetrics are the metrics of the held-out test.
+var heldOutMetrics = []string{"held_out_exact_match", "held_out_token_accuracy", "held_out_mean_p"}
+
+// beyondP returns the indices of the standings of the objectives that are
+// not functions of p alone (the trainers' EAFT, DEFT, ASFT, …) on the
+// held-out metrics.
+func (res *ContinuumResult) beyondP() []int {
+	var out []int
+	for i, st := range res.Standings {
+		if o, err := objectives.Parse(st.Objective); err == nil && !o.Adaptive() && !o.OfP() && slices.Contains(heldOutMetrics, st.Metric) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// cellList shortens a list of cell keys for a table.
+func cellList(keys []string) string {
+	if len(keys) == 0 {
+		return "–"
+	}
+	return strings.Join(keys, ", ")
 }
 
 func decisionText(d Decision) string {
@@ -230,7 +264,7 @@ func (res *ContinuumResult) Plots(dir string) ([]string, error) {
 		var series []plots.Series
 		variant := ""
 		for oi, o := range s.Objectives {
-			dial := plots.Series{Name: o, ColorSlot: oi}
+			dial := plots.Series{Name: o, ColorSlot: oi, Dashed: oi >= len(plots.Palette)}
 			other := plots.Series{Name: o, ColorSlot: oi, Detached: true}
 			for _, c := range cells {
 				sr := &dial
@@ -277,7 +311,7 @@ func (res *ContinuumResult) Plots(dir string) ([]string, error) {
 		}
 		var series []plots.Series
 		for oi, o := range s.Objectives {
-			sr := plots.Series{Name: o, ColorSlot: oi}
+			sr := plots.Series{Name: o, ColorSlot: oi, Dashed: oi >= len(plots.Palette)}
 			for _, e := range f.Noises {
 				for i := range res.Cells {
 					c := &res.Cells[i]
@@ -308,7 +342,11 @@ func agreementText(a Agreement) string {
 	if a.Decided == 0 {
 		return fmt.Sprintf("– (0 of %d decided)", a.Cells)
 	}
-	return fmt.Sprintf("%.2f (%d/%d; %d ties)", *a.Rate, a.Agree, a.Decided, a.Cells-a.Decided)
+	via := ""
+	if a.ViaTie > 0 {
+		via = fmt.Sprintf("; %d of the agreeing through a predicted tie", a.ViaTie)
+	}
+	return fmt.Sprintf("%.2f (%d/%d; %d ties%s)", *a.Rate, a.Agree, a.Decided, a.Cells-a.Decided, via)
 }
 
 // Markdown renders the theory result.
@@ -324,6 +362,7 @@ func (res *TheoryResult) Markdown(command string) string {
 	b.WriteString("- **normalised_rate**: Ṙ_f/‖∇L_f‖ with the known truths;\n")
 	b.WriteString("- **exact_rate**: ⟨∇_θ R, ∇_θ L_f⟩ by autograd on the base model, R the held-out risk (1 − mean p of the held-out targets), L_f the objective on the data as given;\n")
 	fmt.Fprintf(&b, "- **one_step**: the measured drop in held-out risk after one gradient step of length η = %g along −∇L_f, divided by η.\n\n", s.Eta)
+	b.WriteString("The trainers' objectives that are not functions of p enter every predictor: their rates use the scale of their detached gate on each context's q (`theory.Scope` says what each stands on). asft-α's KL anchor has zero gradient at the base model, its own reference, so its gradient there is DFT's and every predictor scores it exactly as −p; a predictor whose best score is shared exactly names all the objectives that share it (`cells[i].predicted_tied`), and agrees with a measured winner among them.\n\n")
 	b.WriteString("A cell's measured winner beats every other fixed objective with a paired CI that excludes 0; cells without one are ties, and agreement rates are over the decided cells.\n\n")
 	b.WriteString("## Agreement with the measured winner\n\nRate (agreeing/decided; ties) per task, noise group and metric (JSON: `agreements[i]`).\n\n")
 	for _, task := range s.Tasks {
@@ -357,7 +396,7 @@ func (res *TheoryResult) Markdown(command string) string {
 			b.WriteString("\n")
 		}
 	}
-	b.WriteString("## The crossover noise rate E*\n\nE* of each prior-leaning objective against NLL (`theory.Compare`), as a token noise rate, mean over replicates [95% CI] (JSON: `cells[i].crossovers`). With known truths it needs noisy labels in the data, so clean cells have none; the paper's definition makes it independent of the data's own noise rate, which the columns along one base model test.\n\n")
+	b.WriteString("## The crossover noise rate E*\n\nE* of each prior-leaning objective, and of each objective beyond f(p), against NLL (`theory.Compare`), as a token noise rate, mean over replicates [95% CI] (JSON: `cells[i].crossovers`). With known truths it needs noisy labels in the data, so clean cells have none; the paper's definition makes it independent of the data's own noise rate, which the columns along one base model test.\n\n")
 	b.WriteString("| | task | base | noise | token noise | objective | E* known truth | E* posterior | E* flat |\n|---|---|---|---|---|---|---|---|---|\n")
 	for i, c := range res.Cells {
 		for _, x := range c.Crossovers {
@@ -379,7 +418,11 @@ func (res *TheoryResult) Markdown(command string) string {
 	for i, c := range res.Cells {
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.3f |", i, c.Task, c.Base, setting(c.Condition), c.MeanPGiven)
 		for _, p := range Predictors {
-			fmt.Fprintf(&b, " %s |", c.Predicted[p])
+			named := c.Predicted[p]
+			if tied := c.PredictedTied[p]; len(tied) > 0 {
+				named += " = " + strings.Join(tied, " = ")
+			}
+			fmt.Fprintf(&b, " %s |", named)
 		}
 		for _, m := range Metrics[:3] {
 			fmt.Fprintf(&b, " %s |", decisionText(c.Final[m.Key]))
@@ -538,6 +581,44 @@ func Summary(cont *ContinuumResult, th *TheoryResult, ab *AutoblendResult, comma
 			b.WriteString("\n")
 		}
 		b.WriteString("\n")
+	}
+	var beyond []string
+	for _, o := range s.Objectives {
+		if obj, err := objectives.Parse(o); err == nil && !obj.Adaptive() && !obj.OfP() {
+			beyond = append(beyond, o)
+		}
+	}
+	if len(beyond) > 0 && len(cont.Standings) > 0 {
+		b.WriteString("## The trainers' objectives against NLL and −p\n\nPer task, noise group and held-out metric: the cells where each objective is ahead / tied / behind (paired CI) against NLL and against −p (`continuum.json` `standings[i]`; `continuum.md` lists the cells).\n\n")
+		for _, task := range s.Tasks {
+			fmt.Fprintf(&b, "**%s**\n\n| group | metric |", task)
+			for _, o := range beyond {
+				fmt.Fprintf(&b, " %s vs nll | %s vs p |", o, o)
+			}
+			b.WriteString("\n|---|---|")
+			for range beyond {
+				b.WriteString("---|---|")
+			}
+			b.WriteString("\n")
+			for _, g := range append(groupsOf(cont.Cells), "all") {
+				for _, key := range heldOutMetrics {
+					fmt.Fprintf(&b, "| %s | %s |", g, metricName(key))
+					for _, o := range beyond {
+						for _, ref := range []string{"nll", "p"} {
+							cell := "–"
+							for i, st := range cont.Standings {
+								if st.Task == task && st.Group == g && st.Metric == key && st.Objective == o && st.Vs == ref {
+									cell = fmt.Sprintf("%d/%d/%d, %+.3f `[%d]`", len(st.Ahead), st.Tied, len(st.Behind), st.MeanDiff, i)
+								}
+							}
+							fmt.Fprintf(&b, " %s |", cell)
+						}
+					}
+					b.WriteString("\n")
+				}
+			}
+			b.WriteString("\n")
+		}
 	}
 	b.WriteString("## The probe per base model\n\nMean p (paper Eq. 5) and the share of tokens with p > 0.55 on the clean fine-tuning data and on the data as given at the largest noise rate, over replicates (`continuum.json` `cells[i].probe_clean`, `cells[i].probe_as_given`). The noise-aware probe's Ĉ and Ê will go in `cells[i].noise_aware_probe` (null until then).\n\n| task | base | clean: mean p / p > 0.55 |")
 	for _, sc := range s.Schemes {

@@ -86,7 +86,7 @@ func DefaultSetup() Setup {
 		Noises:     []float64{0, 0.1, 0.2, 0.3, 0.5},
 		Schemes:    slices.Clone(Schemes),
 		SweepFrom:  0.75,
-		Objectives: []string{"nll", "p", "GeneralFamily-10", "OnlyTopLogP-0.2", "auto", "auto-theory"},
+		Objectives: []string{"nll", "p", "GeneralFamily-10", "OnlyTopLogP-0.2", "eaft-1", "deft", "asft-0.1", "auto", "auto-theory"},
 		Replicates: 4,
 		Base:       base, SFT: sft, Eta: 1e-2,
 	}
@@ -103,7 +103,7 @@ func QuickSetup() Setup {
 	s.Coverages = []float64{0, 1}
 	s.Noises = []float64{0, 0.5}
 	s.Schemes = []Scheme{Replace, Substitute}
-	s.Objectives = []string{"nll", "p", "auto"}
+	s.Objectives = []string{"nll", "p", "eaft-1", "asft-0.1", "auto"}
 	s.Replicates = 2
 	s.Base.Model = train.ModelConfig{D: 32, Layers: 1, Heads: 2}
 	s.SFT.Steps = 20
@@ -218,6 +218,17 @@ func (c Condition) String() string {
 		return fmt.Sprintf("%s, %s, clean labels", c.Task, c.Base)
 	}
 	return fmt.Sprintf("%s, %s, %s noise %g", c.Task, c.Base, c.Scheme, c.Noise)
+}
+
+// Key names the condition stably, for citing it: task/base/noise, as in
+// "fact/c1.000/clean", "fact/uninformed/replace0.5" or
+// "rule/c0.750/substitute0.1".
+func (c Condition) Key() string {
+	noise := "clean"
+	if c.Noise > 0 {
+		noise = fmt.Sprintf("%s%g", c.Scheme, c.Noise)
+	}
+	return c.Task + "/" + c.Base.key() + "/" + noise
 }
 
 func (c Condition) key() string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/theory"
@@ -39,9 +40,10 @@ type Prediction struct {
 	Scores    map[string]float64 `json:"scores"` // by predictor
 }
 
-// TheoryCrossover is the noise rate E* at which a prior-leaning objective
-// and NLL trade places (theory.Compare), over the replicates where it is
-// defined (N counts them), by each way of splitting the sample.
+// TheoryCrossover is the noise rate E* at which an objective and NLL trade
+// places (theory.Compare), over the replicates where it is defined (N
+// counts them), by each way of splitting the sample; for the prior-leaning
+// objectives and those beyond the paper's f(p) (see hasCrossover).
 type TheoryCrossover struct {
 	Objective string   `json:"objective"`
 	Known     Interval `json:"known_truth"` // defined only where the data has noisy labels
@@ -67,6 +69,17 @@ type TheoryCell struct {
 	// among the fixed objectives per metric (from the continuum).
 	Predicted map[string]string   `json:"predicted"`
 	Final     map[string]Decision `json:"final"`
+	// PredictedTied lists, per predictor, the other objectives whose score
+	// equals the predicted winner's exactly (asft-α and −p have the same
+	// rate at the base model, theory.Scope): the predictor names them all,
+	// and agrees with a measured winner among them.
+	PredictedTied map[string][]string `json:"predicted_tied,omitempty"`
+}
+
+// predicts reports whether predictor pred names obj in the cell: as its
+// winner or tied with it.
+func (c TheoryCell) predicts(pred, obj string) bool {
+	return c.Predicted[pred] == obj || slices.Contains(c.PredictedTied[pred], obj)
 }
 
 // Agreement counts how often a predictor names the measured winner, over
@@ -79,6 +92,10 @@ type Agreement struct {
 	Cells     int    `json:"cells"`
 	Decided   int    `json:"decided"`
 	Agree     int    `json:"agree"`
+	// ViaTie counts the agreeing cells where the predictor named the
+	// winner only as one of several objectives with exactly its best score
+	// (asft-α beside −p): a predictor that cannot tell them apart.
+	ViaTie int `json:"agree_via_tie"`
 	// Rate is Agree/Decided, null without decided cells.
 	Rate *float64 `json:"rate"`
 }
@@ -197,7 +214,7 @@ func (r *Runner) theoryOf(ctx context.Context, c Condition, rep int, fixed []obj
 				sc[PredNormalised] = est.Normalised
 			}
 		}
-		gL, err := train.Gradient(ctx, m, ck.Tokenizer, d.Examples, o)
+		gL, err := train.Gradient(ctx, m, ck.Tokenizer, d.Examples, gradientObjective(o))
 		if err != nil {
 			return out, err
 		}
@@ -215,7 +232,7 @@ func (r *Runner) theoryOf(ctx context.Context, c Condition, rep int, fixed []obj
 		}
 		sc[PredOneStep] = (r0 - r1) / r.Setup.Eta
 		out.scores[o.String()] = sc
-		if o.Class() == objectives.PriorLeaning {
+		if hasCrossover(o) {
 			var es [3]float64
 			for j, p := range []string{PredPaper, PredPosterior, PredFlat} {
 				cmp, err := theory.Compare(o, objectives.NLL(), split[p].ctxs, split[p].nm)
@@ -228,6 +245,25 @@ func (r *Runner) theoryOf(ctx context.Context, c Condition, rep int, fixed []obj
 		}
 	}
 	return out, nil
+}
+
+// gradientObjective is the objective whose loss has o's gradient at the
+// base model: o itself, except for an objective anchored to the model it
+// starts from (asft-α), whose KL anchor has gradient α·(q − r) = 0 there
+// (theory.Scope), so that its gradient is DFT's, −sg(p)·log p, exactly.
+func gradientObjective(o objectives.Objective) objectives.Objective {
+	if o.Form() == objectives.FormAnchored {
+		return objectives.MustParse("dft")
+	}
+	return o
+}
+
+// hasCrossover reports whether the theory experiment reports o's E*
+// against NLL: the prior-leaning objectives, and the trainers' objectives
+// beyond f(p), whose gates scale NLL's gradient down (or, asft, follow
+// DFT's) and so trade places with it as the prior-leaning ones do.
+func hasCrossover(o objectives.Objective) bool {
+	return o.Kind() != objectives.KindNLL && (o.Class() == objectives.PriorLeaning || !o.OfP())
 }
 
 // truthContexts scores the data as given with the model and returns one
@@ -297,7 +333,7 @@ func summariseTheory(cell Cell, reps []repTheory, fixed []objectives.Objective) 
 			}
 		}
 		tc.Predictions = append(tc.Predictions, p)
-		if o.Class() != objectives.PriorLeaning {
+		if !hasCrossover(o) {
 			continue
 		}
 		x := TheoryCrossover{Objective: o.String()}
@@ -320,6 +356,14 @@ func summariseTheory(cell Cell, reps []repTheory, fixed []objectives.Objective) 
 			}
 		}
 		tc.Predicted[pred] = tc.Predictions[best].Objective
+		for i, p := range tc.Predictions {
+			if i != best && p.Scores[pred] == tc.Predictions[best].Scores[pred] {
+				if tc.PredictedTied == nil {
+					tc.PredictedTied = map[string][]string{}
+				}
+				tc.PredictedTied[pred] = append(tc.PredictedTied[pred], p.Objective)
+			}
+		}
 	}
 	return tc
 }
@@ -358,8 +402,11 @@ func agreements(cells []TheoryCell, tasks []string) []Agreement {
 						d := c.Final[m.Key]
 						if d.Decided() {
 							a.Decided++
-							if c.Predicted[pred] == d.Winner {
+							if c.predicts(pred, d.Winner) {
 								a.Agree++
+								if len(c.PredictedTied[pred]) > 0 {
+									a.ViaTie++
+								}
 							}
 						}
 					}

@@ -259,6 +259,44 @@ func cayleyExponent(p, m float64) float64 {
 	return math.Min(math.Max(floor+(1-floor)*local, 0.001), 1)
 }
 
+// TokenScale returns one token's gradient scale s, the coefficient of
+// softmax(z) − e_y in the logit gradient of its loss, before the batch's
+// averaging, at log p lp with the detached gate read from gate:
+//
+//	FormP           s_f(p) (SLog); gate is not read
+//	FormDist        the gated scale at the gate statistic gate (DistStat)
+//	deft-cayley     a·p^a/(a + 1e-8), a the exponent at p and the batch's mean p gate
+//	FormAnchored    the DFT term's p; the anchor's coefficient is separate (BatchDist)
+//
+// It is the per-token factor BatchDist and Batch divide by the batch's
+// count, which the paper's theory leaves out. NaN for adaptive and invalid
+// objectives, and for a NaN gate where one is read.
+func (o Objective) TokenScale(lp, gate float64) float64 {
+	if math.IsNaN(lp) {
+		return math.NaN()
+	}
+	lp = math.Min(lp, 0)
+	switch o.Form() {
+	case FormP:
+		return o.SLog(lp)
+	case FormDist:
+		if math.IsNaN(gate) {
+			return math.NaN()
+		}
+		_, s, _ := o.gated(lp, gate)
+		return s
+	case FormBatch:
+		_, s, _, err := o.BatchToken(lp, gate)
+		if err != nil {
+			return math.NaN()
+		}
+		return s
+	case FormAnchored:
+		return math.Exp(lp)
+	}
+	return math.NaN()
+}
+
 // DistBatch is what BatchDist reads of a batch of target tokens.
 type DistBatch struct {
 	LogP []float64 // log p of each token's target

@@ -376,3 +376,41 @@ func TestShapes(t *testing.T) {
 		t.Error("BatchToken on deft: want an error")
 	}
 }
+
+// TestTokenScale: TokenScale is the per-token scale that Batch and
+// BatchDist divide by the batch's count (Kept, plus 1e-8 for the DEFT
+// fork's objectives), for every form.
+func TestTokenScale(t *testing.T) {
+	c := newGradCase(5, 8, 25)
+	for _, spec := range []string{"nll", "p", "GeneralFamily-3", "OnlyTopLogP-0.2", "focal-2", "eaft-1", "eaft-axolotl-0.5-7", "deft", "deft-cayley", "asft-0.1"} {
+		o := MustParse(spec)
+		in, _ := c.inputs(o, nil)
+		in.Mask = nil
+		scale := make([]float64, len(in.LogP))
+		st, err := o.BatchDist(in, nil, scale, nil)
+		if err != nil {
+			t.Fatal(spec, err)
+		}
+		den := float64(st.Kept)
+		if o.Kind() == KindDEFT || o.Kind() == KindDEFTCayley {
+			den += 1e-8
+		}
+		for i, lp := range in.LogP {
+			gate := in.Stat[i]
+			if o.Form() == FormBatch {
+				gate = st.MeanP
+			}
+			if got, want := o.TokenScale(lp, gate), scale[i]*den; math.Abs(got-want) > 1e-14*(1+math.Abs(want)) {
+				t.Errorf("%s token %d: TokenScale %v, BatchDist's scale × count %v", spec, i, got, want)
+			}
+		}
+	}
+	for _, bad := range []struct {
+		spec string
+		gate float64
+	}{{"auto", 0}, {"eaft-1", math.NaN()}, {"deft-cayley", 1.5}} {
+		if s := MustParse(bad.spec).TokenScale(-1, bad.gate); !math.IsNaN(s) {
+			t.Errorf("%s with gate %v: TokenScale %v, want NaN", bad.spec, bad.gate, s)
+		}
+	}
+}

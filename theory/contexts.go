@@ -19,10 +19,13 @@ const ContextsFormat = `One JSON object per line, either a full distribution:
 where label and the optional truth are indices into q; or a top-k list:
   {"top": {"A": -0.1, "B": -2.5}, "label": "A", "truth": "C", "vocab": 50000}
   {"top": {"A": -0.1}, "label": "Z", "label_logprob": -4.2}
-where top maps tokens to log-probs, label (and the optional truth) are
-tokens, label_logprob is required when the label is not listed, a truth that
-is not listed lies in the unlisted remainder, and vocab (V) is needed for
---u uniform and --posterior. The unlisted mass is treated as one outcome.
+where top maps the model's most likely tokens to their log-probs, label
+(and the optional truth) are tokens, label_logprob is required when the
+label is not listed, a truth that is not listed lies in the unlisted
+remainder, and vocab (V) is needed for --u uniform and --posterior. With V
+the unlisted mass is spread evenly over the V − k unlisted tokens, without
+it treated as one outcome. EAFT's gate reads the entropy of the top 20
+tokens (Axolotl's form: top k), so its contexts need a top list that long.
 Blank lines are skipped.`
 
 type contextLine struct {
@@ -153,6 +156,9 @@ func parseContext(b []byte) (Context, error) {
 			}
 		}
 		c = NewTopK(listed, li, ti, cl.Vocab)
+		if c.Bucket {
+			c.TopK = len(cl.Top)
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return Context{}, err

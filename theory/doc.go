@@ -32,6 +32,40 @@
 //
 //	Δ = (f₂′ − f₁′)(1/V) · [(V − 1)(1 − E) − E] / V³
 //
+// # Objectives beyond the paper's family
+//
+// The trainers ship objectives that are not functions of p (package
+// objectives, Form). Each keeps NLL's logit direction q − e_ỹ with a
+// per-token scale whose gate is detached, so the rate above holds with
+// s_f(q_ỹ) replaced by that scale evaluated on the context's q:
+//
+//	eaft-α              s = (H₂₀(q)/3)^α, H₂₀ the entropy of the softmax of q's 20 largest log-probs (NLL's s = 1 times the gate)
+//	eaft-axolotl-α-k    s = H_k(q)^α, over min(k, V) tokens, with Axolotl's log(π + 1e-10)
+//	deft                s = c·p^c/(c + 1e-6), c = Σ_k q_k² (p = q_ỹ)
+//	deft-cayley         s = a·p^a/(a + 1e-8), a from p and the batch's mean p, for which the sample's mean q_ỹ stands
+//	asft-α              s = p (DFT's), plus an anchor term α·(q − r) that is zero at r = q
+//
+// The paper's analysis does not cover them (Scope says so per objective):
+//
+//   - Its Theorem 6.4 is stated for s as a function of q_ỹ (conditions on
+//     f₂′ − f₁′), so its conclusions at the two ends do not transfer to a
+//     gate read from the rest of q; the per-context formula does, and that
+//     is what this package computes.
+//   - deft-cayley's gate reads the batch, which the per-context theory has
+//     no notion of: the estimate takes the sample as the batch.
+//   - asft's KL anchor to the frozen model it starts from has gradient
+//     α·(q − r), zero at the start (r = q), the only point the paper's
+//     first-order analysis looks at. Its rate is therefore DFT's, the same
+//     as −p's, for every α, and it ranks level with them (Rank keeps the
+//     given order among ties). The anchor acts only once the model has
+//     moved away from its reference, which this analysis cannot see, so the
+//     theory cannot say whether ASFT beats or loses to −p.
+//
+// With a top-k context (the remainder bucket), EAFT's gate is exact from a
+// top list of at least k tokens and refused from a shorter one; DEFT's Σq²
+// spreads the remainder over the unlisted tokens like ‖q‖², and lumps it
+// when V is unknown.
+//
 // Beyond the paper the package offers the step-normalised rate Ṙ/‖∇L‖, the
 // crossover for any pair of objectives on any sample, the Bayes-posterior
 // clean probability, and a numerical check of Lemma E.7.

@@ -22,12 +22,21 @@ const Unknown = -1
 // outcome, which overstates ‖q‖² by up to m² and makes a diffuse model look
 // confident. A truth index pointing at the bucket means "some unlisted
 // token". Reports say which approximation was used.
+//
+// The listed tokens of a top-k list are the model's most likely tokens,
+// and the label beside them when the list lacks it. TopK says how many of
+// them are the list; it matters only to gates that read the model's top
+// tokens (EAFT's entropy of its top 20), which are exact when TopK is at
+// least the gate's k. Left 0, the label counts as an addition when it is
+// the last listed token and no likelier than any other, as NewTopK's
+// callers append it.
 type Context struct {
 	Q      []float64
 	Label  int  // index of the training label ỹ in Q
 	Truth  int  // index of the true label y* in Q, or Unknown
 	Bucket bool // Q's last entry is the unlisted remainder of a top-k list
 	Vocab  int  // vocabulary size V; needed with Bucket for the uniform u and the posterior π
+	TopK   int  // with Bucket: how many listed tokens are the model's top list (0: see above)
 }
 
 // NewTopK builds a context from the probabilities of listed tokens (which
@@ -89,7 +98,28 @@ func (c Context) Validate() error {
 	if c.Vocab > 0 && c.Vocab < last {
 		return fmt.Errorf("vocab %d is smaller than the %d listed tokens", c.Vocab, last)
 	}
+	if c.TopK < 0 || (c.Bucket && c.TopK > last) {
+		return fmt.Errorf("top-k size %d outside [0, %d], the number of listed tokens", c.TopK, last)
+	}
 	return nil
+}
+
+// topCount is how many listed tokens of a top-k context are known to be
+// the model's most likely tokens (see TopK).
+func (c Context) topCount() int {
+	listed := len(c.Q) - 1
+	if c.TopK > 0 {
+		return c.TopK
+	}
+	if c.Label != listed-1 {
+		return listed
+	}
+	for _, x := range c.Q[:listed-1] {
+		if x < c.Q[c.Label] {
+			return listed // the label outranks a token of the list, so it is in it
+		}
+	}
+	return listed - 1
 }
 
 // TrueDist says what the true token is believed to be when the label is noisy.
@@ -186,30 +216,105 @@ func viewOf(c Context) view {
 	return v
 }
 
-// scale is the objective's per-token gradient scale s_f at the label. It is
-// the one place where an objective meets a context: an objective whose scale
-// depends on more of q than q_ỹ (an entropy gate, say) changes only here.
-func (v view) scale(o objectives.Objective, label int) float64 {
-	return o.S(v.q[label])
+// scaleOf is the objective's per-token gradient scale s at the context's
+// label, the one place where an objective meets a context (the rates below
+// are per unit of it):
+//
+//   - a function f of p: s_f(q_ỹ), the paper's;
+//   - a detached gate read from the distribution (eaft, eaft-axolotl,
+//     deft): the gated scale with the gate evaluated on the context's q
+//     (gateStat);
+//   - deft-cayley: its scale at q_ỹ with the batch's mean p taken as
+//     meanP, the sample's mean p of the labels;
+//   - asft: DFT's s = p. Its KL anchor adds α·(q − r) to the logit
+//     gradient, zero where the model is its own reference (r = q), which is
+//     where this first-order rate is taken.
+//
+// The trainers divide every scale by the batch's token count; like the
+// kept-token factor of thresholded objectives (EstimateRate), the theory
+// leaves that constant out.
+func scaleOf(o objectives.Objective, c Context, v view, meanP float64) (float64, error) {
+	var gate float64
+	switch o.Form() {
+	case objectives.FormP, objectives.FormAnchored:
+	case objectives.FormDist:
+		g, err := gateStat(o, c, v)
+		if err != nil {
+			return math.NaN(), err
+		}
+		gate = g
+	case objectives.FormBatch:
+		gate = meanP
+	default:
+		return math.NaN(), fmt.Errorf("theory: %v has no fixed rate", o)
+	}
+	s := o.TokenScale(math.Log(v.q[c.Label]), gate)
+	if math.IsNaN(s) {
+		return s, fmt.Errorf("theory: %v has no gradient scale at q_ỹ = %v", o, v.q[c.Label])
+	}
+	return s, nil
 }
 
-// rate is Ṙ_f for one context, with y* a token of outcome truth.
-func (v view) rate(o objectives.Objective, label, truth int) float64 {
+// gateStat is the statistic of the context's distribution that o's
+// detached gate reads (objectives.Objective.DistStat): for deft the
+// collision probability Σ q² over the whole vocabulary, with a top-k
+// context's remainder spread as for ‖q‖² (lumped when V is unknown); for
+// eaft and eaft-axolotl the entropy of the model's top k tokens, exact from
+// a full distribution or a top-k list of at least k tokens, and refused
+// from a shorter list, whose missing tokens no spread can stand for.
+func gateStat(o objectives.Objective, c Context, v view) (float64, error) {
+	if o.Kind() == objectives.KindDEFT {
+		return v.n2, nil
+	}
+	vocab := c.V()
+	if vocab > 0 {
+		if err := o.CheckVocab(vocab); err != nil {
+			return math.NaN(), err
+		}
+	}
+	k := o.TopK()
+	if vocab > 0 {
+		k = min(k, vocab)
+	}
+	listed := len(c.Q)
+	if c.Bucket {
+		listed--
+		if top := c.topCount(); top < k {
+			return math.NaN(), fmt.Errorf("%v reads the entropy of the model's %d most likely tokens, and this top-k context lists %d of them: give at least the top %d log-probs (vLLM and SGLang return up to 20 per token by default)", o, k, top, k)
+		}
+	}
+	lq := make([]float64, max(listed, k))
+	for i := range lq {
+		lq[i] = math.Inf(-1) // tokens of zero probability beyond a short full distribution
+		if i < listed {
+			lq[i] = math.Log(c.Q[i])
+		}
+	}
+	st := o.DistStat(lq)
+	if math.IsNaN(st) {
+		return st, fmt.Errorf("%v: cannot read its gate from %d tokens", o, listed)
+	}
+	return st, nil
+}
+
+// rate is Ṙ_f/s for one context, with y* a token of outcome truth.
+func (v view) rate(label, truth int) float64 {
 	d := 0.0
 	if label == truth {
 		d = 1
 	}
-	return v.q[truth] * v.scale(o, label) * (d - v.q[truth] - v.q[label] + v.n2)
+	return v.q[truth] * (d - v.q[truth] - v.q[label] + v.n2)
 }
 
-// gradNorm is s_f·‖e_ỹ − q‖.
-func (v view) gradNorm(o objectives.Objective, label int) float64 {
-	return v.scale(o, label) * math.Sqrt(math.Max(1-2*v.q[label]+v.n2, 0))
+// gradLen is ‖e_ỹ − q‖, the gradient's length per unit of s.
+func (v view) gradLen(label int) float64 {
+	return math.Sqrt(math.Max(1-2*v.q[label]+v.n2, 0))
 }
 
-// noisyRate returns s_f·Σ_{k≠ỹ} u_k·q_k·(‖q‖² − q_k − q_ỹ): the rate when
-// the label is wrong and y* ~ u, summed over every token of the vocabulary.
-func (v view) noisyRate(o objectives.Objective, label int, u TrueDist, vocab int) float64 {
+// noisyRate returns Σ_{k≠ỹ} u_k·q_k·(‖q‖² − q_k − q_ỹ), the rate per unit
+// of s when the label is wrong and y* ~ u, summed over every token of the
+// vocabulary.
+func (v view) noisyRate(label int, u TrueDist, vocab int) float64 {
 	ql := v.q[label]
 	var sum float64
 	switch u {
@@ -231,12 +336,18 @@ func (v view) noisyRate(o objectives.Objective, label int, u TrueDist, vocab int
 			sum += w * v.mult[k] * qk * (v.n2 - qk - ql) // V is known here, so a bucket is spread
 		}
 	}
-	return v.scale(o, label) * sum
+	return sum
 }
 
-// noisyRate is view.noisyRate for a context.
+// noisyRate is the noisy rate of o on a context whose scale needs no
+// sample (every objective but deft-cayley).
 func noisyRate(o objectives.Objective, c Context, u TrueDist) float64 {
-	return viewOf(c).noisyRate(o, c.Label, u, c.V())
+	v := viewOf(c)
+	s, err := scaleOf(o, c, v, math.NaN())
+	if err != nil {
+		return math.NaN()
+	}
+	return s * v.noisyRate(c.Label, u, c.V())
 }
 
 // Estimate is one objective's expected risk-reduction rate over a sample.
@@ -302,6 +413,14 @@ var ErrEmpty = errors.New("theory: no contexts")
 //     data: a wrong label then enters A as if it were the truth, and E*
 //     moves with the sample's own noise rate.
 //
+// For the objectives that are not functions of p each context's scale s
+// is the objective's gate evaluated on that context's q (see the package
+// doc and scaleOf); deft-cayley's batch mean p is the sample's mean p of
+// the labels as given, in the clean and the noisy part alike, since that is
+// what a trainer's batch computes. A gate that cannot be read from a
+// context (EAFT's top 20 from a shorter top list) is an error naming the
+// context.
+//
 // The paper's code averages a thresholded objective's loss over the tokens
 // it keeps, which multiplies the gradient by n/n_kept. The estimate leaves
 // that factor out, as the theory does: it is a constant rescaling of the
@@ -310,9 +429,6 @@ var ErrEmpty = errors.New("theory: no contexts")
 // tokens. The normalised rate does not depend on it either way.
 func EstimateRate(o objectives.Objective, ctxs []Context, nm NoiseModel) (Estimate, error) {
 	est := Estimate{Objective: o.String(), Contexts: len(ctxs), Observed: math.NaN()}
-	if o.Adaptive() || !o.Valid() {
-		return est, fmt.Errorf("theory: %v has no fixed rate; estimate a concrete objective", o)
-	}
 	if err := Covers(o); err != nil {
 		return est, err
 	}
@@ -323,6 +439,7 @@ func EstimateRate(o objectives.Objective, ctxs []Context, nm NoiseModel) (Estima
 		return est, fmt.Errorf("theory: %w", err)
 	}
 	known := true
+	var meanP float64 // of the labels: what deft-cayley's batch mean stands for
 	for i, c := range ctxs {
 		if err := c.Validate(); err != nil {
 			return est, fmt.Errorf("theory: context %d: %w", i, err)
@@ -331,32 +448,37 @@ func EstimateRate(o objectives.Objective, ctxs []Context, nm NoiseModel) (Estima
 			return est, fmt.Errorf("theory: context %d: the %s needs the vocabulary size of a top-k context", i, needsV(nm))
 		}
 		known = known && c.Truth != Unknown
+		meanP += c.Q[c.Label] / float64(len(ctxs))
 	}
 	var clean, noisy, g2, obs float64
-	for _, c := range ctxs {
+	for i, c := range ctxs {
 		if o.Keep(c.Q[c.Label]) {
 			est.Kept++
 		}
 		v := viewOf(c)
-		cr := v.rate(o, c.Label, c.Label)
+		s, err := scaleOf(o, c, v, meanP)
+		if err != nil {
+			return est, fmt.Errorf("theory: context %d: %w", i, err)
+		}
+		cr := s * v.rate(c.Label, c.Label)
 		switch {
 		case known && c.Truth == c.Label:
 			clean += cr
 			est.CleanWeight++
 			obs += cr
 		case known:
-			r := v.rate(o, c.Label, c.Truth)
+			r := s * v.rate(c.Label, c.Truth)
 			noisy += r
 			est.NoisyWeight++
 			obs += r
 		default:
 			wc, wn := nm.weights(c)
 			clean += wc * cr
-			noisy += wn * v.noisyRate(o, c.Label, nm.U, c.V())
+			noisy += wn * s * v.noisyRate(c.Label, nm.U, c.V())
 			est.CleanWeight += wc
 			est.NoisyWeight += wn
 		}
-		gn := v.gradNorm(o, c.Label)
+		gn := s * v.gradLen(c.Label)
 		g2 += gn * gn
 	}
 	n := float64(len(ctxs))

@@ -40,14 +40,20 @@ or deleted).
   continuum   the probe's figures of every base model on clean data and on
               the data as given; held-out exact match, token accuracy and
               mean p and the training-set fit of every objective, with 95 %
-              CIs over replicates, paired differences against NLL and the
-              cell's winner (or a tie); the crossover along the dial; PNGs
-              against the probe's mean p on the data as given
+              CIs over replicates, paired differences against NLL and −p and
+              the cell's winner (or a tie); the crossover along the dial;
+              where each objective stands against NLL and −p per noise
+              group; PNGs against the probe's mean p on the data as given
   theory      in every cell, the winner predicted by the paper's rate (with
               known truths, the posterior split and the flat split), the
               step-normalised rate, the exact first-order rate and the
               measured one-step change, against the decided final outcome;
               the crossover noise rate E*
+
+The objectives: NLL, −p, −p¹⁰, −log p·1{p ≥ 0.2}, the trainers' eaft-1
+(LLaMA-Factory's EAFT at its default α), deft (the DEFT fork's) and asft-0.1
+(LLaMA-Factory's ASFT at its default α, anchored to the base model), auto and
+auto-theory.
   autoblend   auto and auto-theory against the best fixed objective per cell
   all         the three
 

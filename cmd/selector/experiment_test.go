@@ -51,10 +51,32 @@ func TestExperimentQuick(t *testing.T) {
 	if err := json.Unmarshal(res["continuum"], &cont); err != nil || !cont.Setup.Quick || len(cont.Cells) == 0 {
 		t.Fatalf("continuum JSON: %v", err)
 	}
-	for _, k := range []string{"probe_clean", "probe_as_given", "noise_aware_probe", "corrupted_examples", "token_noise", "decisions"} {
+	for _, k := range []string{"key", "probe_clean", "probe_as_given", "noise_aware_probe", "corrupted_examples", "token_noise", "decisions"} {
 		if _, ok := cont.Cells[0][k]; !ok {
 			t.Errorf("a cell lacks %q", k)
 		}
+	}
+	// The trainers' objectives stand against NLL and −p (the quick grid has
+	// eaft-1 and asft-0.1), and the theory experiment predicts with them.
+	var stand struct {
+		Standings []struct {
+			Objective string `json:"objective"`
+			Vs        string `json:"vs"`
+		} `json:"standings"`
+	}
+	json.Unmarshal(res["continuum"], &stand)
+	vs := map[string]bool{}
+	for _, st := range stand.Standings {
+		vs[st.Objective+" vs "+st.Vs] = true
+	}
+	if !vs["eaft-1 vs nll"] || !vs["asft-0.1 vs p"] || vs["p vs p"] {
+		t.Errorf("standings %v", vs)
+	}
+	if sum, _ := os.ReadFile(filepath.Join(out, "summary.md")); !strings.Contains(string(sum), "## The trainers' objectives against NLL and −p") {
+		t.Error("summary.md lacks the trainers' objectives")
+	}
+	if th, _ := os.ReadFile(filepath.Join(out, "theory.md")); !strings.Contains(string(th), "| eaft-1 |") || !strings.Contains(string(th), "p = asft-0.1") {
+		t.Error("theory.md: want eaft-1's E* and asft-0.1 predicted tied with p")
 	}
 	// A second run reads every run from the cache and writes the same results.
 	before, _ := os.ReadFile(filepath.Join(out, "continuum.json"))

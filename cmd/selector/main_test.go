@@ -167,8 +167,51 @@ func TestTheoryCommands(t *testing.T) {
 		t.Errorf("crossover JSON %+v disagrees with the library %+v", cx, cmp)
 	}
 	code, out, _ = runCLI(t, "theory", "rate", "--objective", "nll,p,GeneralFamily-10", "--contexts", ctx, "--noise", "0.2")
-	if code != 0 || !strings.Contains(out, "RATE/‖∇L‖") || !strings.Contains(out, "unlisted mass") {
+	if code != 0 || !strings.Contains(out, "RATE/‖∇L‖") || !strings.Contains(out, "unlisted mass is spread") {
 		t.Errorf("rate text: exit %d %q", code, out)
+	}
+	testTheoryGated(t, ctx, lines)
+}
+
+// testTheoryGated: the trainers' objectives rank beside the paper's, with
+// the library's numbers and a note on where the paper does not cover them;
+// a gate that cannot run on the input is an error, not a number.
+func testTheoryGated(t *testing.T, ctx, lines string) {
+	code, out, errs := runCLI(t, "theory", "rate", "--objective", "nll,deft,asft-0.1,Cayley_Trans,eaft-axolotl-1-2", "--contexts", ctx, "--noise", "0.2", "--json")
+	var rj rateJSON
+	if code != 0 || json.Unmarshal([]byte(out), &rj) != nil || len(rj.Ranking) != 5 {
+		t.Fatalf("rate of gated objectives: exit %d %q %s", code, out, errs)
+	}
+	cs, _ := theory.ReadContexts(strings.NewReader(lines), "x", 0)
+	for _, r := range rj.Ranking {
+		o := objectives.MustParse(r.Objective)
+		est, err := theory.EstimateRate(o, cs, theory.NoiseModel{E: 0.2})
+		if err != nil || r.Rate != est.Rate || (r.Scope == "") != o.OfP() {
+			t.Errorf("%s: JSON %+v, library %+v (%v)", r.Objective, r, est, err)
+		}
+	}
+	code, out, _ = runCLI(t, "theory", "rate", "--objective", "p,asft-0.1", "--contexts", ctx)
+	if code != 0 || !strings.Contains(out, "note: asft-0.1: first order at the start only") {
+		t.Errorf("rate text for asft: exit %d %q", code, out)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"theory", "rate", "--objective", "eaft-1", "--contexts", ctx}, 1, "eaft-axolotl-1-4"},
+		{[]string{"theory", "ends", "--objective", "eaft-1", "--vocab", "10"}, 2, "eaft-axolotl-1-10"},
+	} {
+		code, _, errs := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d %q, want exit %d mentioning %q", c.args, code, errs, c.code, c.want)
+		}
+	}
+	code, out, _ = runCLI(t, "theory", "ends", "--objective", "eaft-1", "--vocab", "1000", "--json")
+	var ends endsJSON
+	// At uniform q the top-20 entropy is log 20: Δ = (log 20/3 − 1)·(V − 1)/V².
+	if want := (math.Log(20)/3 - 1) * 999 / 1e6; code != 0 || json.Unmarshal([]byte(out), &ends) != nil || math.Abs(ends.Delta-want) > 1e-15 || ends.Crossover == nil {
+		t.Errorf("ends eaft-1: exit %d %+v, want Δ %v", code, ends, want)
 	}
 }
 

@@ -20,6 +20,16 @@ the model's distribution q, training label ỹ and true label y*:
 
   Ṙ_f = q_{y*} · s_f(q_ỹ) · ⟨e_{y*} − q, e_ỹ − q⟩          (larger = faster)
 
+The trainers' objectives that are not functions of p keep NLL's direction
+with a detached gate, so s is their scale with the gate read from the
+context's q: eaft-α (H₂₀/3)^α from the entropy of q's top 20 (exact from a
+top-20 list), deft c·p^c/(c + 1e-6) with c = Σq², deft-cayley with the
+sample's mean p standing for the batch's. asft-α's KL anchor has zero
+gradient where the model is its own reference, the start of training and
+the only point this first-order theory sees, so asft ranks level with dft
+and p for every α. The paper's analysis covers none of them; the output
+says where.
+
 A sample splits into clean contexts (ỹ = y*) and noisy ones, and with noise
 rate E the rate is (1 − E)·clean part + E·noisy part (paper §6). Contexts
 that give their truth are split exactly. When y* is unknown, each context
@@ -119,10 +129,17 @@ noise rate.`)
 	if !(*noise >= 0 && *noise <= 1) {
 		return f.usagef("--noise: %v is not in [0, 1]", *noise)
 	}
+	for _, o := range []objectives.Objective{o1, o2} {
+		if err := o.CheckVocab(*vocab); err != nil {
+			return f.usagef("--vocab: %v", err)
+		}
+	}
 	d := theory.WeakEnd(o1, o2, *vocab, *noise)
+	if math.IsNaN(d) {
+		return fmt.Errorf("theory ends: no rate for %s against %s at V = %d", o1, o2, *vocab)
+	}
 	out := endsJSON{Objective: o1.String(), Vs: o2.String(), Vocab: *vocab, Noise: *noise, Delta: d, Winner: winner(d, o1, o2)}
-	p := 1 / float64(*vocab)
-	if o1.S(p) != o2.S(p) {
+	if theory.WeakEnd(o1, o2, *vocab, 0) != 0 { // Δ(E) ∝ (s₁ − s₂)·[(V − 1)(1 − E) − E]
 		out.Crossover = num(float64(*vocab-1) / float64(*vocab))
 	}
 	if *asJSON {
@@ -219,18 +236,10 @@ func (nf noiseFlags) load(f *flags) ([]theory.Context, theory.NoiseModel, error)
 	return ctxs, nm, err
 }
 
-func hasBucket(ctxs []theory.Context) bool {
-	for _, c := range ctxs {
-		if c.Bucket {
-			return true
-		}
-	}
-	return false
-}
-
 type estimateJSON struct {
 	Objective  string   `json:"objective"`
 	Class      string   `json:"class"`
+	Scope      string   `json:"beyond_paper,omitempty"` // where the paper's analysis does not cover it (theory.Scope)
 	Rate       float64  `json:"rate"`
 	Clean      *float64 `json:"clean_rate"` // null when the sample has no clean context
 	Noisy      *float64 `json:"noisy_rate"` // null when the sample has no noisy context
@@ -242,7 +251,7 @@ type estimateJSON struct {
 
 func toEstimateJSON(est theory.Estimate) estimateJSON {
 	o := objectives.MustParse(est.Objective)
-	return estimateJSON{Objective: est.Objective, Class: o.Class().String(), Rate: est.Rate, Clean: num(est.Clean), Noisy: num(est.Noisy),
+	return estimateJSON{Objective: est.Objective, Class: o.Class().String(), Scope: theory.Scope(o), Rate: est.Rate, Clean: num(est.Clean), Noisy: num(est.Noisy),
 		Normalised: est.Normalised, GradNorm: est.GradNorm, Kept: est.Kept, Observed: num(est.Observed)}
 }
 
@@ -251,7 +260,24 @@ type noiseJSON struct {
 	Posterior  bool    `json:"posterior"`
 	U          string  `json:"u"`
 	Contexts   int     `json:"contexts"`
-	RemainderB bool    `json:"remainder_bucket"` // top-k contexts: unlisted mass treated as one outcome
+	RemainderB bool    `json:"remainder_bucket"` // some contexts are top-k lists with an unlisted remainder
+	// Lumped counts the top-k contexts without V, whose remainder is one
+	// outcome; the others spread it over the V − k unlisted tokens.
+	Lumped int `json:"remainder_lumped"`
+}
+
+// newNoiseJSON describes the noise model and the sample.
+func newNoiseJSON(nm theory.NoiseModel, ctxs []theory.Context) noiseJSON {
+	n := noiseJSON{Noise: nm.E, Posterior: nm.Posterior, U: nm.U.String(), Contexts: len(ctxs)}
+	for _, c := range ctxs {
+		if c.Bucket {
+			n.RemainderB = true
+			if c.V() == 0 {
+				n.Lumped++
+			}
+		}
+	}
+	return n
 }
 
 type rateJSON struct {
@@ -265,7 +291,10 @@ func theoryRate(e *env, args []string) error {
 ranks the objectives, fastest first. For each: the expected rate under the
 noise model, its clean part (every label right) and noisy part (every label
 wrong), the step-normalised rate Ṙ/‖∇L‖ (risk reduction per unit step length),
-and, when every context gives its true label, the observed rate.`)
+and, when every context gives its true label, the observed rate. The
+trainers' gated and anchored objectives (eaft-α, eaft-axolotl-α-k, deft,
+deft-cayley, asft-α) rank beside the paper's, each with a note on what its
+rate stands on.`)
 	asJSON := f.Bool("json", false, "print JSON")
 	specs := f.String("objective", "nll,p,GeneralFamily-10,OnlyTopLogP-0.2", "comma-separated objective `specs`")
 	nf := addNoiseFlags(f)
@@ -291,7 +320,7 @@ and, when every context gives its true label, the observed rate.`)
 	if err != nil {
 		return err
 	}
-	out := rateJSON{noiseJSON: noiseJSON{Noise: nm.E, Posterior: nm.Posterior, U: nm.U.String(), Contexts: len(ctxs), RemainderB: hasBucket(ctxs)}}
+	out := rateJSON{noiseJSON: newNoiseJSON(nm, ctxs)}
 	for _, est := range ranked {
 		out.Ranking = append(out.Ranking, toEstimateJSON(est))
 	}
@@ -305,7 +334,21 @@ and, when every context gives its true label, the observed rate.`)
 		obs := deref(r.Observed)
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, r.Objective, r.Class, fmtG(r.Rate), fmtG(deref(r.Clean)), fmtG(deref(r.Noisy)), fmtG(r.Normalised), fmtG(obs))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printScopes(e, out.Ranking...)
+	return nil
+}
+
+// printScopes notes, for each objective the paper's analysis does not
+// cover, what the rate stands on.
+func printScopes(e *env, ests ...estimateJSON) {
+	for _, r := range ests {
+		if r.Scope != "" {
+			fmt.Fprintf(e.stdout, "note: %s: %s\n", r.Objective, r.Scope)
+		}
+	}
 }
 
 // deref is *x, or NaN for nil.
@@ -322,8 +365,11 @@ func printNoiseHeader(e *env, n noiseJSON) {
 		pi = "π = Bayes posterior"
 	}
 	fmt.Fprintf(e.stdout, "%d contexts, noise E = %g (%s, u = %s)\n", n.Contexts, n.Noise, pi, n.U)
-	if n.RemainderB {
-		fmt.Fprintln(e.stdout, "note: top-k contexts; the unlisted mass is treated as one outcome, which overstates ‖q‖² by at most its square")
+	switch {
+	case n.Lumped > 0:
+		fmt.Fprintf(e.stdout, "note: top-k contexts; %d without a vocabulary size treat the unlisted mass as one outcome, which overstates ‖q‖² (and deft's Σq²) by at most its square; give \"vocab\" to spread it\n", n.Lumped)
+	case n.RemainderB:
+		fmt.Fprintln(e.stdout, "note: top-k contexts; the unlisted mass is spread evenly over the unlisted tokens")
 	}
 }
 
@@ -367,7 +413,7 @@ objective has A < 0 < B and wins only above E* (paper §6).`)
 		return err
 	}
 	out := crossoverJSON{
-		noiseJSON: noiseJSON{Noise: nm.E, Posterior: nm.Posterior, U: nm.U.String(), Contexts: len(ctxs), RemainderB: hasBucket(ctxs)},
+		noiseJSON: newNoiseJSON(nm, ctxs),
 		Objective: toEstimateJSON(cmp.First), Vs: toEstimateJSON(cmp.Second),
 		A: num(cmp.A), B: num(cmp.B), Delta: cmp.Delta, Winner: winner(cmp.Delta, o1, o2), Crossover: num(cmp.Crossover),
 	}
@@ -379,6 +425,7 @@ objective has A < 0 < B and wins only above E* (paper §6).`)
 		return writeJSON(e.stdout, out)
 	}
 	printNoiseHeader(e, out.noiseJSON)
+	printScopes(e, out.Objective, out.Vs)
 	fmt.Fprintf(e.stdout, "Δ = Ṙ[%s] − Ṙ[%s] = (1 − E)·A + E·B\n", o1, o2)
 	fmt.Fprintf(e.stdout, "  A (clean part) = %.6g\n  B (noisy part) = %.6g\n  Δ at E = %g   = %.6g → faster: %s\n", cmp.A, cmp.B, nm.E, cmp.Delta, out.Winner)
 	if out.Crossover == nil {
