@@ -63,14 +63,6 @@ type BaseInfo struct {
 	TrainFit EvalSummary `json:"train_fit"`
 }
 
-// NoiseAwareFigures is where the noise-aware probe's estimates go: the
-// capability Ĉ on the examples it judges clean and the noise rate Ê, each
-// with its CI. Cells hold null until that probe exists.
-type NoiseAwareFigures struct {
-	Capability Interval `json:"capability"`
-	Noise      Interval `json:"noise"`
-}
-
 // Outcome is one objective's results in a cell.
 type Outcome struct {
 	Objective string `json:"objective"`
@@ -92,7 +84,8 @@ type Cell struct {
 	// this data measures.
 	ProbeClean ProbeFigures `json:"probe_clean"`
 	ProbeGiven ProbeFigures `json:"probe_as_given"`
-	// NoiseAware is null until the noise-aware probe fills it.
+	// NoiseAware is the noise-aware probe of the cell's base models on the
+	// data as given, beside the truth.
 	NoiseAware *NoiseAwareFigures `json:"noise_aware_probe"`
 	// Corrupted is the number of corrupted fine-tuning examples (the same
 	// in every replicate) and TokenNoise the share of wrong target tokens.
@@ -121,7 +114,13 @@ type ContinuumResult struct {
 	Crossovers []Crossover `json:"crossovers"`
 	NoiseFlips []NoiseFlip `json:"noise_flips"`
 	Standings  []Standing  `json:"standings"`
-	Runs       []RunResult `json:"runs"`
+	// NoiseProbes are the probe-only conditions (Setup.ProbeSchemes),
+	// NoiseAccuracy scores the noise-aware probe against the truth, and
+	// Selector scores the class-level calls against the measured winners.
+	NoiseProbes   []NoiseProbeCell     `json:"noise_probes"`
+	NoiseAccuracy []NoiseAwareAccuracy `json:"noise_accuracy"`
+	Selector      []SelectorScore      `json:"selector"`
+	Runs          []RunResult          `json:"runs"`
 }
 
 // probeRun is one probe of one replicate.
@@ -225,6 +224,28 @@ func (r *Runner) Continuum(ctx context.Context) (*ContinuumResult, error) {
 	}); err != nil {
 		return nil, err
 	}
+	// The noise-aware probe on every condition's data as given, and on the
+	// probe-only conditions.
+	probeConds, err := s.ProbeConditions()
+	if err != nil {
+		return nil, err
+	}
+	allConds := append(slices.Clone(conds), probeConds...)
+	noiseRuns := make([]*NoiseAwareRun, len(allConds)*s.Replicates)
+	if err := r.forEach(ctx, "noise-aware probe", len(noiseRuns), func(i int) string {
+		return fmt.Sprintf("%s, replicate %d", allConds[i/s.Replicates], i%s.Replicates+1)
+	}, func(ctx context.Context, i int) error {
+		var err error
+		noiseRuns[i], err = r.NoiseAware(ctx, allConds[i/s.Replicates], i%s.Replicates+1)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	for i, c := range probeConds {
+		j := (len(conds) + i) * s.Replicates
+		res.NoiseProbes = append(res.NoiseProbes, NoiseProbeCell{Condition: c, Key: c.Key(), NoiseAware: noiseAwareFigures(noiseRuns[j : j+s.Replicates])})
+	}
+	res.NoiseAccuracy = noiseAccuracy(noiseRuns, s.Tasks, s.ProbeSchemes)
 	type job struct {
 		c   Condition
 		obj string
@@ -232,7 +253,7 @@ func (r *Runner) Continuum(ctx context.Context) (*ContinuumResult, error) {
 	}
 	var jobs []job
 	for _, c := range conds {
-		for _, o := range s.Objectives {
+		for _, o := range append(slices.Clone(s.Objectives), s.Baselines...) {
 			for rep := 1; rep <= s.Replicates; rep++ {
 				jobs = append(jobs, job{c, o, rep})
 			}
@@ -249,7 +270,8 @@ func (r *Runner) Continuum(ctx context.Context) (*ContinuumResult, error) {
 		return nil, err
 	}
 	for i, c := range conds {
-		cell := Cell{Condition: c, Key: c.Key(), ProbeGiven: probeFigures(given[i*s.Replicates : (i+1)*s.Replicates]), TokenNoise: MeanCI(noise[i*s.Replicates : (i+1)*s.Replicates])}
+		cell := Cell{Condition: c, Key: c.Key(), ProbeGiven: probeFigures(given[i*s.Replicates : (i+1)*s.Replicates]), TokenNoise: MeanCI(noise[i*s.Replicates : (i+1)*s.Replicates]),
+			NoiseAware: noiseAwareFigures(noiseRuns[i*s.Replicates : (i+1)*s.Replicates])}
 		if b := res.base(c.Task, c.Base); b != nil {
 			cell.ProbeClean = b.Probe
 		}
@@ -270,6 +292,7 @@ func (r *Runner) Continuum(ctx context.Context) (*ContinuumResult, error) {
 		return nil, err
 	}
 	res.Standings = standings(res)
+	res.Selector = selectorScores(res)
 	return res, nil
 }
 
@@ -381,7 +404,7 @@ func (c *Cell) summarise(s Setup, runs []RunResult) error {
 			refs[ref][m.Key] = v
 		}
 	}
-	for _, o := range s.Objectives {
+	for _, o := range append(slices.Clone(s.Objectives), s.Baselines...) {
 		out := Outcome{Objective: o, Scores: map[string]Interval{}}
 		vs := map[string]*map[string]Interval{"nll": &out.VsNLL, "p": &out.VsP}
 		for ref := range refs {

@@ -3,6 +3,7 @@ package experiments
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/capsel/capsel/train"
 )
@@ -21,6 +22,12 @@ const (
 	// Indel inserts one random letter into the response or deletes one of
 	// its letters (even odds): a paraphrase-like edit that shifts the rest.
 	Indel Scheme = "indel"
+	// Token replaces every letter of every response independently, at the
+	// noise rate, by another letter: dense per-token noise, under which
+	// almost no response is the model's answer. The grid probes it
+	// (Setup.ProbeSchemes) to show where the noise-aware probe fails; it
+	// fine-tunes on none.
+	Token Scheme = "token"
 )
 
 // Schemes lists every scheme, in report order.
@@ -28,12 +35,12 @@ var Schemes = []Scheme{Replace, Substitute, Indel}
 
 // ParseScheme checks a scheme name.
 func ParseScheme(s string) (Scheme, error) {
-	for _, sc := range Schemes {
+	for _, sc := range append(slices.Clone(Schemes), Token) {
 		if string(sc) == s {
 			return sc, nil
 		}
 	}
-	return "", fmt.Errorf("unknown noise scheme %q (replace, substitute or indel)", s)
+	return "", fmt.Errorf("unknown noise scheme %q (replace, substitute, indel or token)", s)
 }
 
 // Label is the truth about one fine-tuning example's label: whether the
@@ -115,8 +122,8 @@ func labelAt(given string, j int) rune {
 //     the positions after it continue the true response and count as clean;
 //   - delete at p: p holds Clean[p+1] (or EOS), truly Clean[p]; the rest is
 //     clean;
-//   - replace: every position j is compared with Clean[j] (EOS at
-//     len(Clean)); positions past that have no true next token.
+//   - replace and token: every position j is compared with Clean[j] (EOS
+//     at len(Clean)); positions past that have no true next token.
 func TokenTruth(l Label, given string) []rune {
 	out := make([]rune, len(given)+1)
 	for j := range out {
@@ -128,7 +135,7 @@ func TokenTruth(l Label, given string) []rune {
 	switch l.Edit {
 	case "substitute", "insert", "delete":
 		out[l.Pos] = labelAt(l.Clean, l.Pos)
-	case "replace":
+	case "replace", "token":
 		for j := range out {
 			switch {
 			case j <= len(l.Clean):
@@ -149,6 +156,9 @@ func TokenTruth(l Label, given string) []rune {
 func corrupt(task string, clean []train.Example, scheme Scheme, noise float64, seed uint64, random func(*rand.Rand) string) SFTData {
 	rng := rand.New(rand.NewPCG(seed, 0x5f7))
 	n := len(clean)
+	if scheme == Token {
+		return perToken(task, clean, noise, seed, rng)
+	}
 	wrong := map[int]bool{}
 	for _, i := range rng.Perm(n)[:int(noise*float64(n)+0.5)] {
 		wrong[i] = true
@@ -158,6 +168,31 @@ func corrupt(task string, clean []train.Example, scheme Scheme, noise float64, s
 		d.Labels[i] = Label{Clean: ex.Response}
 		if wrong[i] {
 			ex.Response, d.Labels[i] = edit(rng, ex.Response, scheme, random)
+		}
+		d.Examples[i] = ex
+	}
+	return d
+}
+
+// perToken is the Token scheme: every letter independently replaced, at
+// rate noise, by one of the other 25.
+func perToken(task string, clean []train.Example, noise float64, seed uint64, rng *rand.Rand) SFTData {
+	d := SFTData{Task: task, Scheme: Token, Noise: noise, Seed: seed, Examples: make([]train.Example, len(clean)), Labels: make([]Label, len(clean))}
+	for i, ex := range clean {
+		b := []byte(ex.Response)
+		for j := range b {
+			if rng.Float64() < noise {
+				c := letters[rng.IntN(len(letters)-1)]
+				if c >= b[j] {
+					c++
+				}
+				b[j] = c
+			}
+		}
+		d.Labels[i] = Label{Clean: ex.Response}
+		if g := string(b); g != ex.Response {
+			d.Labels[i] = Label{Corrupted: true, Clean: ex.Response, Edit: string(Token)}
+			ex.Response = g
 		}
 		d.Examples[i] = ex
 	}

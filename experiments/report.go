@@ -157,11 +157,12 @@ func (res *ContinuumResult) Markdown(command string) string {
 		fmt.Fprintf(&b, "\n### %s, %s\n\n", g.task, setting(Condition{Scheme: g.sc, Noise: g.e}))
 		for _, key := range shown {
 			fmt.Fprintf(&b, "%s:\n\n| | base | probe as given (clean) | p > 0.55 as given |", metricName(key))
-			for _, o := range s.Objectives {
+			compared := append(slices.Clone(s.Objectives), s.Baselines...)
+			for _, o := range compared {
 				fmt.Fprintf(&b, " %s |", o)
 			}
 			b.WriteString(" verdict |\n|---|---|---|---|")
-			for range s.Objectives {
+			for range compared {
 				b.WriteString("---|")
 			}
 			b.WriteString("---|\n")
@@ -189,6 +190,7 @@ func (res *ContinuumResult) Markdown(command string) string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(res.noiseAwareMarkdown())
 	if len(res.NoiseFlips) > 0 {
 		b.WriteString("## Along the noise rate\n\nFor the dial's upper base models: the best prior-leaning objective minus NLL at each noise rate (token noise rate in brackets), and the lowest rate at which one is ahead (JSON: `noise_flips[i]`).\n\n| | task | base | scheme | metric | by noise rate | flip at |\n|---|---|---|---|---|---|---|\n")
 		for i, f := range res.NoiseFlips {
@@ -204,6 +206,61 @@ func (res *ContinuumResult) Markdown(command string) string {
 		}
 	}
 	return b.String()
+}
+
+// noiseAwareMarkdown is the noise-aware probe's section: its accuracy
+// against the truth, its figures per cell, and the selector's class-level
+// calls against the measured winners.
+func (res *ContinuumResult) noiseAwareMarkdown() string {
+	var b strings.Builder
+	b.WriteString("## The noise-aware probe\n\nCapability Ĉ and noise rate Ê of every base model on every condition's data as given (package labelnoise; `greedy`: the model's own greedy answers, `teacher-forced`: approximated from the label path, as log-prob files allow), against the truth: the mean p of the clean targets and the share of corrupted examples. RMSE over the replicate estimates; Ê only where it is defined (the model reproduces at least 10 labels), with how many are not; how many of Ê's 95% intervals cover the truth (JSON: `noise_accuracy[i]`). `token` is dense per-token noise, probed only.\n\n| | task | scheme | method | estimates | Ĉ RMSE | raw mean p RMSE | Ê RMSE | Ê defined / undefined | Ê CI covers |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for i, a := range res.NoiseAccuracy {
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %d | %.3f | %.3f | %s | %d / %d | %d / %d |\n", i, a.Task, a.Scheme, a.Method, a.Estimates, a.CapabilityRMSE, a.RawMeanPRMSE,
+			orDash(fmtRMSE(a)), a.NoiseDefined, a.NoiseUndefined, a.NoiseCovered, a.NoiseDefined)
+	}
+	b.WriteString("\nPer cell, greedy answers, means over replicates (JSON: `cells[i].noise_aware_probe`, and `noise_probes[i]` for the probe-only cells). The call is the class most replicates' `choose.Decide` names.\n\n| cell | true C | raw mean p | Ĉ [95% CI] | true E | Ê (defined in) | token noise | flagged | call |\n|---|---|---|---|---|---|---|---|---|\n")
+	row := func(key string, raw float64, f *NoiseAwareFigures) {
+		if f == nil {
+			return
+		}
+		g := f.Greedy
+		e := "–"
+		if g.Noise != nil {
+			e = fmt.Sprintf("%.3f (%d)", g.Noise.Mean, g.NoiseDefined)
+		}
+		tn := "–"
+		if g.TokenNoise != nil {
+			tn = fmt.Sprintf("%.3f", g.TokenNoise.Mean)
+		}
+		rawText := "–"
+		if raw >= 0 {
+			rawText = fmt.Sprintf("%.3f", raw)
+		}
+		fmt.Fprintf(&b, "| `%s` | %.3f | %s | %s | %.3f | %s | %s | %.1f | %s |\n", key, f.TrueCapability.Mean, rawText, fmtIv(g.Capability), f.TrueNoise, e, tn, g.Flagged, f.Class)
+	}
+	for _, c := range res.Cells {
+		row(c.Key, c.ProbeGiven.MeanP.Mean, c.NoiseAware)
+	}
+	for _, c := range res.NoiseProbes {
+		row(c.Key, -1, c.NoiseAware)
+	}
+	if len(res.Selector) > 0 {
+		b.WriteString("\n## The selector's class-level call\n\nHow often a rule names the measured class-level winner of a cell: prior-leaning when some prior-leaning objective (")
+		b.WriteString(strings.Join(leaningObjectives(res.Setup), ", "))
+		b.WriteString(") beats NLL with a paired CI above 0, NLL when NLL beats all of them; other cells are ties and left out (JSON: `selector[i]`).\n\n| | metric | rule | agrees | ties | misses |\n|---|---|---|---|---|---|\n")
+		for i, sc := range res.Selector {
+			fmt.Fprintf(&b, "| %d | %s | %s | %d / %d | %d | %s |\n", i, metricName(sc.Metric), sc.Rule, sc.Agree, sc.Decided, sc.Ties, cellList(sc.Misses))
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func fmtRMSE(a NoiseAwareAccuracy) string {
+	if a.NoiseDefined == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.3f", a.NoiseRMSE)
 }
 
 // heldOutMetrics are the metrics of the held-out test.

@@ -46,6 +46,7 @@ type Runner struct {
 	mu    sync.Mutex
 	tasks map[string]Task
 	bases map[baseKey]*train.Checkpoint
+	noise map[string]*NoiseAwareRun
 }
 
 type baseKey struct {
@@ -70,6 +71,9 @@ type RunResult struct {
 	// Objectives counts the steps spent under each concrete objective
 	// (auto and auto-theory).
 	Objectives map[string]int `json:"objectives,omitempty"`
+	// Dropped counts the fine-tuning examples the run trained without:
+	// the flagged ones, for auto when it trains NLL and for CleanNLL.
+	Dropped int `json:"dropped,omitempty"`
 }
 
 func (r *Runner) emit(ev Event) {
@@ -228,11 +232,29 @@ func (r *Runner) FineTune(ctx context.Context, c Condition, objective string, re
 	start := time.Now()
 	cfg := r.Setup.SFT
 	cfg.Objective, cfg.Seed = objective, uint64(rep)
-	tr, err := train.New(cfg, base, t.SFT(c.Scheme, c.Noise, uint64(rep)).Examples)
+	data := t.SFT(c.Scheme, c.Noise, uint64(rep)).Examples
+	res := RunResult{Condition: c, Objective: objective, Replicate: rep, Objectives: map[string]int{}}
+	if objective == CleanNLL {
+		na, err := r.NoiseAware(ctx, c, rep)
+		if err != nil {
+			return RunResult{}, err
+		}
+		drop := map[int]bool{}
+		for _, f := range na.Greedy.Flags {
+			drop[f.Index] = true
+		}
+		kept := data[:0:0]
+		for i, ex := range data {
+			if !drop[i] {
+				kept = append(kept, ex)
+			}
+		}
+		data, cfg.Objective, res.Dropped = kept, "nll", len(drop)
+	}
+	tr, err := train.New(cfg, base, data)
 	if err != nil {
 		return RunResult{}, fmt.Errorf("%s: %w", key, err)
 	}
-	res := RunResult{Condition: c, Objective: objective, Replicate: rep, Objectives: map[string]int{}}
 	for !tr.Done() {
 		info, err := tr.Step(ctx)
 		if err != nil {
@@ -240,6 +262,9 @@ func (r *Runner) FineTune(ctx context.Context, c Condition, objective string, re
 		}
 		res.FinalLoss = info.Loss
 		res.Objectives[info.Objective]++
+	}
+	if m := tr.Measurement(); m != nil {
+		res.Dropped = len(m.Dropped)
 	}
 	if res.HeldOut, err = train.Evaluate(ctx, tr.Model(), tr.Tokenizer(), t.HeldOut(), train.EvalOptions{}); err != nil {
 		return res, err

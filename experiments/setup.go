@@ -51,6 +51,13 @@ type Setup struct {
 	// Objectives are the fine-tuning objectives compared: an objective joins
 	// every experiment by being named here. It must include nll.
 	Objectives []string `json:"objectives"`
+	// Baselines are data interventions fine-tuned beside the objectives
+	// and compared with the best fixed objective like auto: CleanNLL.
+	Baselines []string `json:"baselines"`
+	// ProbeSchemes are noise schemes the noise-aware probe is measured on
+	// but nothing is fine-tuned on (Token), at every noise rate above 0,
+	// on the dial's base models from coverage SweepFrom up.
+	ProbeSchemes []Scheme `json:"probe_schemes"`
 	// Replicates is the number of base models per point of the grid: base
 	// model r is pretrained with seed r and fine-tuned with seed r on the
 	// noise draw r, so that the intervals cover the base model, the noise
@@ -77,18 +84,20 @@ func DefaultSetup() Setup {
 	sft := train.DefaultConfig()
 	sft.Steps, sft.Batch, sft.LR = 120, 16, 5e-4
 	return Setup{
-		TaskSeed:   1,
-		Tasks:      []string{"fact", "rule"},
-		Fact:       FactSizes{Train: 120, HeldOut: 120, Distractors: 240, Unfamiliar: 1920, Steps: 1000},
-		Rule:       RuleSizes{Train: 120, HeldOut: 120, Pretrain: 19200, Steps: 600},
-		Coverages:  []float64{0, 0.25, 0.5, 0.75, 1},
-		Variants:   true,
-		Noises:     []float64{0, 0.1, 0.2, 0.3, 0.5},
-		Schemes:    slices.Clone(Schemes),
-		SweepFrom:  0.75,
-		Objectives: []string{"nll", "p", "GeneralFamily-10", "OnlyTopLogP-0.2", "eaft-1", "deft", "asft-0.1", "auto", "auto-theory"},
-		Replicates: 4,
-		Base:       base, SFT: sft, Eta: 1e-2,
+		TaskSeed:     1,
+		Tasks:        []string{"fact", "rule"},
+		Fact:         FactSizes{Train: 120, HeldOut: 120, Distractors: 240, Unfamiliar: 1920, Steps: 1000},
+		Rule:         RuleSizes{Train: 120, HeldOut: 120, Pretrain: 19200, Steps: 600},
+		Coverages:    []float64{0, 0.25, 0.5, 0.75, 1},
+		Variants:     true,
+		Noises:       []float64{0, 0.1, 0.2, 0.3, 0.5},
+		Schemes:      slices.Clone(Schemes),
+		SweepFrom:    0.75,
+		Objectives:   []string{"nll", "p", "GeneralFamily-10", "OnlyTopLogP-0.2", "eaft-1", "deft", "asft-0.1", "auto", "auto-theory"},
+		Baselines:    []string{CleanNLL},
+		ProbeSchemes: []Scheme{Token},
+		Replicates:   4,
+		Base:         base, SFT: sft, Eta: 1e-2,
 	}
 }
 
@@ -150,6 +159,18 @@ func (s Setup) Validate() error {
 	for _, sc := range s.Schemes {
 		if _, err := ParseScheme(string(sc)); err != nil {
 			errs = append(errs, err)
+		} else if sc == Token {
+			bad("scheme %s is for the noise-aware probe only (probe_schemes): under it almost no label is the model's answer", sc)
+		}
+	}
+	for _, sc := range s.ProbeSchemes {
+		if _, err := ParseScheme(string(sc)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, b := range s.Baselines {
+		if b != CleanNLL {
+			bad("unknown baseline %q (%s)", b, CleanNLL)
 		}
 	}
 	fixed := 0
@@ -202,6 +223,32 @@ func (s Setup) Bases(t Task) []Base {
 		out = append(out, Base{Variant: t.Variant()})
 	}
 	return out
+}
+
+// ProbeConditions lists the conditions the noise-aware probe is measured on
+// without fine-tuning: every ProbeSchemes scheme at every noise rate above
+// 0, for the dial's base models from coverage SweepFrom up.
+func (s Setup) ProbeConditions() ([]Condition, error) {
+	var out []Condition
+	for _, name := range s.Tasks {
+		t, err := s.Task(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range s.Bases(t) {
+			if b.Variant != "" || b.Coverage < s.SweepFrom {
+				continue
+			}
+			for _, sc := range s.ProbeSchemes {
+				for _, e := range s.Noises {
+					if e > 0 {
+						out = append(out, Condition{Task: name, Base: b, Scheme: sc, Noise: e})
+					}
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // Condition is one point of the grid: a base model of a task and the

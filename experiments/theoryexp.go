@@ -484,6 +484,9 @@ func Autoblend(cont *ContinuumResult) (*AutoblendResult, error) {
 	if len(adaptive) == 0 {
 		return nil, fmt.Errorf("autoblend: the setup has no adaptive objective (auto, auto-theory)")
 	}
+	// The baselines (clean, then NLL) stand against the best fixed
+	// objective in the same way.
+	adaptive = append(adaptive, s.Baselines...)
 	fixed := fixedObjectives(s)
 	res := &AutoblendResult{Setup: s}
 	for _, cell := range cont.Cells {
