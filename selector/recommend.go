@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 
 	"github.com/capsel/capsel/choose"
 	"github.com/capsel/capsel/continuum"
@@ -82,6 +83,19 @@ type Pilot struct {
 	Pick       string   `json:"pick"`
 }
 
+// Unranked is a candidate the theory could not rank on the evidence.
+type Unranked struct {
+	Objective string `json:"objective"`
+	Reason    string `json:"reason"`
+}
+
+// Alternative is a trainer's objective worth a pilot arm beside the
+// recommendation, with the evidence for it.
+type Alternative struct {
+	Objective string `json:"objective"`
+	Why       string `json:"why"`
+}
+
 // Recommendation is the selector's answer with its evidence.
 type Recommendation struct {
 	Objective string `json:"objective"`
@@ -102,6 +116,11 @@ type Recommendation struct {
 	NoiseAware *NoiseAwareSummary `json:"noise_aware"`
 	Confidence string             `json:"confidence"` // high, medium or low
 	Ranking    []Ranked           `json:"ranking"`    // by Rate, fastest first
+	// Unranked are the peers (Peers) the contexts could not rank.
+	Unranked []Unranked `json:"unranked,omitempty"`
+	// Alternatives are the trainers' objectives that capsel's experiment
+	// grid measured ahead where the call stands.
+	Alternatives []Alternative `json:"alternatives"`
 	// Noise is the noise rate the theory was evaluated at, measured (the
 	// noise-aware Ê, or its token noise rate) or assumed (NoiseSource).
 	Noise         float64  `json:"noise"`
@@ -179,8 +198,20 @@ func (ev Evidence) validate() error {
 
 // Candidates returns the objectives the theory ranks: NLL, "p",
 // GeneralFamily-α on opt's grid, the paper's thresholded −log p·1{p ≥ 0.2},
-// and blend-λ on opt's grid.
+// blend-λ on opt's grid, and the trainers' own objectives (Peers).
 func Candidates(opt Options) []objectives.Objective {
+	return append(paperCandidates(opt), Peers()...)
+}
+
+// Peers are the token-level objectives the trainers ship, at the settings
+// capsel's experiment grid measures: EAFT at α = 1 (LLaMA-Factory's and
+// Axolotl's default), DEFT, and ASFT at LLaMA-Factory's default α = 0.1.
+func Peers() []objectives.Objective {
+	return []objectives.Objective{objectives.MustParse("eaft-1"), objectives.MustParse("deft"), objectives.MustParse("asft-0.1")}
+}
+
+// paperCandidates are Candidates without the peers: the functions of p.
+func paperCandidates(opt Options) []objectives.Objective {
 	out := []objectives.Objective{objectives.NLL(), objectives.P()}
 	for _, a := range opt.Alphas {
 		if o, err := objectives.GeneralFamily(a); err == nil && a != 1 {
@@ -242,10 +273,21 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 	if err := nm.Validate(); err != nil {
 		return Recommendation{}, fmt.Errorf("selector: %w", err)
 	}
-	ests, err := theory.Rank(Candidates(opt), ev.Contexts, nm)
+	ests, err := theory.Rank(paperCandidates(opt), ev.Contexts, nm)
 	if err != nil {
 		return Recommendation{}, fmt.Errorf("selector: %w", err)
 	}
+	// A peer whose gate the contexts cannot give (EAFT's top-20 entropy from
+	// a shorter top-k list) is left out of the ranking, with the reason.
+	for _, o := range Peers() {
+		e, err := theory.EstimateRate(o, ev.Contexts, nm)
+		if err != nil {
+			r.Unranked = append(r.Unranked, Unranked{Objective: o.String(), Reason: err.Error()})
+			continue
+		}
+		ests = append(ests, e)
+	}
+	sort.SliceStable(ests, func(i, j int) bool { return ests[i].Rate > ests[j].Rate })
 	var best objectives.Objective
 	bestRate := math.Inf(-1)
 	for _, e := range ests {
@@ -289,8 +331,12 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 		r.Rationale = append(r.Rationale, fmt.Sprintf("Only %d target tokens were scored; probe more data for a firmer estimate.", ev.Tokens))
 	}
 	r.Confidence = []string{"low", "medium", "high"}[max(0, level)]
+	r.Alternatives = alternatives(call)
 	if r.Confidence != "high" {
 		cands := []string{"nll", r.Objective, "p", "OnlyTopLogP-0.2"}
+		for _, a := range r.Alternatives {
+			cands = append(cands, a.Objective)
+		}
 		if call.Noisy && call.Region != continuum.Strong {
 			r.Rationale = append(r.Rationale, "The pilot below includes NLL on the data without the flagged examples (selector clean): on capsel's grid that fits the training data best in some noisy cells, while the prior-leaning objectives generalise better.")
 		}
@@ -303,6 +349,29 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 	}
 	return r, nil
 }
+
+// alternatives names the trainers' objectives where capsel's experiment grid
+// (experiments/results/README.md, "EAFT, DEFT and ASFT against NLL and −p")
+// measured them ahead of the class the call names: ASFT wherever the base
+// model is not weak, since it keeps what the base model knows and cannot
+// learn what it does not; DEFT where the call is NLL. They are not the call
+// itself: the grid's models are small, and the first-order theory cannot
+// tell ASFT from DFT.
+func alternatives(call choose.Call) []Alternative {
+	var out []Alternative
+	if call.Region != continuum.Weak {
+		out = append(out, Alternative{Objective: "asft-0.1", Why: asftWhy})
+	}
+	if !call.Leaning {
+		out = append(out, Alternative{Objective: "deft", Why: deftWhy})
+	}
+	return out
+}
+
+const (
+	asftWhy = "ASFT (DFT with a KL anchor to the base model; LLaMA-Factory's use_asft_loss at its default α = 0.1): on capsel's fact task it led both NLL and −p on held-out exact match wherever the base model knew some of the facts, because it keeps what the base model knew; where the base model knew nothing it could not learn, and on the rule task it fell behind NLL at the weak end. The first-order theory ranks it level with −p: its anchor acts only once the model moves."
+	deftWhy = "DEFT (the DEFT fork's per-token gate between NLL-like and −p-like behaviour): on capsel's rule task, which asks for generalisation, it was among the leaders on held-out token accuracy in every cell but one and never behind −p; on the fact task it fell between NLL and −p."
+)
 
 // decideRaw is the paper's rollout on the raw mean p, for evidence without
 // the noise-aware measurement: prior-leaning (−p) at the model-strong end,

@@ -126,7 +126,7 @@ func TestPaperAnchors(t *testing.T) {
 		if r.Confidence == "high" || r.Pilot == nil {
 			t.Errorf("%s on %s: without the noise-aware measurement the confidence is at most medium, with a pilot; got %s", a.Model, a.Domain, r.Confidence)
 		}
-		if len(r.Ranking) != len(Candidates(DefaultOptions())) || len(r.Rationale) < 2 {
+		if len(r.Ranking)+len(r.Unranked) != len(Candidates(DefaultOptions())) || len(r.Rationale) < 2 {
 			t.Errorf("%s on %s: ranking %d, rationale %d", a.Model, a.Domain, len(r.Ranking), len(r.Rationale))
 		}
 		t.Logf("%-18s %-8s mean p %.3f share %.2f → %-16s confidence %-6s E*=%v", a.Model, a.Domain, ev.MeanP, ev.ShareGT055, r.Objective, r.Confidence, fmtPtr(r.Crossover))
@@ -186,4 +186,87 @@ func TestConfidence(t *testing.T) {
 	if r3.TheoryAgrees == nil || !*r3.TheoryAgrees || r3.Confidence != "medium" || r3.NoiseSource != "assumed" {
 		t.Errorf("strong end at E = 0.9: agrees %v, confidence %s, noise %s", r3.TheoryAgrees, r3.Confidence, r3.NoiseSource)
 	}
+}
+
+// The trainers' objectives are ranked beside the paper's where the contexts
+// give their gates, left out with the reason where they do not, and named
+// as alternatives (and pilot arms) where capsel's grid measured them ahead.
+func TestRecommendPeers(t *testing.T) {
+	// Top-2 lists: EAFT's gate is the entropy of the top 20 tokens
+	// (objectives.EAFTTopK), which two listed tokens cannot give.
+	ev := syntheticEvidence(t, 0.5, math.NaN(), 3)
+	r, err := Recommend(ev, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Unranked) != 1 || r.Unranked[0].Objective != "eaft-1" || !strings.Contains(r.Unranked[0].Reason, "top 20") {
+		t.Errorf("unranked %+v, want eaft-1 with a reason that asks for the top 20", r.Unranked)
+	}
+	rate := map[string]float64{}
+	for _, x := range r.Ranking {
+		rate[x.Objective] = x.Rate
+		if x.Objective == "deft" || x.Objective == "asft-0.1" {
+			if x.Class != "not a function of p" {
+				t.Errorf("%s: class %q", x.Objective, x.Class)
+			}
+		}
+	}
+	// ASFT's first-order rate is DFT's, −p's (theory/doc.go).
+	if _, ok := rate["deft"]; !ok || rate["asft-0.1"] != rate["p"] {
+		t.Errorf("deft ranked: %v; asft-0.1 %v against p %v", ok, rate["asft-0.1"], rate["p"])
+	}
+	// An intermediate model with NLL called: both alternatives, both in the pilot.
+	if r.Objective != "nll" || names(r.Alternatives) != "asft-0.1 deft" {
+		t.Errorf("called %s with alternatives %q, want nll with asft-0.1 and deft", r.Objective, names(r.Alternatives))
+	}
+	if r.Pilot == nil || !strings.Contains(strings.Join(r.Pilot.Objectives, " "), "asft-0.1 deft") {
+		t.Errorf("pilot %+v lacks the alternatives", r.Pilot)
+	}
+
+	// Full distributions over 40 tokens: every peer is ranked.
+	full := ev
+	full.Contexts = nil
+	rng := rand.New(rand.NewPCG(4, 4))
+	for range 500 {
+		q := make([]float64, 40)
+		var sum float64
+		for i := range q {
+			q[i] = rng.Float64() * rng.Float64()
+			sum += q[i]
+		}
+		for i := range q {
+			q[i] /= sum
+		}
+		full.Contexts = append(full.Contexts, theory.Context{Q: q, Label: rng.IntN(40), Truth: theory.Unknown})
+	}
+	r, err = Recommend(full, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Unranked) != 0 || len(r.Ranking) != len(Candidates(DefaultOptions())) {
+		t.Errorf("full distributions: %d ranked, unranked %+v", len(r.Ranking), r.Unranked)
+	}
+
+	// Model-strong: a prior-leaning call, with ASFT alone as the alternative;
+	// model-weak: NLL, with DEFT alone.
+	for _, c := range []struct {
+		m    float64
+		want string
+	}{{0.85, "asft-0.1"}, {0.1, "deft"}} {
+		r, err := Recommend(syntheticEvidence(t, c.m, math.NaN(), 6), DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names(r.Alternatives) != c.want {
+			t.Errorf("mean p %v (%s, %s): alternatives %q, want %q", c.m, r.Region, r.Objective, names(r.Alternatives), c.want)
+		}
+	}
+}
+
+func names(as []Alternative) string {
+	var s []string
+	for _, a := range as {
+		s = append(s, a.Objective)
+	}
+	return strings.Join(s, " ")
 }

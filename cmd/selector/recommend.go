@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/capsel/capsel/choose"
+	"github.com/capsel/capsel/continuum"
 	"github.com/capsel/capsel/objectives"
 	"github.com/capsel/capsel/probe"
 	"github.com/capsel/capsel/probe/ckprobe"
@@ -31,25 +33,37 @@ var cmdRecommend = &command{
 	name:  "recommend",
 	usage: "selector recommend [REPORT.json | --logprobs FILE... | --server URL... [--served-model NAME] --data SFT.jsonl | --model CKPT --data SFT.jsonl] [--noise E] [--json] [--export FORMAT] [--pilot]",
 	short: "recommend the fine-tuning objective for a base model and its data",
-	long: `Tells you which objective to fine-tune a base model with on your data, why,
+	long: strings.NewReplacer("{strong}", fmt.Sprint(continuum.DefaultCuts.StrongAt), "{whole}", fmt.Sprint(100*choose.WholeExampleShare)).Replace(
+		`Tells you which objective to fine-tune a base model with on your data, why,
 and what to put in your trainer's config.
 
 It measures (or reads) how much the base model already believes the targets
 — the mean probability of the response tokens, the paper's Eq. 5 — and
-places it on the capability continuum of Li et al. (ICML 2026):
+tells apart the two things that lower it: a model that does not know, and
+labels that are wrong. It compares each label with the model's own answer
+and the model's confidence in it, and reports the capability Ĉ (mean p with
+the noise it can see taken out) and the noise rate Ê, with 95 % CIs. The
+call places Ĉ on the capability continuum of Li et al. (ICML 2026):
 
-  model-strong        prior-leaning objective (−p, −p¹⁰, −log p·1{p ≥ 0.2}):
-                      the paper measured them 4–16 points ahead of NLL
-  model-weak          NLL: prior-leaning objectives barely learn what the
-                      model does not know yet
-  model-intermediate  no fixed winner: auto (blends NLL and −p as mean p
-                      moves during training), and a pilot sweep to settle it
+  model-strong (Ĉ ≥ {strong}), or   prior-leaning: −log p·1{p ≥ 0.2} when the
+  labels measurably noisy        model reproduces at least {whole} % of the
+                                 examples whole, −p otherwise; the paper
+                                 measured them 4–16 points ahead of NLL
+  otherwise                      NLL, which learns fastest what the model
+                                 does not know yet, without the flagged
+                                 examples (selector clean)
+
+Without the noise-aware measurement (no top-k lists, no model to answer),
+the call falls back to the paper's rule on the raw mean p, and says so.
 
 The paper's gradient-flow theory then ranks the candidates (NLL, −p,
-GeneralFamily-α, −log p·1{p ≥ 0.2}, blends) by their risk-reduction rate
-under a label-noise model (--noise), reports the noise rate E* at which the
-best prior-leaning objective overtakes NLL, and lowers the confidence where
-it disagrees with the measurements or the capability is borderline.
+GeneralFamily-α, −log p·1{p ≥ 0.2}, blends, and the trainers' EAFT, DEFT
+and ASFT) by their risk-reduction rate at the measured noise rate (--noise
+where none was measured), reports the rate E* at which the best
+prior-leaning objective overtakes NLL, and lowers the confidence where it
+disagrees with the call or the capability is borderline. Where capsel's
+experiment grid measured one of the trainers' objectives ahead, the output
+names it as an alternative, and the pilot sweep includes it.
 
 Inputs (one of):
   (nothing)                   the embedded demo: a small model capsel trained,
@@ -75,7 +89,7 @@ sweep: short fine-tunes on 90 % of the data, compared example by example on
 the other 10 %. An objective that beats every other one there (a paired 95 %
 CI that excludes 0; exact match first, token accuracy where exact match does
 not separate them) becomes the recommendation; otherwise the output says
-why the recommendation stands.`,
+why the recommendation stands.`),
 }
 
 func init() { cmdRecommend.run = runRecommend }
@@ -294,6 +308,15 @@ func printRecommendation(w io.Writer, r recommendJSON, pilotRan bool) {
 		fmt.Fprintf(w, "  crossover: %s and nll trade places at a label-noise rate of E* = %.3f\n", r.BestLeaning, *r.Crossover)
 	} else {
 		fmt.Fprintf(w, "  crossover: none in [0, 1] between %s and nll\n", r.BestLeaning)
+	}
+	for _, u := range r.Unranked {
+		fmt.Fprintf(w, "  %s\n", wrap("not ranked: "+u.Objective+": "+u.Reason, 76, "    "))
+	}
+	if len(r.Alternatives) > 0 {
+		fmt.Fprintln(w, "\nAlso worth trying (the trainers' objectives, on capsel's experiment grid):")
+		for _, a := range r.Alternatives {
+			fmt.Fprintf(w, "  - %s\n", wrap(a.Objective+": "+a.Why, 76, "    "))
+		}
 	}
 	if r.RemainderNote {
 		fmt.Fprintln(w, "  (top-k inputs: the unlisted probability mass is spread evenly over the unlisted tokens, or lumped when the vocabulary size is unknown)")
