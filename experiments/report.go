@@ -213,11 +213,7 @@ func (res *ContinuumResult) Markdown(command string) string {
 // calls against the measured winners.
 func (res *ContinuumResult) noiseAwareMarkdown() string {
 	var b strings.Builder
-	b.WriteString("## The noise-aware probe\n\nCapability Ĉ and noise rate Ê of every base model on every condition's data as given (package labelnoise; `greedy`: the model's own greedy answers, `teacher-forced`: approximated from the label path, as log-prob files allow), against the truth: the mean p of the clean targets and the share of corrupted examples. RMSE over the replicate estimates; Ê only where it is defined (the model reproduces at least 10 labels), with how many are not; how many of Ê's 95% intervals cover the truth (JSON: `noise_accuracy[i]`). `token` is dense per-token noise, probed only.\n\n| | task | scheme | method | estimates | Ĉ RMSE | raw mean p RMSE | Ê RMSE | Ê defined / undefined | Ê CI covers |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	for i, a := range res.NoiseAccuracy {
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %d | %.3f | %.3f | %s | %d / %d | %d / %d |\n", i, a.Task, a.Scheme, a.Method, a.Estimates, a.CapabilityRMSE, a.RawMeanPRMSE,
-			orDash(fmtRMSE(a)), a.NoiseDefined, a.NoiseUndefined, a.NoiseCovered, a.NoiseDefined)
-	}
+	b.WriteString(res.noiseAccuracyMarkdown("##"))
 	b.WriteString("\nPer cell, greedy answers, means over replicates (JSON: `cells[i].noise_aware_probe`, and `noise_probes[i]` for the probe-only cells). The call is the class most replicates' `choose.Decide` names.\n\n| cell | true C | raw mean p | Ĉ [95% CI] | true E | Ê (defined in) | token noise | flagged | call |\n|---|---|---|---|---|---|---|---|---|\n")
 	row := func(key string, raw float64, f *NoiseAwareFigures) {
 		if f == nil {
@@ -244,13 +240,35 @@ func (res *ContinuumResult) noiseAwareMarkdown() string {
 	for _, c := range res.NoiseProbes {
 		row(c.Key, -1, c.NoiseAware)
 	}
-	if len(res.Selector) > 0 {
-		b.WriteString("\n## The selector's class-level call\n\nHow often a rule names the measured class-level winner of a cell: prior-leaning when some prior-leaning objective (")
-		b.WriteString(strings.Join(leaningObjectives(res.Setup), ", "))
-		b.WriteString(") beats NLL with a paired CI above 0, NLL when NLL beats all of them; other cells are ties and left out (JSON: `selector[i]`).\n\n| | metric | rule | agrees | ties | misses |\n|---|---|---|---|---|---|\n")
-		for i, sc := range res.Selector {
-			fmt.Fprintf(&b, "| %d | %s | %s | %d / %d | %d | %s |\n", i, metricName(sc.Metric), sc.Rule, sc.Agree, sc.Decided, sc.Ties, cellList(sc.Misses))
-		}
+	b.WriteString("\n")
+	b.WriteString(res.selectorMarkdown("##", "JSON: `selector[i]`"))
+	return b.String()
+}
+
+// noiseAccuracyMarkdown is the table of the noise-aware probe's accuracy
+// against the truth, under a heading of the given level.
+func (res *ContinuumResult) noiseAccuracyMarkdown(level string) string {
+	var b strings.Builder
+	b.WriteString(level + " The noise-aware probe\n\nCapability Ĉ and noise rate Ê of every base model on every condition's data as given (package labelnoise; `greedy`: the model's own greedy answers, `teacher-forced`: approximated from the label path, as log-prob files allow), against the truth: the mean p of the clean targets and the share of corrupted examples. RMSE over the replicate estimates; Ê only where it is defined (the model reproduces at least 10 labels), with how many are not; how many of Ê's 95% intervals cover the truth (JSON: `continuum.json` `noise_accuracy[i]`). `token` is dense per-token noise, probed only.\n\n| | task | scheme | method | estimates | Ĉ RMSE | raw mean p RMSE | Ê RMSE | Ê defined / undefined | Ê CI covers |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for i, a := range res.NoiseAccuracy {
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %d | %.3f | %.3f | %s | %d / %d | %d / %d |\n", i, a.Task, a.Scheme, a.Method, a.Estimates, a.CapabilityRMSE, a.RawMeanPRMSE,
+			orDash(fmtRMSE(a)), a.NoiseDefined, a.NoiseUndefined, a.NoiseCovered, a.NoiseDefined)
+	}
+	return b.String()
+}
+
+// selectorMarkdown is the table of the class-level rules against the
+// measured winners, under a heading of the given level; "" without them.
+func (res *ContinuumResult) selectorMarkdown(level, source string) string {
+	if len(res.Selector) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(level + " The selector's class-level call\n\nHow often a rule names the measured class-level winner of a cell: prior-leaning when some prior-leaning objective (")
+	b.WriteString(strings.Join(leaningObjectives(res.Setup), ", "))
+	b.WriteString(") beats NLL with a paired CI above 0, NLL when NLL beats all of them; other cells are ties and left out (" + source + ").\n\n| | metric | rule | agrees | ties | misses |\n|---|---|---|---|---|---|\n")
+	for i, sc := range res.Selector {
+		fmt.Fprintf(&b, "| %d | %s | %s | %d / %d | %d | %s |\n", i, metricName(sc.Metric), sc.Rule, sc.Agree, sc.Decided, sc.Ties, cellList(sc.Misses))
 	}
 	b.WriteString("\n")
 	return b.String()
@@ -503,7 +521,7 @@ func fmtEstar(iv Interval) string {
 func (res *AutoblendResult) Markdown(command string) string {
 	s := res.Setup
 	var b strings.Builder
-	b.WriteString("# auto and auto-theory against the best fixed objective\n\n")
+	b.WriteString("# auto, auto-theory and clean-nll against the best fixed objective\n\n")
 	b.WriteString(setupLines(s, command))
 	b.WriteString("The best fixed objective of each cell and metric is picked after the fact, by its mean over replicates: a comparison that favours it. The gap is the adaptive objective minus that objective, paired by replicate.\n\n")
 	b.WriteString("## Summary\n\nPer task, noise group and metric: cells where the adaptive objective is behind / tied / ahead (paired CI), the mean gap, and the worst cell (JSON: `summaries[i]`).\n\n| | task | group | metric | objective | behind / tied / ahead | mean gap | worst cell |\n|---|---|---|---|---|---|---|---|\n")
@@ -570,10 +588,10 @@ func Summary(cont *ContinuumResult, th *TheoryResult, ab *AutoblendResult, comma
 	b.WriteString("# Summary\n\n")
 	b.WriteString(setupLines(s, command))
 	top := slices.Max(s.Noises)
-	b.WriteString("Per task, noise group and metric: the crossover along the dial (clean labels, or the scheme at the largest noise rate; `continuum.json` `crossovers[i]`); how often the paper's rate with known truths (`paper_rate`) and with the posterior split (`posterior_rate`) name the decided winner, over every cell of the group (`theory.json` `agreements[i]`); and auto's and auto-theory's gap to the best fixed objective over the group's cells (`autoblend.json` `summaries[i]`).\n\n")
+	b.WriteString("Per task, noise group and metric: the crossover along the dial (clean labels, or the scheme at the largest noise rate; `continuum.json` `crossovers[i]`); how often the paper's rate with known truths (`paper_rate`) and with the posterior split (`posterior_rate`) name the decided winner, over every cell of the group (`theory.json` `agreements[i]`); and the gap of auto, auto-theory and clean-nll (NLL on the data without the noise-aware probe's flagged examples) to the best fixed objective over the group's cells (`autoblend.json` `summaries[i]`); the group `all` is every cell of the task.\n\n")
 	for _, task := range s.Tasks {
-		fmt.Fprintf(&b, "## %s\n\n| group | metric | crossover along the dial | paper_rate agrees | posterior_rate agrees | auto vs best fixed: mean gap (behind/tied/ahead) | auto-theory vs best fixed |\n|---|---|---|---|---|---|---|\n", task)
-		for _, g := range groupsOf(cont.Cells) {
+		fmt.Fprintf(&b, "## %s\n\n| group | metric | crossover along the dial | paper_rate agrees | posterior_rate agrees | auto vs best fixed: mean gap (behind/tied/ahead) | auto-theory vs best fixed | clean-nll vs best fixed |\n|---|---|---|---|---|---|---|---|\n", task)
+		for _, g := range append(groupsOf(cont.Cells), "all") {
 			for _, key := range summaryMetrics {
 				cross := "–"
 				for i, x := range cont.Crossovers {
@@ -593,7 +611,7 @@ func Summary(cont *ContinuumResult, th *TheoryResult, ab *AutoblendResult, comma
 						auto[sm.Objective] = fmt.Sprintf("%+.3f (%d/%d/%d) `[%d]`", sm.MeanGap, sm.Behind, sm.Tied, sm.Ahead, i)
 					}
 				}
-				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", g, metricName(key), cross, orDash(agree[PredPaper]), orDash(agree[PredPosterior]), orDash(auto["auto"]), orDash(auto["auto-theory"]))
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", g, metricName(key), cross, orDash(agree[PredPaper]), orDash(agree[PredPosterior]), orDash(auto["auto"]), orDash(auto["auto-theory"]), orDash(auto[CleanNLL]))
 			}
 		}
 		b.WriteString("\n")
@@ -677,7 +695,7 @@ func Summary(cont *ContinuumResult, th *TheoryResult, ab *AutoblendResult, comma
 			b.WriteString("\n")
 		}
 	}
-	b.WriteString("## The probe per base model\n\nMean p (paper Eq. 5) and the share of tokens with p > 0.55 on the clean fine-tuning data and on the data as given at the largest noise rate, over replicates (`continuum.json` `cells[i].probe_clean`, `cells[i].probe_as_given`). The noise-aware probe's Ĉ and Ê will go in `cells[i].noise_aware_probe` (null until then).\n\n| task | base | clean: mean p / p > 0.55 |")
+	b.WriteString("## The probe per base model\n\nMean p (paper Eq. 5) and the share of tokens with p > 0.55 on the clean fine-tuning data and on the data as given at the largest noise rate, over replicates (`continuum.json` `cells[i].probe_clean`, `cells[i].probe_as_given`). After the arrow, the noise-aware probe's Ĉ from the model's greedy answers (`cells[i].noise_aware_probe`), which takes out the noise the model can see.\n\n| task | base | clean: mean p / p > 0.55 |")
 	for _, sc := range s.Schemes {
 		fmt.Fprintf(&b, " %s %g |", sc, top)
 	}
@@ -692,13 +710,23 @@ func Summary(cont *ContinuumResult, th *TheoryResult, ab *AutoblendResult, comma
 			cell := "–"
 			for i, c := range cont.Cells {
 				if c.Task == bi.Task && c.Base == bi.Base && c.Scheme == sc && c.Noise == top {
-					cell = fmt.Sprintf("%.3f / %.1f%% `[%d]`", c.ProbeGiven.MeanP.Mean, 100*c.ProbeGiven.ShareGT055.Mean, i)
+					cell = fmt.Sprintf("%.3f / %.1f%%", c.ProbeGiven.MeanP.Mean, 100*c.ProbeGiven.ShareGT055.Mean)
+					if c.NoiseAware != nil {
+						cell += fmt.Sprintf(" → Ĉ %.3f", c.NoiseAware.Greedy.Capability.Mean)
+					}
+					cell += fmt.Sprintf(" `[%d]`", i)
 				}
 			}
 			fmt.Fprintf(&b, " %s |", cell)
 		}
 		b.WriteString("\n")
 	}
+	if len(cont.NoiseAccuracy) > 0 {
+		b.WriteString("\n")
+		b.WriteString(cont.noiseAccuracyMarkdown("##"))
+		b.WriteString("\n`continuum.md` has the figures per cell.\n\n")
+	}
+	b.WriteString(cont.selectorMarkdown("##", "`continuum.json` `selector[i]`"))
 	return b.String()
 }
 

@@ -38,24 +38,30 @@ random response), substitute (one letter wrong), indel (one letter inserted
 or deleted).
 
   continuum   the probe's figures of every base model on clean data and on
-              the data as given; held-out exact match, token accuracy and
-              mean p and the training-set fit of every objective, with 95 %
-              CIs over replicates, paired differences against NLL and −p and
-              the cell's winner (or a tie); the crossover along the dial;
-              where each objective stands against NLL and −p per noise
-              group; PNGs against the probe's mean p on the data as given
+              the data as given, and the noise-aware probe's Ĉ and Ê (greedy
+              and teacher-forced) against the truth, with a dense per-token
+              noise scheme probed only; held-out exact match, token accuracy
+              and mean p and the training-set fit of every objective, with
+              95 % CIs over replicates, paired differences against NLL and −p
+              and the cell's winner (or a tie); the crossover along the dial;
+              where each objective stands against NLL and −p per noise group;
+              how often the noise-aware call and the region rules name the
+              measured class-level winner; PNGs against the probe's mean p on
+              the data as given
   theory      in every cell, the winner predicted by the paper's rate (with
               known truths, the posterior split and the flat split), the
               step-normalised rate, the exact first-order rate and the
               measured one-step change, against the decided final outcome;
               the crossover noise rate E*
+  autoblend   auto, auto-theory and the baseline clean-nll (NLL without the
+              examples the noise-aware probe flags) against the best fixed
+              objective per cell
+  all         the three
 
 The objectives: NLL, −p, −p¹⁰, −log p·1{p ≥ 0.2}, the trainers' eaft-1
 (LLaMA-Factory's EAFT at its default α), deft (the DEFT fork's) and asft-0.1
-(LLaMA-Factory's ASFT at its default α, anchored to the base model), auto and
-auto-theory.
-  autoblend   auto and auto-theory against the best fixed objective per cell
-  all         the three
+(LLaMA-Factory's ASFT at its default α, anchored to the base model), auto
+(which measures the base model once, before its first step) and auto-theory.
 
 Runs are cached (--cache) so that the three share them. --quick checks the
 pipeline in seconds on tiny models and tasks; its numbers mean nothing and
