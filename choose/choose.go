@@ -15,11 +15,22 @@ import (
 // base model below full coverage does (experiments/results).
 const WholeExampleShare = 0.2
 
+// Anchored is the prior-leaning objective the call names: ASFT at
+// LLaMA-Factory's default α = 0.1, DFT (whose gradient is −p's) with a KL
+// anchor to the base model. On capsel's experiment grid it was ahead of
+// −p and −log p·1{p ≥ 0.2} wherever the base model knew whole facts, and
+// never behind them (experiments/results).
+const Anchored = "asft-0.1"
+
 // Call is the class-level decision: which objective the measurement of a
 // base model on its fine-tuning data calls for, and why.
 type Call struct {
-	// Objective is nll, p or OnlyTopLogP-0.2.
+	// Objective is nll or, prior-leaning, Anchored.
 	Objective string `json:"objective"`
+	// Fallback is the objective for a trainer that cannot run Objective
+	// (ASFT needs the base model as a frozen reference): nll, p or
+	// OnlyTopLogP-0.2.
+	Fallback string `json:"fallback"`
 	// Leaning is true for a prior-leaning objective.
 	Leaning bool `json:"prior_leaning"`
 	// DropFlagged says to train without the flagged examples: with NLL,
@@ -43,7 +54,9 @@ type Call struct {
 //     it knows the answers (a prior-leaning objective gives the tokens it
 //     disbelieves little gradient; the paper's theory needs noise for the
 //     prior-leaning objective to win, §6);
-//   - among prior-leaning objectives, −log p·1{p ≥ 0.2} when the model's
+//   - among prior-leaning objectives, Anchored: −p's gradient with a KL
+//     anchor that keeps the model near what it knew. Its fallback, for
+//     trainers that cannot run it, is −log p·1{p ≥ 0.2} when the model's
 //     knowledge comes in whole examples (it reproduces at least
 //     WholeExampleShare of them): it leaves alone the examples the model
 //     does not know instead of overwriting what it knows with them; −p
@@ -52,9 +65,8 @@ type Call struct {
 //   - NLL otherwise: the model has to learn, and NLL learns fastest (the
 //     paper's Table 3), without the flagged examples.
 //
-// On capsel's experiment grid this call agrees with the measured
-// class-level winner on held-out exact match in 45 of 47 decided cells
-// (experiments/results).
+// experiments/results scores this call against the measured class-level
+// winners of capsel's grid.
 func Decide(m *labelnoise.Result, cuts continuum.Cuts) Call {
 	c := Call{Region: cuts.Region(m.Capability.Value), Noisy: m.Noisy()}
 	capLine := fmt.Sprintf("With the noise the model can see taken out, its capability is Ĉ = %.3f (95%% CI %.3f–%.3f)", m.Capability.Value, m.Capability.CI[0], m.Capability.CI[1])
@@ -78,7 +90,7 @@ func Decide(m *labelnoise.Result, cuts continuum.Cuts) Call {
 	}
 	c.Leaning = c.Region == continuum.Strong || c.Noisy
 	if !c.Leaning {
-		c.Objective = "nll"
+		c.Objective, c.Fallback = "nll", "nll"
 		c.DropFlagged = len(m.Flags) > 0
 		line := "So NLL: the model still has to learn most of this, and NLL learns fastest (the paper's Table 3: prior-leaning objectives scale each token's gradient by about p and barely learn what the model does not know)."
 		if c.DropFlagged {
@@ -94,12 +106,15 @@ func Decide(m *labelnoise.Result, cuts continuum.Cuts) Call {
 		why += ", and its labels are noisy where it knows the answers"
 	}
 	whole := m.Known != nil && m.Known.Value >= WholeExampleShare
+	c.Objective = Anchored
+	line := fmt.Sprintf("So a prior-leaning objective: %s. ASFT (%s): DFT, whose gradient is −p's, with a KL anchor to the base model that keeps what it knows; on capsel's experiment grid it kept more of the base model's knowledge than −p and −log p·1{p ≥ 0.2} and was never behind them.", why, Anchored)
 	if whole {
-		c.Objective = "OnlyTopLogP-0.2"
-		c.Reasons = append(c.Reasons, fmt.Sprintf("So a prior-leaning objective: %s. It reproduces %.0f%% of the examples whole: its knowledge comes in whole examples, so −log p·1{p ≥ 0.2} (OnlyTopLogP-0.2), which leaves alone the tokens it finds unlikely, keeps what it knows instead of overwriting it with examples it does not know.", why, 100*m.Known.Value))
+		c.Fallback = "OnlyTopLogP-0.2"
+		line += fmt.Sprintf(" Where the trainer cannot run it (it needs the base model as a frozen reference): −log p·1{p ≥ 0.2} (OnlyTopLogP-0.2). The model reproduces %.0f%% of the examples whole, so its knowledge comes in whole examples, and that objective leaves alone the tokens it finds unlikely instead of overwriting what it knows with examples it does not know.", 100*m.Known.Value)
 	} else {
-		c.Objective = "p"
-		c.Reasons = append(c.Reasons, fmt.Sprintf("So a prior-leaning objective: %s. Its knowledge is spread across the examples rather than whole ones, so −p, which still learns the parts it does not know (slowly), where −log p·1{p ≥ 0.2} never would.", why))
+		c.Fallback = "p"
+		line += " Where the trainer cannot run it (it needs the base model as a frozen reference): −p, its DFT part. The model's knowledge is spread across the examples rather than whole ones, and −p still learns the parts it does not know (slowly), where −log p·1{p ≥ 0.2} never would."
 	}
+	c.Reasons = append(c.Reasons, line)
 	return c
 }

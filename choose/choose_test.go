@@ -19,30 +19,31 @@ func TestDecide(t *testing.T) {
 		name        string
 		m           labelnoise.Result
 		objective   string
+		fallback    string
 		leaning     bool
 		dropFlagged bool
 		reason      string
 	}{
 		{"strong, clean, knowledge in whole examples",
 			labelnoise.Result{Capability: *est(0.9, 0.88, 0.92), RawMeanP: 0.9, Noise: est(0, 0, 0.02), Known: est(0.9, 0.85, 0.95)},
-			"OnlyTopLogP-0.2", true, false, "model-strong"},
+			Anchored, "OnlyTopLogP-0.2", true, false, "model-strong"},
 		{"intermediate, measurably noisy, whole examples",
 			labelnoise.Result{Capability: *est(0.5, 0.45, 0.55), RawMeanP: 0.35, Noise: est(0.3, 0.2, 0.4), Known: est(0.5, 0.4, 0.6), Flags: flags(18)},
-			"OnlyTopLogP-0.2", true, false, "measurably noisy"},
+			Anchored, "OnlyTopLogP-0.2", true, false, "measurably noisy"},
 		{"intermediate, noisy tokens, knowledge spread over the examples",
 			labelnoise.Result{Capability: *est(0.56, 0.54, 0.58), RawMeanP: 0.4, TokenNoise: est(0.3, 0.25, 0.35)},
-			"p", true, false, "confident tokens"},
+			Anchored, "p", true, false, "confident tokens"},
 		{"intermediate, clean",
 			labelnoise.Result{Capability: *est(0.5, 0.45, 0.55), RawMeanP: 0.5, Noise: est(0.01, 0, 0.03), Known: est(0.5, 0.4, 0.6), Flags: flags(1)},
-			"nll", false, true, "Drop the 1 flagged"},
+			"nll", "nll", false, true, "Drop the 1 flagged"},
 		{"weak, noise not measurable",
 			labelnoise.Result{Capability: *est(0.06, 0.05, 0.07), RawMeanP: 0.06},
-			"nll", false, false, "cannot be measured"},
+			"nll", "nll", false, false, "cannot be measured"},
 	}
 	for _, c := range cases {
 		got := Decide(&c.m, cuts)
-		if got.Objective != c.objective || got.Leaning != c.leaning || got.DropFlagged != c.dropFlagged {
-			t.Errorf("%s: %s leaning %v drop %v; want %s %v %v", c.name, got.Objective, got.Leaning, got.DropFlagged, c.objective, c.leaning, c.dropFlagged)
+		if got.Objective != c.objective || got.Fallback != c.fallback || got.Leaning != c.leaning || got.DropFlagged != c.dropFlagged {
+			t.Errorf("%s: %s (fallback %s) leaning %v drop %v; want %s (%s) %v %v", c.name, got.Objective, got.Fallback, got.Leaning, got.DropFlagged, c.objective, c.fallback, c.leaning, c.dropFlagged)
 		}
 		text := strings.Join(got.Reasons, " ")
 		if !strings.Contains(text, c.reason) {

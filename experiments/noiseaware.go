@@ -173,7 +173,8 @@ type NoiseAwareFigures struct {
 	TrueCapability Interval `json:"true_capability"`
 	TrueNoise      float64  `json:"true_noise"`
 	// Calls counts the replicates' calls (choose.Decide, greedy) by
-	// objective, and Class is the class most of them call:
+	// objective, with its fallback in brackets where it has one, and Class
+	// is the class most of them call:
 	// "prior-leaning", "nll", or "split" when as many call each.
 	Calls map[string]int `json:"calls"`
 	Class string         `json:"class"`
@@ -213,7 +214,11 @@ func noiseAwareFigures(runs []*NoiseAwareRun) *NoiseAwareFigures {
 		g, tf = append(g, na.Greedy), append(tf, na.TeacherForced)
 		truth = append(truth, na.TrueCapability)
 		f.TrueNoise = na.TrueNoise
-		f.Calls[na.Call.Objective]++
+		call := na.Call.Objective
+		if fb := na.Call.Fallback; fb != "" && fb != call {
+			call += " (fallback " + fb + ")"
+		}
+		f.Calls[call]++
 		if na.Call.Leaning {
 			leaning++
 		}
@@ -328,9 +333,9 @@ func sq(x float64) float64 { return x * x }
 
 // SelectorScore counts how often a class-level rule names the measured
 // class-level winner of a cell on one metric: prior-leaning when some
-// prior-leaning objective beats NLL (paired CI above 0), NLL when NLL beats
-// every prior-leaning objective; other cells are ties, left out (Ties
-// counts them). Misses lists the decided cells the rule gets wrong.
+// prior-leaning objective, or the call's own choose.Anchored (callLeaning),
+// beats NLL (paired CI above 0), NLL when NLL beats every one of them; other
+// cells are ties, left out (Ties counts them). Misses lists the decided cells the rule gets wrong.
 type SelectorScore struct {
 	Metric  string   `json:"metric"`
 	Rule    string   `json:"rule"`
@@ -365,8 +370,19 @@ func classWinner(c *Cell, metric string, leaning []string) string {
 	return ""
 }
 
+// callLeaning are the objectives that count for the prior-leaning class
+// when a call is scored: the paper's prior-leaning objectives of the setup
+// and the one the call names (choose.Anchored), when the setup has it.
+func callLeaning(s Setup) []string {
+	out := leaningObjectives(s)
+	if slices.Contains(s.Objectives, choose.Anchored) {
+		out = append(out, choose.Anchored)
+	}
+	return out
+}
+
 func selectorScores(res *ContinuumResult) []SelectorScore {
-	leaning := leaningObjectives(res.Setup)
+	leaning := callLeaning(res.Setup)
 	if len(leaning) == 0 {
 		return nil
 	}

@@ -265,7 +265,7 @@ func (res *ContinuumResult) selectorMarkdown(level, source string) string {
 	}
 	var b strings.Builder
 	b.WriteString(level + " The selector's class-level call\n\nHow often a rule names the measured class-level winner of a cell: prior-leaning when some prior-leaning objective (")
-	b.WriteString(strings.Join(leaningObjectives(res.Setup), ", "))
+	b.WriteString(strings.Join(callLeaning(res.Setup), ", "))
 	b.WriteString(") beats NLL with a paired CI above 0, NLL when NLL beats all of them; other cells are ties and left out (" + source + ").\n\n| | metric | rule | agrees | ties | misses |\n|---|---|---|---|---|---|\n")
 	for i, sc := range res.Selector {
 		fmt.Fprintf(&b, "| %d | %s | %s | %d / %d | %d | %s |\n", i, metricName(sc.Metric), sc.Rule, sc.Agree, sc.Decided, sc.Ties, cellList(sc.Misses))

@@ -162,6 +162,42 @@ type ResolvedAuto struct {
 	Flagged int
 }
 
+// ExportRecommendation exports a recommendation's objective to f. Where
+// the trainer cannot run it exactly and the recommendation's fallback
+// (Recommendation.Fallback) it can, it exports the fallback, and the first
+// note says so.
+func ExportRecommendation(r Recommendation, f Format, opt ExportOptions) (Export, error) {
+	o, err := objectives.Parse(r.Objective)
+	if err != nil {
+		return Export{}, fmt.Errorf("selector: the recommendation's objective: %w", err)
+	}
+	if o.Adaptive() {
+		return ExportObjective(o, f, opt)
+	}
+	e, fell, err := exportOrFallback(o, r.Fallback, f, opt)
+	if fell {
+		e.Notes = append([]string{fmt.Sprintf("%s cannot run %s exactly, so this is the recommendation's fallback, %s; export %s to another trainer (selector export %s --to FORMAT) to train the recommendation itself.", f.trainer(), o, r.Fallback, o, o)}, e.Notes...)
+	}
+	return e, err
+}
+
+// exportOrFallback exports the fixed objective o to f or, where f cannot
+// run o exactly and can run the fixed objective fallback exactly, the
+// fallback (fell true).
+func exportOrFallback(o objectives.Objective, fallback string, f Format, opt ExportOptions) (e Export, fell bool, err error) {
+	if e, err = exportFixed(o, f, opt); err != nil || e.Exact || fallback == "" || fallback == o.String() {
+		return e, false, err
+	}
+	fb, perr := objectives.Parse(fallback)
+	if perr != nil || fb.Adaptive() {
+		return e, false, nil
+	}
+	if fx, ferr := exportFixed(fb, f, opt); ferr == nil && fx.Exact {
+		return fx, true, nil
+	}
+	return e, false, nil
+}
+
 // ExportObjective writes o as the config of the trainer named by f:
 //
 //	toml          objective = "<canonical spec>" (capsel's trainer; exact for every objective, auto included)
@@ -188,8 +224,9 @@ type ResolvedAuto struct {
 // why. auto is what capsel's trainer does: measure the base model on the
 // data once, then train the objective the measurement calls for, without
 // the flagged examples when that is NLL. Resolved (opt.Auto), it exports
-// exactly as that objective, with a note saying how to drop the flagged
-// examples (selector clean); unresolved, with a fallback its text is the
+// exactly as that objective (or, for a trainer that cannot run it, as the
+// call's fallback), with a note saying how to drop the flagged examples
+// (selector clean); unresolved, with a fallback its text is the
 // fallback's, and otherwise the error wraps ErrNeedsMeasurement.
 //
 // Errors: an invalid objective, an unknown format, an adaptive AutoFallback,
@@ -296,7 +333,7 @@ func exportAdaptive(o objectives.Objective, f Format, opt ExportOptions) (Export
 }
 
 // autoNeedsMeasurement says how to resolve auto for another trainer.
-const autoNeedsMeasurement = "auto chooses NLL, p or OnlyTopLogP-0.2 (and whether to drop flagged examples) by measuring the base model on your data, so its export needs that measurement: run 'selector recommend' on the base model (--server, --model or log-prob files) with --export, or give 'selector export auto' a probe report with --report; capsel's own trainer measures it itself (export to toml)."
+const autoNeedsMeasurement = "auto chooses NLL or asft-0.1 (and whether to drop flagged examples) by measuring the base model on your data, so its export needs that measurement: run 'selector recommend' on the base model (--server, --model or log-prob files) with --export, or give 'selector export auto' a probe report with --report; capsel's own trainer measures it itself (export to toml)."
 
 // ErrNeedsMeasurement is wrapped by the error ExportObjective returns for
 // auto to a trainer other than capsel's without its measurement
@@ -308,11 +345,14 @@ var ErrNeedsMeasurement = errors.New("selector: auto needs the measurement of th
 // measurement.
 func exportResolvedAuto(f Format, opt ExportOptions) (Export, error) {
 	c := opt.Auto.Call
-	e, err := exportFixed(objectives.MustParse(c.Objective), f, opt)
+	e, fell, err := exportOrFallback(objectives.MustParse(c.Objective), c.Fallback, f, opt)
 	if err != nil {
 		return Export{}, err
 	}
 	notes := []string{fmt.Sprintf("auto, resolved by the measurement of the base model on your data: %s (%s).", c.Objective, strings.Join(c.Reasons, " "))}
+	if fell {
+		notes = append(notes, fmt.Sprintf("%s cannot run %s exactly, so this is its fallback, %s; capsel's own auto trains %s (export to toml), and so does the export to a trainer that has it.", f.trainer(), c.Objective, c.Fallback, c.Objective))
+	}
 	if c.DropFlagged {
 		notes = append(notes, fmt.Sprintf("Train on the data without the %d flagged examples, as capsel's auto does: selector clean (with the same probe inputs and --data) writes it.", opt.Auto.Flagged))
 	}

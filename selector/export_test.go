@@ -231,23 +231,31 @@ func TestExportResolvedAuto(t *testing.T) {
 		call    choose.Call
 		flagged int
 	}{
-		{choose.Call{Objective: "OnlyTopLogP-0.2", Leaning: true, Reasons: []string{"strong."}}, 3},
-		{choose.Call{Objective: "nll", DropFlagged: true, Reasons: []string{"weak."}}, 7},
+		{choose.Call{Objective: "asft-0.1", Fallback: "p", Leaning: true, Reasons: []string{"strong."}}, 3},
+		{choose.Call{Objective: "nll", Fallback: "nll", DropFlagged: true, Reasons: []string{"weak."}}, 7},
 	} {
 		for _, f := range Formats() {
 			want, err := ExportObjective(objectives.MustParse(c.call.Objective), f, ExportOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A trainer without ASFT (the paper's verl fork, Axolotl) gets
+			// the call's fallback, p, which each of them runs exactly.
+			fell := !want.Exact
+			if fell {
+				if want, err = ExportObjective(objectives.MustParse(c.call.Fallback), f, ExportOptions{}); err != nil || !want.Exact {
+					t.Fatalf("%s → %s: the fallback %s is not exact either (%v)", c.call.Objective, f, c.call.Fallback, err)
+				}
+			}
 			e, err := ExportObjective(auto, f, ExportOptions{Auto: &ResolvedAuto{Call: c.call, Flagged: c.flagged}})
 			if f == FormatTOML {
 				continue // capsel's trainer measures auto itself
 			}
 			if err != nil || e.Text != want.Text || e.Exact != want.Exact {
-				t.Errorf("auto as %s → %s: text or exactness differ from %s's (err %v)", c.call.Objective, f, c.call.Objective, err)
+				t.Errorf("auto as %s → %s: text or exactness differ from the expected export's (err %v)", c.call.Objective, f, err)
 			}
 			notes := strings.Join(e.Notes, " ")
-			if !strings.Contains(notes, "resolved by the measurement") || c.call.DropFlagged != strings.Contains(notes, "selector clean") {
+			if !strings.Contains(notes, "resolved by the measurement") || c.call.DropFlagged != strings.Contains(notes, "selector clean") || fell != strings.Contains(notes, "its fallback") {
 				t.Errorf("auto as %s → %s: notes %q", c.call.Objective, f, notes)
 			}
 		}

@@ -27,8 +27,8 @@ func TestRecommendNoiseAware(t *testing.T) {
 	if r.Region != RegionStrong || r.CapabilitySource != "noise-aware" || r.Capability != 0.82 || r.RawMeanP != ev.MeanP {
 		t.Errorf("region %s, capability %v (%s), raw %v", r.Region, r.Capability, r.CapabilitySource, r.RawMeanP)
 	}
-	if r.Objective != "OnlyTopLogP-0.2" || !r.Leaning {
-		t.Errorf("objective %s (leaning %v), want OnlyTopLogP-0.2", r.Objective, r.Leaning)
+	if r.Objective != "asft-0.1" || r.Fallback != "OnlyTopLogP-0.2" || !r.Leaning {
+		t.Errorf("objective %s, fallback %s (leaning %v), want asft-0.1, OnlyTopLogP-0.2", r.Objective, r.Fallback, r.Leaning)
 	}
 	if r.NoiseSource != "measured" || r.Noise != 0.4 {
 		t.Errorf("theory at noise %v (%s), want the measured 0.4", r.Noise, r.NoiseSource)

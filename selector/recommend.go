@@ -207,7 +207,7 @@ func Candidates(opt Options) []objectives.Objective {
 // capsel's experiment grid measures: EAFT at α = 1 (LLaMA-Factory's and
 // Axolotl's default), DEFT, and ASFT at LLaMA-Factory's default α = 0.1.
 func Peers() []objectives.Objective {
-	return []objectives.Objective{objectives.MustParse("eaft-1"), objectives.MustParse("deft"), objectives.MustParse("asft-0.1")}
+	return []objectives.Objective{objectives.MustParse("eaft-1"), objectives.MustParse("deft"), objectives.MustParse(choose.Anchored)}
 }
 
 // paperCandidates are Candidates without the peers: the functions of p.
@@ -258,7 +258,7 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 		level--
 	}
 	r.Region, r.Leaning, r.DropFlagged = string(call.Region), call.Leaning, call.DropFlagged
-	r.Objective, r.Fallback = call.Objective, call.Objective
+	r.Objective, r.Fallback = call.Objective, call.Fallback
 	r.Rationale = append(r.Rationale, call.Reasons...)
 	if a, ok := nearestAnchor(r.Capability); ok {
 		r.Rationale = append(r.Rationale, "The nearest of the paper's measured base models is "+a+".")
@@ -333,7 +333,7 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 	r.Confidence = []string{"low", "medium", "high"}[max(0, level)]
 	r.Alternatives = alternatives(call)
 	if r.Confidence != "high" {
-		cands := []string{"nll", r.Objective, "p", "OnlyTopLogP-0.2"}
+		cands := []string{"nll", r.Objective, r.Fallback, "p", "OnlyTopLogP-0.2"}
 		for _, a := range r.Alternatives {
 			cands = append(cands, a.Objective)
 		}
@@ -352,38 +352,36 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 
 // alternatives names the trainers' objectives where capsel's experiment grid
 // (experiments/results/README.md, "EAFT, DEFT and ASFT against NLL and −p")
-// measured them ahead of the class the call names: ASFT wherever the base
-// model is not weak, since it keeps what the base model knows and cannot
-// learn what it does not; DEFT where the call is NLL. They are not the call
-// itself: the grid's models are small, and the first-order theory cannot
-// tell ASFT from DFT.
+// measured them ahead of the NLL the call names: ASFT wherever the base
+// model is not weak, for what it keeps of the base model's knowledge, and
+// DEFT. A prior-leaning call names ASFT itself (choose.Anchored).
 func alternatives(call choose.Call) []Alternative {
+	if call.Leaning {
+		return nil
+	}
 	var out []Alternative
 	if call.Region != continuum.Weak {
-		out = append(out, Alternative{Objective: "asft-0.1", Why: asftWhy})
+		out = append(out, Alternative{Objective: choose.Anchored, Why: asftWhy})
 	}
-	if !call.Leaning {
-		out = append(out, Alternative{Objective: "deft", Why: deftWhy})
-	}
-	return out
+	return append(out, Alternative{Objective: "deft", Why: deftWhy})
 }
 
 const (
-	asftWhy = "ASFT (DFT with a KL anchor to the base model; LLaMA-Factory's use_asft_loss at its default α = 0.1): on capsel's fact task it led both NLL and −p on held-out exact match wherever the base model knew some of the facts, because it keeps what the base model knew; where the base model knew nothing it could not learn, and on the rule task it fell behind NLL at the weak end. The first-order theory ranks it level with −p: its anchor acts only once the model moves."
+	asftWhy = "ASFT (DFT with a KL anchor to the base model; LLaMA-Factory's use_asft_loss at its default α = 0.1): on capsel's fact task it kept more of the held-out facts the base model knew than NLL wherever the base model knew some of them, while NLL fit the training facts better; on the rule task it fell behind NLL at the weak end. Where learning the new data is the point, NLL stays the call."
 	deftWhy = "DEFT (the DEFT fork's per-token gate between NLL-like and −p-like behaviour): on capsel's rule task, which asks for generalisation, it was among the leaders on held-out token accuracy in every cell but one and never behind −p; on the fact task it fell between NLL and −p."
 )
 
 // decideRaw is the paper's rollout on the raw mean p, for evidence without
-// the noise-aware measurement: prior-leaning (−p) at the model-strong end,
-// NLL elsewhere.
+// the noise-aware measurement: prior-leaning (choose.Anchored, with −p as
+// its fallback) at the model-strong end, NLL elsewhere.
 func decideRaw(ev Evidence, cuts continuum.Cuts) choose.Call {
-	c := choose.Call{Region: cuts.Region(ev.MeanP), Objective: "nll"}
+	c := choose.Call{Region: cuts.Region(ev.MeanP), Objective: "nll", Fallback: "nll"}
 	c.Reasons = append(c.Reasons, fmt.Sprintf("The base model gives its fine-tuning targets a mean probability of %.3f (95%% CI %.3f–%.3f; the paper's Eq. 5), and %.0f%% of them exceed 0.55: %s.",
 		ev.MeanP, ev.MeanPCI[0], ev.MeanPCI[1], 100*ev.ShareGT055, c.Region))
 	c.Reasons = append(c.Reasons, "Without the noise-aware measurement (it needs the top-k lists, or a model that can answer), wrong labels cannot be told from a model that does not know: both lower the mean p, so a noisy data set of a strong model reads as weaker than it is.")
 	if c.Region == continuum.Strong {
-		c.Objective, c.Leaning = "p", true
-		c.Reasons = append(c.Reasons, "At the model-strong end the paper found prior-leaning objectives ahead of NLL by 4 to 16 points (its Table 1): −p.")
+		c.Objective, c.Fallback, c.Leaning = choose.Anchored, "p", true
+		c.Reasons = append(c.Reasons, "At the model-strong end the paper found prior-leaning objectives ahead of NLL by 4 to 16 points (its Table 1): ASFT ("+choose.Anchored+"), −p's gradient with a KL anchor to the base model, which on capsel's experiment grid kept more of the base model's knowledge than −p; −p where the trainer cannot run it.")
 	} else {
 		c.Reasons = append(c.Reasons, "Below the model-strong end: NLL, which learns fastest what the model does not know (the paper's Tables 2 and 3).")
 	}

@@ -134,9 +134,9 @@ func Resume(ck *Checkpoint, data []Example) (*Trainer, error) {
 		t.examples = data
 	}
 	t.dropFlagged()
-	if t.obj.Form() == objectives.FormAnchored {
+	if t.trains().Form() == objectives.FormAnchored {
 		if ck.Ref == nil {
-			return nil, fmt.Errorf("%s: the run trains %v, which anchors to the model it started from, and the checkpoint holds no reference weights", ck.where(), t.obj)
+			return nil, fmt.Errorf("%s: the run trains %v, which anchors to the model it started from, and the checkpoint holds no reference weights", ck.where(), t.trains())
 		}
 		ref, err := NewModel(ck.Model, 0)
 		if err != nil {

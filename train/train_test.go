@@ -397,8 +397,8 @@ func TestSchedule(t *testing.T) {
 // auto measures the base model on its training data before the first step.
 // A base model that memorised 40 facts, fine-tuned on them with 8 labels
 // replaced by random values: auto flags the replaced ones, measures the noise
-// among the facts it knows, and, the model knowing its facts whole, picks
-// OnlyTopLogP-0.2 (selector.Decide), keeping every example.
+// among the facts it knows, and picks the anchored asft-0.1 (choose.Decide),
+// keeping every example, with the base model as its frozen reference.
 func TestAutoMeasuresTheBaseModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	word := func(n int) string {
@@ -452,11 +452,39 @@ func TestAutoMeasuresTheBaseModel(t *testing.T) {
 	if m.Flagged != len(wrong) || m.Noise == nil || math.Abs(m.Noise.Value-0.2) > 0.05 {
 		t.Errorf("flagged %d, noise %+v; want the %d replaced labels, noise ≈ 0.2", m.Flagged, m.Noise, len(wrong))
 	}
-	if m.Objective != "OnlyTopLogP-0.2" || info.Objective != m.Objective || len(m.Dropped) != 0 {
-		t.Errorf("objective %s (step ran %s), dropped %v; want OnlyTopLogP-0.2 with every example kept", m.Objective, info.Objective, m.Dropped)
+	if m.Objective != "asft-0.1" || info.Objective != m.Objective || len(m.Dropped) != 0 {
+		t.Errorf("objective %s (step ran %s), dropped %v; want asft-0.1 with every example kept", m.Objective, info.Objective, m.Dropped)
 	}
 	if !(m.Capability.Value > m.RawMeanP+0.1) {
 		t.Errorf("Ĉ %.3f does not rise above the raw mean p %.3f", m.Capability.Value, m.RawMeanP)
+	}
+	// ASFT anchors to the base model: the reference is frozen before the
+	// first update, and a run resumed after it anchors to the same weights.
+	if tr.ref == nil || !sameBits(weights(tr.ref), weights(base.Model())) {
+		t.Fatal("auto's asft-0.1 has no reference, or not the base model's weights")
+	}
+	var buf bytes.Buffer
+	if _, err := tr.Checkpoint().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := ReadCheckpoint(&buf, "mid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Resume(ck, sft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tr.Step(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := rs.Step(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b || !sameBits(weights(tr.Model()), weights(rs.Model())) || !sameBits(weights(rs.ref), weights(base.Model())) {
+		t.Errorf("step 2 after a resume: %+v, uninterrupted %+v", b, a)
 	}
 }
 

@@ -59,8 +59,8 @@ type Measurement struct {
 	Noise      *labelnoise.Estimate `json:"noise"`
 	Known      *labelnoise.Estimate `json:"known"`
 	TokenNoise *labelnoise.Estimate `json:"token_noise"`
-	// Objective is auto's choice (nll, p or OnlyTopLogP-0.2), Leaning its
-	// class, and Reasons why.
+	// Objective is auto's choice (nll or asft-0.1, choose.Decide), Leaning
+	// its class, and Reasons why.
 	Objective string   `json:"objective"`
 	Leaning   bool     `json:"prior_leaning"`
 	Reasons   []string `json:"reasons"`
@@ -133,14 +133,37 @@ func New(cfg Config, init *Checkpoint, data []Example) (*Trainer, error) {
 	if t.obj.Adaptive() {
 		t.examples = data
 	}
-	if t.obj.Form() == objectives.FormAnchored {
-		ref, err := t.model.frozenCopy()
-		if err != nil {
-			return nil, err
-		}
-		t.ref, t.refWS = ref, &workspace{}
+	if err := t.anchor(); err != nil {
+		return nil, err
 	}
 	return t, nil
+}
+
+// trains is the objective the steps train: auto's measured choice once it
+// is made, the configured objective otherwise.
+func (t *Trainer) trains() objectives.Objective {
+	if t.obj.Kind() == objectives.KindAuto && t.auto.Measured != nil {
+		return objectives.MustParse(t.auto.Measured.Objective)
+	}
+	return t.obj
+}
+
+// anchor freezes a copy of the model as the reference of an anchored
+// objective (asft-α), when the objective the steps train is one and no
+// step has been taken: the model is then the one the run starts from.
+func (t *Trainer) anchor() error {
+	if t.ref != nil || t.trains().Form() != objectives.FormAnchored {
+		return nil
+	}
+	if t.step != 0 {
+		return fmt.Errorf("train: %v anchors to the model the run started from, and %d steps have changed it", t.trains(), t.step)
+	}
+	ref, err := t.model.frozenCopy()
+	if err != nil {
+		return err
+	}
+	t.ref, t.refWS = ref, &workspace{}
+	return nil
 }
 
 func (t *Trainer) setup(data []Example) error {
@@ -223,7 +246,7 @@ func (t *Trainer) Step(ctx context.Context) (StepInfo, error) {
 	obj := t.obj
 	switch t.obj.Kind() {
 	case objectives.KindAuto:
-		obj = objectives.MustParse(t.auto.Measured.Objective)
+		obj = t.trains()
 	case objectives.KindAutoTheory:
 		if obj, info.Switched, err = t.autoTheoryObjective(k, op); err != nil {
 			return info, err
@@ -283,7 +306,7 @@ func (t *Trainer) measure(ctx context.Context) error {
 	t.auto.Measured = m
 	t.examples = nil
 	t.dropFlagged()
-	return nil
+	return t.anchor()
 }
 
 // dropFlagged removes the measurement's dropped examples from the rows the

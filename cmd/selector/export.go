@@ -49,10 +49,11 @@ one) and the notes say which formats compute it exactly; the exit status is
 still 0, and "exact: false" says so.
 
 auto measures the base model on your data and trains what the measurement
-calls for (NLL, p or OnlyTopLogP-0.2, without the flagged examples when it
-is NLL; see 'selector train -h'). For another trainer it is resolved from a
-probe report of the base model on that data, and exported exactly as the
-objective it resolves to, with a note on dropping the flagged examples
+calls for (NLL without the flagged examples, or the anchored asft-0.1; see
+'selector train -h'). For another trainer it is resolved from a probe report
+of the base model on that data, and exported exactly as the objective it
+resolves to (or, where the trainer has no ASFT, as the call's fallback, −p
+or −log p·1{p ≥ 0.2}), with a note on dropping the flagged examples
 (selector clean):
 
   selector probe --server http://localhost:8000 --data sft.jsonl --out base.json

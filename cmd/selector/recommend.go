@@ -45,10 +45,14 @@ and the model's confidence in it, and reports the capability Ĉ (mean p with
 the noise it can see taken out) and the noise rate Ê, with 95 % CIs. The
 call places Ĉ on the capability continuum of Li et al. (ICML 2026):
 
-  model-strong (Ĉ ≥ {strong}), or   prior-leaning: −log p·1{p ≥ 0.2} when the
-  labels measurably noisy        model reproduces at least {whole} % of the
-                                 examples whole, −p otherwise; the paper
-                                 measured them 4–16 points ahead of NLL
+  model-strong (Ĉ ≥ {strong}), or   prior-leaning (the paper measured −p and
+  labels measurably noisy        its kin 4–16 points ahead of NLL there):
+                                 asft-0.1, −p's gradient with a KL anchor
+                                 to the base model, which kept more of its
+                                 knowledge on capsel's grid; for trainers
+                                 without it, −log p·1{p ≥ 0.2} when the
+                                 model reproduces at least {whole} % of the
+                                 examples whole, −p otherwise
   otherwise                      NLL, which learns fastest what the model
                                  does not know yet, without the flagged
                                  examples (selector clean)
@@ -197,7 +201,7 @@ func runRecommend(e *env, args []string) error {
 	out.Recommendation = rec
 	if *export != "" {
 		fb, why := autoFallback(rec)
-		ex, err := selector.ExportObjective(objectives.MustParse(rec.Objective), format,
+		ex, err := selector.ExportRecommendation(rec, format,
 			selector.ExportOptions{AutoFallback: fb, FallbackWhy: why, AutoTheory: autoTheorySettings()})
 		if err != nil {
 			return err
@@ -277,8 +281,11 @@ func runPilot(e *env, ck *train.Checkpoint, data []train.Example, cfg train.Pilo
 
 func printRecommendation(w io.Writer, r recommendJSON, pilotRan bool) {
 	fmt.Fprintf(w, "Recommended objective: %s   (confidence: %s)\n", r.Objective, r.Confidence)
-	if r.Objective == "auto" {
+	switch {
+	case r.Objective == "auto":
 		fmt.Fprintf(w, "  for trainers that cannot adapt the objective during training: %s\n", r.Fallback)
+	case r.Fallback != "" && r.Fallback != r.Objective:
+		fmt.Fprintf(w, "  for trainers that cannot run it: %s\n", r.Fallback)
 	}
 	fmt.Fprintf(w, "  input: %s\n", r.Input)
 	if na := r.NoiseAware; na != nil {

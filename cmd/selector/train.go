@@ -43,9 +43,8 @@ The objective is any spec of 'selector objectives list', or:
                 --auto-null shuffled prompts as the null set). From capability
                 Ĉ and label noise Ê it makes the recommendation's call: a
                 prior-leaning objective where Ĉ is model-strong or the labels
-                are measurably noisy (OnlyTopLogP-0.2 when the model knows
-                whole examples, p otherwise), else NLL without the flagged
-                examples. The measurement and the choice are logged, written
+                are measurably noisy (asft-0.1, anchored to the base model),
+                else NLL without the flagged examples. The measurement and the choice are logged, written
                 to metrics.jsonl and the summary, and kept in the checkpoints
                 for --resume.
   auto-theory   every --auto-every steps, ranks --auto-candidates by their
