@@ -15,7 +15,7 @@ import (
 
 var cmdExperiment = &command{
 	name:  "experiment",
-	usage: "selector experiment continuum | theory | autoblend | all [--quick] [--seeds N] [--tasks T,...] [--noises E,...] [--schemes S,...] [--out DIR] [--json] [--parallel N] [--cache DIR]",
+	usage: "selector experiment continuum | theory | autoblend | all [--quick] [--seeds N] [--task-seed N] [--tasks T,...] [--noises E,...] [--schemes S,...] [--out DIR] [--json] [--parallel N] [--cache DIR]",
 	short: "reproduce the capability continuum and test the theory on small models",
 	long: `Checks the paper's claims on models capsel trains itself, with statistics.
 
@@ -65,7 +65,9 @@ The objectives: NLL, −p, −p¹⁰, −log p·1{p ≥ 0.2}, the trainers' eaft
 
 Runs are cached (--cache) so that the three share them. --quick checks the
 pipeline in seconds on tiny models and tasks; its numbers mean nothing and
-its output says so. Results go to DIR as markdown, JSON and PNG, each file
+its output says so. --task-seed draws other facts, words and another
+substitution: the same grid on other data, to check out of sample what was
+found on the first. Results go to DIR as markdown, JSON and PNG, each file
 stating the command that produced it. The per-example noise truth of every
 fine-tuning set is available from the experiments package
 (Setup.SFTData).`,
@@ -88,6 +90,7 @@ func runExperiment(e *env, args []string) error {
 	f := newFlags(e, "experiment "+which, cmdExperiment.usage, cmdExperiment.long)
 	quick := f.Bool("quick", false, "check the pipeline quickly (tiny models; the numbers mean nothing)")
 	seeds := f.Int("seeds", 0, "replicates per grid point, ≥ 2: base models, each with its own fine-tuning seed and noise draw (default 4, quick 2)")
+	taskSeed := f.Uint64("task-seed", 1, "seed of the tasks' data (the facts, the words and the substitution): another seed replicates the whole grid on other data")
 	tasks := f.String("tasks", "", "comma-separated tasks: fact, rule (default both)")
 	noises := f.String("noises", "", "comma-separated label-noise rates (default 0,0.1,0.2,0.3,0.5; quick 0,0.5)")
 	schemes := f.String("schemes", "", "comma-separated noise schemes: replace, substitute, indel (default all; quick replace,substitute)")
@@ -111,6 +114,12 @@ func runExperiment(e *env, args []string) error {
 			return f.usagef("--seeds %d: need at least 2 replicates for a confidence interval", *seeds)
 		}
 		setup.Replicates = *seeds
+	}
+	if f.set("task-seed") {
+		if *taskSeed == 0 {
+			return f.usagef("--task-seed 0: give a seed of 1 or more")
+		}
+		setup.TaskSeed = *taskSeed
 	}
 	if f.set("tasks") {
 		setup.Tasks = splitList(*tasks)

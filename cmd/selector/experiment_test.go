@@ -103,6 +103,7 @@ func TestExperimentFlags(t *testing.T) {
 	}{
 		{[]string{"--seeds", "0"}, "--seeds 0: need at least 2"},
 		{[]string{"--seeds", "1"}, "--seeds 1: need at least 2"},
+		{[]string{"--task-seed", "0"}, "--task-seed 0: give a seed of 1 or more"},
 		{[]string{"--schemes", "replace,swap"}, `unknown noise scheme "swap"`},
 		{[]string{"--tasks", "facts"}, `unknown task "facts"`},
 		{[]string{"--noises", "0,1"}, "noise 1 outside [0, 1)"},
