@@ -335,7 +335,8 @@ func sq(x float64) float64 { return x * x }
 // class-level winner of a cell on one metric: prior-leaning when some
 // prior-leaning objective, or the call's own choose.Anchored (callLeaning),
 // beats NLL (paired CI above 0), NLL when NLL beats every one of them; other
-// cells are ties, left out (Ties counts them). Misses lists the decided cells the rule gets wrong.
+// cells are ties, left out (Ties counts them). Misses lists the decided
+// cells the rule gets wrong.
 type SelectorScore struct {
 	Metric  string   `json:"metric"`
 	Rule    string   `json:"rule"`

@@ -44,9 +44,9 @@ The objective is any spec of 'selector objectives list', or:
                 Ĉ and label noise Ê it makes the recommendation's call: a
                 prior-leaning objective where Ĉ is model-strong or the labels
                 are measurably noisy (asft-0.1, anchored to the base model),
-                else NLL without the flagged examples. The measurement and the choice are logged, written
-                to metrics.jsonl and the summary, and kept in the checkpoints
-                for --resume.
+                else NLL without the flagged examples. The measurement and
+                the choice are logged, written to metrics.jsonl and the
+                summary, and kept in the checkpoints for --resume.
   auto-theory   every --auto-every steps, ranks --auto-candidates by their
                 estimated risk-reduction rate on the current batch (see
                 'selector theory -h') and trains with the best, at the noise
