@@ -356,10 +356,10 @@ func Recommend(ev Evidence, opt Options) (Recommendation, error) {
 // model is not weak, for what it keeps of the base model's knowledge, and
 // DEFT. A prior-leaning call names ASFT itself (choose.Anchored).
 func alternatives(call choose.Call) []Alternative {
+	out := []Alternative{} // [] rather than null in JSON
 	if call.Leaning {
-		return nil
+		return out
 	}
-	var out []Alternative
 	if call.Region != continuum.Weak {
 		out = append(out, Alternative{Objective: choose.Anchored, Why: asftWhy})
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,5 +161,33 @@ func TestPrintPilotWinner(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestRecommendLogprobsNoiseAware: on top-k log-prob files alone the
+// recommendation reports Ĉ and Ê from the teacher-forced approximation,
+// and says so. The file is clean_test.go's: 8 of 50 labels contradict a
+// first choice of p 0.95, so Ê is 8 of the 40 examples the model knows.
+func TestRecommendLogprobsNoiseAware(t *testing.T) {
+	_, lp, wrong := noisyLogprobs(t, t.TempDir())
+	code, out, errs := runCLI(t, "recommend", "--logprobs", lp, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var r struct {
+		Source     string `json:"capability_source"`
+		Capability float64
+		NoiseAware *struct {
+			Method  string
+			Flagged int
+			Noise   *struct{ Value float64 }
+		} `json:"noise_aware"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	na := r.NoiseAware
+	if r.Source != "noise-aware" || na == nil || na.Method != "teacher-forced" || na.Flagged != len(wrong) || na.Noise == nil || math.Abs(na.Noise.Value-float64(len(wrong))/40) > 1e-9 {
+		t.Errorf("capability %v (%s), noise-aware %+v; want teacher-forced, %d flagged, Ê = %d/40", r.Capability, r.Source, na, len(wrong), len(wrong))
 	}
 }
