@@ -177,20 +177,27 @@ func (a *Accumulator) source(file string) *SourceInfo {
 // unless the configuration says SkipBad: then the line is counted and
 // consumption goes on. Errors that are not about a line always stop it.
 func (a *Accumulator) Consume(src Source) error {
+	return a.consume(src, a.Add, a.skip)
+}
+
+// consume reads src to the end, handing each sequence to add; a bad line
+// stops it with the line's error unless SkipBad, when skip counts it.
+// Progress is reported after every sequence.
+func (a *Accumulator) consume(src Source, add func(Sequence) error, skip func(*LineError)) error {
 	for {
 		seq, err := src.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err == nil {
-			err = a.Add(seq)
+			err = add(seq)
 		}
 		if err != nil {
 			var le *LineError
 			if !a.cfg.SkipBad || !errors.As(err, &le) {
 				return err
 			}
-			a.skip(le)
+			skip(le)
 		}
 		if a.cfg.Progress != nil {
 			a.cfg.Progress(Progress{Sequences: a.sequences, Tokens: a.tokens, Skipped: a.skipped})
@@ -206,18 +213,24 @@ func (a *Accumulator) skip(le *LineError) {
 	}
 }
 
+// stats returns seq's statistics: those a parallel reader computed (pre),
+// or s, computed here.
+func (a *Accumulator) stats(seq *Sequence, s *seqStats) *seqStats {
+	if seq.pre != nil {
+		return seq.pre
+	}
+	a.sb.reset()
+	summarize(s, seq, &a.sb)
+	return s
+}
+
 // Add checks one sequence and adds it. A bad sequence (lengths that
 // disagree, NaN or positive log-probs, top-k probabilities summing above 1,
 // no scored token) is rejected whole with a *LineError and leaves the
 // accumulator unchanged.
 func (a *Accumulator) Add(seq Sequence) error {
-	st := seq.pre
-	if st == nil {
-		var s seqStats
-		a.sb.reset()
-		summarize(&s, &seq, &a.sb)
-		st = &s
-	}
+	var s seqStats
+	st := a.stats(&seq, &s)
 	if st.err != nil {
 		return st.err
 	}

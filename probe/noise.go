@@ -1,9 +1,7 @@
 package probe
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"strconv"
@@ -443,13 +441,8 @@ func slicesSortedByCount(l leftOuts) leftOuts {
 // report's statistics do not see it. Without Config.NoiseAware it only
 // checks the sequence.
 func (a *Accumulator) AddNull(seq Sequence) error {
-	st := seq.pre
-	if st == nil {
-		var s seqStats
-		a.sb.reset()
-		summarize(&s, &seq, &a.sb)
-		st = &s
-	}
+	var s seqStats
+	st := a.stats(&seq, &s)
 	if st.err != nil {
 		return st.err
 	}
@@ -467,32 +460,17 @@ func (a *Accumulator) AddNull(seq Sequence) error {
 // data: a bad line stops it, unless SkipBad counts it among the null
 // sequences left out.
 func (a *Accumulator) ConsumeNull(src Source) error {
-	for {
-		seq, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
+	return a.consume(src, a.AddNull, func(le *LineError) {
+		if a.noise == nil {
+			return
 		}
-		if err == nil {
-			err = a.AddNull(seq)
+		a.noise.nullSeen++
+		w := le.File
+		if le.Line > 0 {
+			w += ":" + strconv.Itoa(le.Line)
 		}
-		if err != nil {
-			var le *LineError
-			if !a.cfg.SkipBad || !errors.As(err, &le) {
-				return err
-			}
-			if a.noise != nil {
-				a.noise.nullSeen++
-				w := le.File
-				if le.Line > 0 {
-					w += ":" + strconv.Itoa(le.Line)
-				}
-				a.noise.nullOut.add(reasonBadLine, w)
-			}
-		}
-		if a.cfg.Progress != nil {
-			a.cfg.Progress(Progress{Sequences: a.sequences, Tokens: a.tokens, Skipped: a.skipped})
-		}
-	}
+		a.noise.nullOut.add(reasonBadLine, w)
+	})
 }
 
 // NoiseExamples returns the examples collected for the noise-aware
